@@ -1,0 +1,231 @@
+"""Structured config schema.
+
+Each group of `conf/` is validated against one of these dataclasses, so a misspelt key or
+a wrong type fails at composition time, before any data is read. Value checks that types
+cannot express live in `__post_init__` and run when `to_object` builds the dataclasses
+(`validate`). Tagging adds its own subclasses of TaskConfig and DataConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nlp_lstm.errors import ConfigError
+
+
+def _check(condition: bool, key: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise ConfigError(f"config {key}={value!r}: {expected}")
+
+
+def _check_choice(key: str, value: Any, choices: tuple) -> None:
+    _check(value in choices, key, value, f"must be one of {', '.join(map(str, choices))}")
+
+
+# --------------------------------------------------------------------------- task
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+
+
+@dataclass
+class LMTaskConfig(TaskConfig):
+    name: str = "lm"
+    batch_size: int = 20
+    bptt: int = 35
+    # AWD-LSTM's variable-length BPTT: a window is bptt (p=0.95) or bptt/2, jittered by
+    # N(0, 5); the learning rate is scaled by window/bptt so every token weighs the same.
+    variable_bptt: bool = False
+    eval_batch_size: int = 10
+    sample_tokens: int = 60  # length of the text sample logged to TensorBoard each epoch
+    sample_prompt: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.name == "lm", "task.name", self.name, "must be 'lm' for this schema")
+        _check(self.batch_size >= 1, "task.batch_size", self.batch_size, "must be >= 1")
+        _check(self.bptt >= 2, "task.bptt", self.bptt, "must be >= 2")
+        _check(self.eval_batch_size >= 1, "task.eval_batch_size", self.eval_batch_size, "must be >= 1")
+        _check(self.sample_tokens >= 0, "task.sample_tokens", self.sample_tokens, "must be >= 0")
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    # A corpus of the registry (wikitext2, ptb, tinyshakespeare) or `text` for your own files.
+    name: str = MISSING
+    train: Optional[str] = None
+    valid: Optional[str] = None
+    test: Optional[str] = None
+    lowercase: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name == "text":
+            for split in ("train", "valid"):
+                _check(getattr(self, split) is not None, f"data.{split}", None,
+                       "data=text needs a path for this split")
+
+
+# --------------------------------------------------------------------------- tokenizer
+@dataclass
+class TokenizerConfig:
+    kind: str = "word"  # word | char | sentencepiece
+    min_freq: int = 1
+    max_size: Optional[int] = None  # vocabulary cap, specials included
+    # sentencepiece only
+    model_type: str = "bpe"  # bpe | unigram
+    vocab_size: int = 8000
+    character_coverage: float = 1.0
+    user_defined_symbols: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_choice("tokenizer.kind", self.kind, ("word", "char", "sentencepiece"))
+        _check(self.min_freq >= 1, "tokenizer.min_freq", self.min_freq, "must be >= 1")
+        _check(self.max_size is None or self.max_size >= 3, "tokenizer.max_size", self.max_size,
+               "must be >= 3 (the specials take two slots)")
+        _check_choice("tokenizer.model_type", self.model_type, ("bpe", "unigram"))
+        _check(self.vocab_size >= 8, "tokenizer.vocab_size", self.vocab_size, "must be >= 8")
+        _check(0.9 <= self.character_coverage <= 1.0, "tokenizer.character_coverage",
+               self.character_coverage, "must be in [0.9, 1.0]")
+
+
+# --------------------------------------------------------------------------- model
+@dataclass
+class ModelConfig:
+    cell: str = "lstm"  # lstm | gru
+    emb_size: int = 200
+    hidden_size: int = 200
+    num_layers: int = 2
+    # For an LM: two directional LMs (forward and backward, ELMo-style) sharing the
+    # embedding and the softmax; no position ever sees the token it predicts.
+    bidirectional: bool = False
+    tie_weights: bool = False  # a projection is added when hidden_size != emb_size
+    # Dropouts, named after what they drop (AWD-LSTM's dropoute/dropouti/dropouth/dropout/wdrop).
+    dropout_embedding: float = 0.0  # drops whole word types from the embedding matrix
+    dropout_input: float = 0.0  # on the embedded input
+    dropout_hidden: float = 0.0  # between RNN layers
+    dropout_output: float = 0.0  # on the last RNN layer's output
+    weight_drop: float = 0.0  # DropConnect on hidden-to-hidden weights
+    locked_dropout: bool = True  # one mask per sequence (variational) rather than per step
+    init_range: float = 0.1  # embedding / decoder uniform init
+
+    def __post_init__(self) -> None:
+        _check_choice("model.cell", self.cell, ("lstm", "gru"))
+        for key in ("emb_size", "hidden_size", "num_layers"):
+            _check(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "must be >= 1")
+        for key in ("dropout_embedding", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop"):
+            value = getattr(self, key)
+            _check(0.0 <= value < 1.0, f"model.{key}", value, "must be in [0, 1)")
+
+
+# --------------------------------------------------------------------------- optim
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw | ntasgd (SGD, then iterate averaging once valid stalls)
+    lr: float = 20.0
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    clip_grad_norm: Optional[float] = 0.25
+    schedule: str = "plateau"  # none | plateau | cosine
+    plateau_factor: float = 0.25  # lr *= factor when valid loss does not improve
+    plateau_patience: int = 0
+    warmup_steps: int = 0  # cosine only
+    min_lr: float = 0.0
+    nonmono: int = 5  # ntasgd: start averaging when valid is worse than the best of the last n
+
+    def __post_init__(self) -> None:
+        _check_choice("optim.name", self.name, ("sgd", "adamw", "ntasgd"))
+        _check_choice("optim.schedule", self.schedule, ("none", "plateau", "cosine"))
+        _check(self.lr > 0, "optim.lr", self.lr, "must be > 0")
+        _check(0 < self.plateau_factor < 1, "optim.plateau_factor", self.plateau_factor, "must be in (0, 1)")
+        _check(self.clip_grad_norm is None or self.clip_grad_norm > 0, "optim.clip_grad_norm",
+               self.clip_grad_norm, "must be > 0 or null")
+        _check(len(self.betas) == 2, "optim.betas", self.betas, "must have two values")
+        _check(self.nonmono >= 1, "optim.nonmono", self.nonmono, "must be >= 1")
+
+
+# --------------------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    device: str = "auto"  # auto | cpu | cuda | mps (or cuda:N)
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    max_epochs: Optional[int] = 40
+    max_steps: Optional[int] = None
+    max_time: Optional[float] = None  # seconds of training; then evaluate, save, exit 0
+    resume: bool = False  # continue the run in hydra.run.dir from checkpoints/last.pt
+    early_stopping_patience: Optional[int] = None  # evaluations without improvement
+    log_every_n_steps: int = 50
+    val_check_interval: Optional[int] = None  # also evaluate every n steps (else per epoch)
+    checkpoint_every_minutes: float = 10.0
+    num_threads: Optional[int] = None  # torch intra-op threads; null = physical cores
+    deterministic: bool = False
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+               "trainer.device", self.device, "must be auto, cpu, cuda, cuda:N or mps")
+        _check_choice("trainer.precision", self.precision, ("fp32", "bf16", "fp16"))
+        _check(self.max_epochs is None or self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "must be >= 1 or null")
+        _check(self.max_steps is None or self.max_steps >= 1, "trainer.max_steps", self.max_steps, "must be >= 1 or null")
+        _check(self.max_time is None or self.max_time > 0, "trainer.max_time", self.max_time, "must be > 0 or null")
+        _check(not (self.max_epochs is None and self.max_steps is None and self.max_time is None),
+               "trainer.max_epochs", None, "set at least one of max_epochs, max_steps, max_time")
+        _check(self.log_every_n_steps >= 1, "trainer.log_every_n_steps", self.log_every_n_steps, "must be >= 1")
+        _check(self.val_check_interval is None or self.val_check_interval >= 1, "trainer.val_check_interval",
+               self.val_check_interval, "must be >= 1 or null")
+        _check(self.num_threads is None or self.num_threads >= 1, "trainer.num_threads", self.num_threads, "must be >= 1")
+
+
+# --------------------------------------------------------------------------- logger
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True
+    histogram_every_n_steps: int = 1000  # weight/gradient histograms; 0 = never
+    projector_tokens: int = 500  # most frequent tokens shown in the embedding projector; 0 = off
+
+
+@dataclass
+class PathsConfig:
+    data_dir: str = "data"  # corpus download cache and tokenizer/id cache
+    output_dir: str = MISSING  # the run dir, from Hydra
+
+
+@dataclass
+class Config:
+    seed: int = 1234
+    task: TaskConfig = MISSING
+    data: DataConfig = MISSING
+    tokenizer: TokenizerConfig = MISSING
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_configs() -> None:
+    """Register the schemas that conf/*.yaml extend (`defaults: [<group>_schema]`)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="task", name="lm_schema", node=LMTaskConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="tokenizer", name="tokenizer_schema", node=TokenizerConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="optim", name="optim_schema", node=OptimConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Build the dataclasses (running every `__post_init__` check) from a composed config."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:
+        # e.g. a MISSING value: name the key in one line.
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"config {key}: {str(exc).splitlines()[0]}") from None

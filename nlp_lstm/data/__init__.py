@@ -1,0 +1,1 @@
+"""Corpora, readers, tokenizers and batching. Knows nothing of nn.Modules."""
