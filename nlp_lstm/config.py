@@ -131,16 +131,19 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     clip_grad_norm: Optional[float] = 0.25
-    schedule: str = "plateau"  # none | plateau | cosine
+    schedule: str = "plateau"  # none | plateau | cosine | exponential
     plateau_factor: float = 0.25  # lr *= factor when valid loss does not improve
     plateau_patience: int = 0
     warmup_steps: int = 0  # cosine only
     min_lr: float = 0.0
+    decay_start_epoch: int = 1  # exponential: lr *= decay_factor after each epoch from this one
+    decay_factor: float = 0.5
     nonmono: int = 5  # ntasgd: start averaging when valid is worse than the best of the last n
 
     def __post_init__(self) -> None:
         _check_choice("optim.name", self.name, ("sgd", "adamw", "ntasgd"))
-        _check_choice("optim.schedule", self.schedule, ("none", "plateau", "cosine"))
+        _check_choice("optim.schedule", self.schedule, ("none", "plateau", "cosine", "exponential"))
+        _check(0 < self.decay_factor <= 1, "optim.decay_factor", self.decay_factor, "must be in (0, 1]")
         _check(self.lr > 0, "optim.lr", self.lr, "must be > 0")
         _check(0 < self.plateau_factor < 1, "optim.plateau_factor", self.plateau_factor, "must be in (0, 1)")
         _check(self.clip_grad_norm is None or self.clip_grad_norm > 0, "optim.clip_grad_norm",
@@ -162,6 +165,7 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     val_check_interval: Optional[int] = None  # also evaluate every n steps (else per epoch)
     checkpoint_every_minutes: float = 10.0
+    limit_eval_batches: Optional[int] = None  # score only the first n windows (smoke tests)
     num_threads: Optional[int] = None  # torch intra-op threads; null = physical cores
     deterministic: bool = False
     progress_bar: bool = True

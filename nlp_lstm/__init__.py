@@ -1,0 +1,10 @@
+"""nlp_lstm: recurrent language models and sequence taggers, configured with Hydra."""
+
+__version__ = "0.1.0"
+
+
+def load(path, device: str = "auto"):
+    """Load a trained model package (see nlp_lstm.api.load)."""
+    from nlp_lstm.api import load as _load
+
+    return _load(path, device)

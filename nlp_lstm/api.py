@@ -1,0 +1,37 @@
+"""`nlp_lstm.load(path)`: a trained model package, ready to use without its corpus."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from nlp_lstm.errors import ModelPackageError
+from nlp_lstm.package import read_package
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    from nlp_lstm.errors import ConfigError
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config trainer.device={name!r}: CUDA is not available on this machine")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("config trainer.device='mps': MPS is not available on this machine")
+    return torch.device(name)
+
+
+def load(path: os.PathLike, device: str = "auto"):
+    """Load a model package written by training (`<run dir>/model`)."""
+    dev = resolve_device(device)
+    meta, tokenizer, state_dict = read_package(path, map_location=dev)
+    if meta.get("task") == "lm":
+        from nlp_lstm.tasks.language_modeling import LanguageModel
+
+        return LanguageModel.from_package(meta, tokenizer, state_dict, dev)
+    raise ModelPackageError(f"{path}: unknown task {meta.get('task')!r} in package.json")

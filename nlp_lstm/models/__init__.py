@@ -1,0 +1,1 @@
+"""Neural network modules. Imports nothing from `training` or `tasks`."""

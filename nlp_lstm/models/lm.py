@@ -1,0 +1,73 @@
+"""Recurrent language model: embedding -> stacked LSTM/GRU -> (projection) -> softmax.
+
+With `bidirectional=True` it is two directional LMs (ELMo-style) that share the embedding
+and the softmax: direction 0 reads the text left to right, direction 1 reads the reversed
+text, each with its own RNN stack. Each direction only ever sees the tokens before the one
+it predicts in its own reading order, so neither can peek at its target.
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nlp_lstm.data.lm_batches import IGNORE_INDEX
+from nlp_lstm.models.dropout import SequenceDropout, embedding_dropout
+from nlp_lstm.models.rnn import State, StackedRNN
+
+
+
+class RNNLanguageModel(nn.Module):
+    def __init__(self, cfg, vocab_size: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.num_directions = 2 if cfg.bidirectional else 1
+        self.embedding = nn.Embedding(vocab_size, cfg.emb_size)
+        self.rnns = nn.ModuleList(
+            StackedRNN(cfg.cell, cfg.emb_size, cfg.hidden_size, cfg.num_layers,
+                       cfg.dropout_hidden, cfg.weight_drop, cfg.locked_dropout)
+            for _ in range(self.num_directions)
+        )
+        self.input_dropout = SequenceDropout(cfg.dropout_input, cfg.locked_dropout)
+        self.output_dropout = SequenceDropout(cfg.dropout_output, cfg.locked_dropout)
+        decoder_in = cfg.hidden_size
+        self.projection = None
+        if cfg.tie_weights and cfg.hidden_size != cfg.emb_size:
+            # Tying needs decoder input size == embedding size: project the RNN output.
+            self.projection = nn.Linear(cfg.hidden_size, cfg.emb_size)
+            decoder_in = cfg.emb_size
+        self.decoder = nn.Linear(decoder_in, vocab_size)
+        nn.init.uniform_(self.embedding.weight, -cfg.init_range, cfg.init_range)
+        nn.init.zeros_(self.decoder.bias)
+        if cfg.tie_weights:
+            self.decoder.weight = self.embedding.weight
+        else:
+            nn.init.uniform_(self.decoder.weight, -cfg.init_range, cfg.init_range)
+
+    def initial_state(self, batch_size: int, device=None) -> List[State]:
+        device = device or self.embedding.weight.device
+        return [rnn.initial_state(batch_size, device) for rnn in self.rnns]
+
+    def forward(self, tokens: Tensor, state: State, direction: int = 0) -> Tuple[Tensor, State]:
+        """tokens (batch, time) -> features (batch, time, decoder_in), new state of `direction`."""
+        x = embedding_dropout(self.embedding, tokens, self.cfg.dropout_embedding, self.training)
+        x = self.input_dropout(x)
+        out, state = self.rnns[direction](x, state)
+        out = self.output_dropout(out)
+        if self.projection is not None:
+            out = self.projection(out)
+        return out, state
+
+    def logits(self, features: Tensor) -> Tensor:
+        return self.decoder(features)
+
+    def nll(self, features: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
+        """Summed negative log-likelihood (fp32) and the number of scored targets."""
+        logits = self.logits(features).float()
+        loss = F.cross_entropy(logits.view(-1, self.vocab_size), targets.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction="sum")
+        return loss, (targets != IGNORE_INDEX).sum()

@@ -1,0 +1,99 @@
+"""Stacked LSTM/GRU built from single-layer fused kernels.
+
+Each layer owns its weights and calls `torch.lstm` / `torch.gru`, the same fused kernels
+(oneDNN on CPU, cuDNN on GPU) that nn.LSTM calls. Owning the weights is what lets weight
+drop (DropConnect on the hidden-to-hidden matrix) be a plain `F.dropout` of a tensor
+passed to the kernel: no deleting and re-registering parameters, the trick that broke
+AWD-LSTM's WeightDrop on newer PyTorch versions. Layers are separate so that locked
+dropout can sit between them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nlp_lstm.models.dropout import SequenceDropout
+
+# Per layer: (h, c) for an LSTM, (h,) for a GRU; each (1, batch, hidden).
+LayerState = Tuple[Tensor, ...]
+State = List[LayerState]
+
+_GATES = {"lstm": 4, "gru": 3}
+
+
+class RNNLayer(nn.Module):
+    def __init__(self, cell: str, input_size: int, hidden_size: int, weight_drop: float = 0.0) -> None:
+        super().__init__()
+        if cell not in _GATES:
+            raise ValueError(f"cell must be lstm or gru, got {cell!r}")
+        self.cell, self.input_size, self.hidden_size, self.weight_drop = cell, input_size, hidden_size, weight_drop
+        gates = _GATES[cell] * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(gates, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(gates))
+        self.bias_hh = nn.Parameter(torch.empty(gates))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)  # as nn.LSTM / nn.GRU
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def initial_state(self, batch_size: int, device, dtype=torch.float32) -> LayerState:
+        zeros = lambda: torch.zeros(1, batch_size, self.hidden_size, device=device, dtype=dtype)  # noqa: E731
+        return (zeros(), zeros()) if self.cell == "lstm" else (zeros(),)
+
+    def forward(self, x: Tensor, state: LayerState) -> Tuple[Tensor, LayerState]:
+        """x: (batch, time, input) -> (batch, time, hidden), new state."""
+        w_hh = self.weight_hh
+        if self.training and self.weight_drop > 0:
+            w_hh = F.dropout(w_hh, self.weight_drop, True)
+        params = [self.weight_ih, w_hh, self.bias_ih, self.bias_hh]
+        state = tuple(s.to(x.dtype) for s in state)
+        if self.cell == "lstm":
+            out, h, c = torch.lstm(x, state, params, True, 1, 0.0, self.training, False, True)
+            return out, (h, c)
+        out, h = torch.gru(x, state[0], params, True, 1, 0.0, self.training, False, True)
+        return out, (h,)
+
+    def extra_repr(self) -> str:
+        return f"{self.cell}, {self.input_size}, {self.hidden_size}, weight_drop={self.weight_drop}"
+
+
+class StackedRNN(nn.Module):
+    """Layers of one direction; dropout between layers, none after the last."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int,
+                 dropout_hidden: float = 0.0, weight_drop: float = 0.0, locked_dropout: bool = True) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            RNNLayer(cell, input_size if i == 0 else hidden_size, hidden_size, weight_drop) for i in range(num_layers)
+        )
+        self.between = SequenceDropout(dropout_hidden, locked_dropout)
+        self.hidden_size = hidden_size
+
+    def initial_state(self, batch_size: int, device, dtype=torch.float32) -> State:
+        return [layer.initial_state(batch_size, device, dtype) for layer in self.layers]
+
+    def forward(self, x: Tensor, state: Optional[State] = None) -> Tuple[Tensor, State]:
+        if state is None:
+            state = self.initial_state(x.size(0), x.device)
+        new_state: State = []
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                x = self.between(x)
+            x, layer_state = layer(x, state[i])
+            new_state.append(layer_state)
+        return x, new_state
+
+
+def detach_state(state):
+    """Cut the graph at a truncated-BPTT window boundary (works on nested lists/tuples)."""
+    if isinstance(state, Tensor):
+        return state.detach()
+    return type(state)(detach_state(s) for s in state)

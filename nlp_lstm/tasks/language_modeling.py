@@ -1,0 +1,184 @@
+"""Language modeling: the training task and the loaded model's inference API."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from nlp_lstm.config import LMTaskConfig, ModelConfig
+from nlp_lstm.data.lm_batches import TrainStream, window_length
+from nlp_lstm.data.lm_corpus import LMCorpus, SplitStats, prepare_lm_corpus
+from nlp_lstm.data.readers import read_lines
+from nlp_lstm.data.tokenizers import Tokenizer
+from nlp_lstm.models.generation import sample
+from nlp_lstm.models.lm import RNNLanguageModel
+from nlp_lstm.models.rnn import detach_state
+from nlp_lstm.package import save_package
+from nlp_lstm.tasks.lm_scoring import score_stream
+from nlp_lstm.training.task import StepOutput, TrainingTask
+
+log = logging.getLogger("nlp_lstm")
+
+
+def _state_to(state, device):
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    return type(state)(_state_to(s, device) for s in state)
+
+
+class LanguageModelingTask(TrainingTask):
+    unit = "tokens"
+
+    def __init__(self, cfg, device: torch.device, corpus: Optional[LMCorpus] = None) -> None:
+        self.cfg, self.device = cfg, device
+        self.corpus = corpus or prepare_lm_corpus(cfg.data, cfg.tokenizer, cfg.paths.data_dir, log=log.info)
+        self.tokenizer: Tokenizer = self.corpus.tokenizer
+        self.eos = self.tokenizer.eos_id
+        self.model = RNNLanguageModel(cfg.model, self.tokenizer.vocab_size).to(device)
+        self.streams = [TrainStream(self.corpus.ids["train"], self.eos, cfg.task.batch_size, reverse=d == 1)
+                        for d in range(self.model.num_directions)]
+        if self.streams[0].left_out:
+            log.info(f"{self.streams[0].left_out} train tokens do not fill a row of task.batch_size="
+                     f"{cfg.task.batch_size} and are not trained on (evaluation scores every token)")
+        self.window_rng = random.Random(cfg.seed)
+        self.position = 0
+        self.hidden = None
+
+    # ------------------------------------------------------------- training
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.streams[0].length / self.cfg.task.bptt)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.position = 0
+        self.hidden = self.model.initial_state(self.cfg.task.batch_size, self.device)
+
+    def steps_done_in_epoch(self) -> int:
+        return math.ceil(self.position / self.cfg.task.bptt)
+
+    def next_batch(self):
+        stream = self.streams[0]
+        if self.position >= stream.length:
+            return None
+        length = window_length(self.cfg.task.bptt, self.cfg.task.variable_bptt, self.window_rng)
+        windows = [s.window(self.position, length) for s in self.streams]
+        self.position += windows[0][0].size(1)
+        return windows
+
+    def training_step(self, batch) -> StepOutput:
+        total_nll, total_count = 0.0, 0
+        for direction, (x, y) in enumerate(batch):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            features, state = self.model(x, self.hidden[direction], direction)
+            self.hidden[direction] = detach_state(state)  # truncated BPTT: carry the state, cut the graph
+            nll, count = self.model.nll(features, y)
+            total_nll = total_nll + nll
+            total_count += int(y.numel())
+        loss = total_nll / total_count
+        units = batch[0][0].numel()
+        return StepOutput(loss=loss, nll_sum=loss.detach() * units, units=units)
+
+    def lr_scale(self, batch) -> float:
+        # With variable windows, scale the lr by length/bptt so every token weighs the same.
+        return batch[0][0].size(1) / self.cfg.task.bptt if self.cfg.task.variable_bptt else 1.0
+
+    def running_metrics(self, mean_loss: float) -> Dict[str, float]:
+        out = {"loss": mean_loss, "ppl": math.exp(min(mean_loss, 700))}
+        if self.tokenizer.kind == "char":
+            out["bpc"] = mean_loss / math.log(2)
+        return out
+
+    # ------------------------------------------------------------- evaluation
+    def has_split(self, split: str) -> bool:
+        return split in self.corpus.ids
+
+    def evaluate(self, split: str) -> Dict[str, float]:
+        stats: SplitStats = self.corpus.stats[split]
+        return score_stream(self.model, self.corpus.ids[split], self.eos, self.cfg.task.eval_batch_size,
+                            self.cfg.task.bptt, self.device, stats.words, stats.chars, self.tokenizer.kind,
+                            self.cfg.trainer.limit_eval_batches)
+
+    def describe(self, metrics: Dict[str, float]) -> str:
+        keys = ("loss", "ppl", "word_ppl", "bpc", "ppl_forward", "ppl_backward")
+        return " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
+
+    # ------------------------------------------------------------- state
+    def state_dict(self) -> Dict[str, Any]:
+        return {"position": self.position, "hidden": _state_to(self.hidden, "cpu") if self.hidden else None,
+                "window_rng": self.window_rng.getstate()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.position = state["position"]
+        self.hidden = _state_to(state["hidden"], self.device) if state["hidden"] is not None else None
+        self.window_rng.setstate(state["window_rng"])
+
+    # ------------------------------------------------------------- outputs
+    def export(self, directory: Path) -> None:
+        save_package(directory, "lm", {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data,
+                                       "tokenizer": self.cfg.tokenizer},
+                     self.tokenizer, self.model.state_dict())
+
+    def on_evaluation(self, monitor, step: int) -> None:
+        if self.cfg.task.sample_tokens:
+            generator = torch.Generator().manual_seed(self.cfg.seed + step)
+            prompt = self.tokenizer.encode_line(self.cfg.task.sample_prompt) if self.cfg.task.sample_prompt else []
+            ids = sample(self.model, prompt, self.cfg.task.sample_tokens, generator=generator, start_id=self.eos)
+            monitor.text("samples", self.tokenizer.decode(prompt + ids), step)
+
+    def on_finish(self, monitor, step: int) -> None:
+        n = min(self.cfg.logger.projector_tokens, self.tokenizer.vocab_size)
+        if n > 0:
+            # Word and char vocabularies are ordered by train frequency after the two specials.
+            labels = [repr(t)[1:-1] if not t.strip() or "\t" in t else t
+                      for t in self.tokenizer.token_strings(range(n))]
+            monitor.embedding(self.model.embedding.weight[:n], labels, step)
+
+    def hparams(self) -> Dict[str, Any]:
+        c = self.cfg
+        out = {"data": c.data.name, "tokenizer": c.tokenizer.kind, "vocab_size": self.tokenizer.vocab_size,
+               "optim": c.optim.name, "lr": c.optim.lr, "schedule": c.optim.schedule,
+               "batch_size": c.task.batch_size, "bptt": c.task.bptt, "precision": c.trainer.precision, "seed": c.seed}
+        out.update({f"model.{k}": v for k, v in vars(c.model).items()})
+        return out
+
+
+class LanguageModel:
+    """A trained LM loaded from its package: `nlp_lstm.load(path)`."""
+
+    def __init__(self, model: RNNLanguageModel, tokenizer: Tokenizer, configs: Dict[str, Any], device) -> None:
+        self.model, self.tokenizer, self.configs, self.device = model, tokenizer, configs, device
+        self.model.eval()
+
+    @classmethod
+    def from_package(cls, meta, tokenizer, state_dict, device) -> "LanguageModel":
+        model_cfg = ModelConfig(**meta["configs"]["model"])
+        model = RNNLanguageModel(model_cfg, tokenizer.vocab_size)
+        model.load_state_dict(state_dict)
+        return cls(model.to(device), tokenizer, meta["configs"], device)
+
+    def generate(self, prompt: str = "", max_tokens: int = 50, temperature: float = 1.0,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None, seed: Optional[int] = None) -> str:
+        """The prompt continued by `max_tokens` sampled tokens, detokenized.
+
+        Prompt words the vocabulary lacks become <unk>: they never fail.
+        """
+        generator = torch.Generator()
+        generator.manual_seed(seed if seed is not None else torch.seed())
+        prompt_ids = self.tokenizer.encode_line(prompt) if prompt else []
+        ids = sample(self.model, prompt_ids, max_tokens, temperature, top_k, top_p, generator, start_id=self.tokenizer.eos_id)
+        return self.tokenizer.decode(prompt_ids + ids)
+
+    def score_lines(self, lines: Sequence[str], batch_size: int = 10, bptt: Optional[int] = None) -> Dict[str, float]:
+        ids = np.asarray(self.tokenizer.encode_lines(lines), dtype=np.int64)
+        stats = SplitStats.of(list(lines), len(ids))
+        bptt = bptt or self.configs.get("task", {}).get("bptt", 35)
+        return score_stream(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
+                            stats.words, stats.chars, self.tokenizer.kind)
+
+    def score_file(self, path, batch_size: int = 10) -> Dict[str, float]:
+        return self.score_lines(read_lines(path, "text file"), batch_size)

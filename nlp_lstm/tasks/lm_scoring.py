@@ -1,0 +1,54 @@
+"""Scoring a language model on a stream of ids: the one place LM metrics are computed."""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from nlp_lstm.data.lm_batches import eval_batches
+from nlp_lstm.metrics import lm_metrics
+from nlp_lstm.models.rnn import detach_state
+
+
+@torch.no_grad()
+def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int, device: torch.device,
+                 words: Optional[int] = None, chars: Optional[int] = None, unit: str = "word",
+                 limit_batches: Optional[int] = None) -> Dict[str, float]:
+    """Metrics over every token of `ids` (each line ended by eos), for each direction.
+
+    For a bidirectional LM, `loss`/`ppl` are those of the two directions averaged in log
+    space, and `ppl_forward`/`ppl_backward` are reported as well.
+    """
+    was_training = model.training
+    model.eval()
+    per_direction = []
+    for direction in range(model.num_directions):
+        total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+        state = model.initial_state(min(batch_size, len(ids)), device)[direction]
+        for i, (x, y) in enumerate(eval_batches(ids, eos_id, batch_size, bptt, reverse=direction == 1)):
+            if limit_batches is not None and i >= limit_batches:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            features, state = model(x, state, direction)
+            state = detach_state(state)
+            nll, n = model.nll(features, y)
+            total += nll.double()
+            count += int(n)
+        partial = count < len(ids)
+        # Word- and character-normalised numbers only make sense over the whole split.
+        per_direction.append(lm_metrics(float(total), count, None if partial else words,
+                                        None if partial else chars, unit))
+    model.train(was_training)
+    if len(per_direction) == 1:
+        return per_direction[0]
+    forward, backward = per_direction
+    out = {k: (forward[k] + backward[k]) / 2 for k in ("loss", "bpc") if k in forward}
+    out["ppl"] = math.exp(out["loss"])
+    if "word_ppl" in forward:
+        out["word_ppl"] = math.exp((math.log(forward["word_ppl"]) + math.log(backward["word_ppl"])) / 2)
+    out["ppl_forward"], out["ppl_backward"] = forward["ppl"], backward["ppl"]
+    out["tokens"] = forward["tokens"]
+    return out

@@ -1,0 +1,87 @@
+"""The training entry point behind both `python train.py` and `nlp-lstm-train`."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nlp_lstm.api import resolve_device
+from nlp_lstm.config import Config, register_configs, validate
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.fileio import check_writable_dir
+
+log = logging.getLogger("nlp_lstm")
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def configure_torch(cfg: Config) -> None:
+    # torch's default is one intra-op thread per physical core, which suits RNN training
+    # (hyper-threads share a core's matrix units); trainer.num_threads overrides it.
+    if cfg.trainer.num_threads is not None:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.trainer.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def build_task(cfg: Config, device: torch.device):
+    if cfg.task.name == "lm":
+        from nlp_lstm.tasks.language_modeling import LanguageModelingTask
+
+        return LanguageModelingTask(cfg, device)
+    raise NlpLstmError(f"config task.name={cfg.task.name!r}: unknown task")
+
+
+def run(cfg: DictConfig) -> Dict[str, Any]:
+    """Validate, build, train; returns the final metrics."""
+    config = validate(cfg)
+    run_dir = Path(config.paths.output_dir)
+    check_writable_dir(run_dir, "run dir")
+    check_writable_dir(config.paths.data_dir, "data dir (paths.data_dir)")
+    configure_torch(config)
+    device = resolve_device(config.trainer.device)
+    task = build_task(config, device)
+    from nlp_lstm.training.trainer import Trainer
+
+    trainer = Trainer(config, task, run_dir, device, run_config=OmegaConf.to_container(cfg, resolve=True))
+    return trainer.fit()
+
+
+def _resume_hint(run_dir: str) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("trainer.resume", "hydra.run.dir"))]
+    return " ".join(["python train.py", *overrides, "trainer.resume=true", f"hydra.run.dir={run_dir}"])
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def hydra_main(cfg: DictConfig) -> float:
+    from nlp_lstm.training.trainer import TrainingInterrupted
+
+    try:
+        result = run(cfg)
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}. Resume with: {_resume_hint(cfg.paths.output_dir)}", file=sys.stderr)
+        sys.exit(130)
+    except NlpLstmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    return float(result["best_valid"]["loss"])
+
+
+def main() -> None:
+    register_configs()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

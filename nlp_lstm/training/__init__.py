@@ -1,0 +1,1 @@
+"""The generic trainer shared by every task: optimisation, budgets, checkpoints, monitoring."""

@@ -1,0 +1,48 @@
+"""Optimisers and learning-rate schedules from an OptimConfig."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
+
+from nlp_lstm.errors import ConfigError
+
+
+def build_optimizer(cfg, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.name in ("sgd", "ntasgd"):
+        # NT-ASGD (Merity et al. 2017) is SGD whose iterates are averaged once validation
+        # stalls; the averaging lives in the trainer (torch.optim.swa_utils.AveragedModel).
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: Optional[int]):
+    """(scheduler, when): `when` is "step" (called after each optimiser step), "epoch"
+    (after each epoch), "eval" (called with the validation loss) or None."""
+    if cfg.schedule == "none":
+        return None, None
+    if cfg.schedule == "plateau":
+        return ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor,
+                                 patience=cfg.plateau_patience, min_lr=cfg.min_lr), "eval"
+    if cfg.schedule == "exponential":
+        # Zaremba et al. (2014): constant lr, then multiplied by decay_factor after every
+        # epoch from decay_start_epoch on (epochs counted from 1).
+        def epoch_factor(epochs_done: int) -> float:
+            return cfg.decay_factor ** max(0, epochs_done - cfg.decay_start_epoch + 1)
+
+        return LambdaLR(optimizer, epoch_factor), "epoch"
+    if not total_steps:
+        raise ConfigError("config optim.schedule=cosine: needs trainer.max_steps or trainer.max_epochs to know its length")
+    floor = cfg.min_lr / cfg.lr
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor), "step"

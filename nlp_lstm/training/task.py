@@ -1,0 +1,83 @@
+"""The contract between the generic trainer and a task (language modeling, tagging)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from torch import Tensor, nn
+
+
+@dataclass
+class StepOutput:
+    loss: Tensor  # mean loss to back-propagate
+    nll_sum: Tensor  # detached summed loss over the step's units, for the running average
+    units: int  # tokens (or sentences) this step trained on
+
+
+class TrainingTask(ABC):
+    model: nn.Module
+    unit = "tokens"  # what throughput is counted in: train.<unit>_per_sec
+    monitor_key = "loss"  # validation metric that picks the best model
+    monitor_mode = "min"
+
+    @abstractmethod
+    def steps_per_epoch(self) -> int:
+        """An estimate (exact without variable-length windows), for progress and schedules."""
+
+    @abstractmethod
+    def start_epoch(self, epoch: int) -> None:
+        """Reset the data position (and any carried state) for a new epoch."""
+
+    def steps_done_in_epoch(self) -> int:
+        """Steps already taken in the current epoch (non-zero after a resume)."""
+        return 0
+
+    @abstractmethod
+    def next_batch(self) -> Optional[Any]:
+        """The next training batch, or None at the end of the epoch."""
+
+    @abstractmethod
+    def training_step(self, batch: Any) -> StepOutput:
+        ...
+
+    def lr_scale(self, batch: Any) -> float:
+        """Factor on the learning rate for this batch (variable-length BPTT)."""
+        return 1.0
+
+    @abstractmethod
+    def evaluate(self, split: str) -> Dict[str, float]:
+        ...
+
+    @abstractmethod
+    def has_split(self, split: str) -> bool:
+        ...
+
+    @abstractmethod
+    def state_dict(self) -> Dict[str, Any]:
+        """Data position and carried state, for exact resume."""
+
+    @abstractmethod
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        ...
+
+    @abstractmethod
+    def export(self, directory: Path) -> None:
+        """Write a self-contained model package with the model's current weights."""
+
+    def running_metrics(self, mean_loss: float) -> Dict[str, float]:
+        return {"loss": mean_loss}
+
+    def on_evaluation(self, monitor, step: int) -> None:
+        """Extra reporting after a validation pass (text samples...)."""
+
+    def on_finish(self, monitor, step: int) -> None:
+        """Extra reporting with the best model (embedding projector...)."""
+
+    def hparams(self) -> Dict[str, Any]:
+        return {}
+
+    def describe(self, metrics: Dict[str, float]) -> str:
+        return " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))

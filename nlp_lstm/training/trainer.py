@@ -1,0 +1,332 @@
+"""The generic training loop: optimiser, schedule, budgets, evaluation, checkpoints.
+
+One loop serves every task through the TrainingTask contract. Reading order: `fit` sets up
+(or restores) the state, `_train_until_done` runs steps until a budget ends, `_evaluate`
+tracks the best model, `_finish` scores the best model on valid and test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+from tqdm import tqdm
+
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from nlp_lstm.training.monitor import Monitor
+from nlp_lstm.training.optim import build_optimizer, build_scheduler
+from nlp_lstm.training.task import TrainingTask
+
+log = logging.getLogger("nlp_lstm")
+
+
+class TrainingInterrupted(NlpLstmError):
+    """SIGINT/SIGTERM: a checkpoint was written and the run can be resumed."""
+
+
+def autocast_context(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Trainer:
+    def __init__(self, cfg, task: TrainingTask, run_dir: Path, device: torch.device,
+                 run_config: Optional[Dict[str, Any]] = None) -> None:
+        self.cfg, self.tcfg, self.task = cfg, cfg.trainer, task
+        self.run_dir, self.device = Path(run_dir), device
+        self.model = task.model
+        self.run_config = run_config or {}
+        self.checkpoint_path = self.run_dir / "checkpoints" / "last.pt"
+        self.model_dir = self.run_dir / "model"
+        self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        total = self.tcfg.max_steps or (self.tcfg.max_epochs * task.steps_per_epoch() if self.tcfg.max_epochs else None)
+        self.scheduler, self.schedule_when = build_scheduler(cfg.optim, self.optimizer, total)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.tcfg.precision == "fp16")
+        self.averaged: Optional[AveragedModel] = None  # NT-ASGD iterate average, once triggered
+        self.best_state: Optional[Dict[str, torch.Tensor]] = None
+        self.state: Dict[str, Any] = {
+            "epoch": 0, "step": 0, "in_epoch": False, "wall_time": 0.0, "train_time": 0.0,
+            "train_units": 0, "best": None, "best_step": None, "history": [], "evals_since_best": 0,
+            "last_eval_step": -1, "stop_reason": None,
+        }
+        self._stop_signal: Optional[str] = None
+
+    # ------------------------------------------------------------------ state
+    def _payload(self) -> Dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict(),
+            "averaged": self.averaged.state_dict() if self.averaged else None,
+            "trainer": self.state,
+            "task": self.task.state_dict(),
+            "config": self.run_config,
+        }
+
+    def save_checkpoint(self) -> None:
+        save_checkpoint(self.checkpoint_path, self._payload())
+
+    def _restore(self) -> None:
+        payload = load_checkpoint(self.checkpoint_path)
+        self._check_same_run(payload.get("config", {}))
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scheduler and payload["scheduler"]:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        if payload["averaged"] is not None:
+            self.averaged = AveragedModel(self.model)
+            self.averaged.load_state_dict(payload["averaged"])
+        if (self.model_dir / "weights.pt").exists():  # the best model so far is its package
+            self.best_state = torch.load(self.model_dir / "weights.pt", map_location=self.device, weights_only=True)
+        self.state = payload["trainer"]
+        self.state["stop_reason"] = None  # the budgets may have been raised for this resume
+        self.task.load_state_dict(payload["task"])
+        set_rng_state(payload["rng"])
+        log.info(f"resumed from {self.checkpoint_path} at epoch {self.state['epoch']} step {self.state['step']}")
+
+    def _check_same_run(self, saved: Dict[str, Any]) -> None:
+        """A resumed run must train the same thing; only budgets and logging may change."""
+        for group in ("task", "data", "tokenizer", "model", "optim"):
+            old, new = saved.get(group, {}), self.run_config.get(group, {})
+            for key in sorted(set(old) | set(new)):
+                if old.get(key) != new.get(key):
+                    raise NlpLstmError(
+                        f"config {group}.{key}={new.get(key)!r} differs from the checkpoint's {old.get(key)!r}: "
+                        f"resume with the same overrides as the original run")
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> Dict[str, Any]:
+        if self.tcfg.resume:
+            self._restore()
+        self.monitor = Monitor(self.run_dir, self.cfg.logger.tensorboard,
+                               purge_step=self.state["step"] + 1 if self.tcfg.resume else None)
+        self._params = sum(p.numel() for p in self.model.parameters())
+        log.info(f"model: {self._params:,} parameters on {self.device}")
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(sig, self._on_signal)
+        try:
+            self._train_until_done()
+            if self._stop_signal:
+                self._interrupt()
+            return self._finish()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.monitor.close()
+
+    def _on_signal(self, signum, frame) -> None:
+        if self._stop_signal is not None:  # a second Ctrl-C means: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signal.Signals(signum).name
+        log.warning(f"{self._stop_signal}: finishing this step, then saving a checkpoint (again to abort)")
+
+    def _interrupt(self) -> None:
+        self.save_checkpoint()
+        self._write_metrics(status="interrupted")
+        self.monitor.flush()
+        raise TrainingInterrupted(f"{self._stop_signal} at step {self.state['step']}: checkpoint saved to {self.checkpoint_path}")
+
+    def _budget_reason(self) -> Optional[str]:
+        s, t = self.state, self.tcfg
+        if t.max_steps is not None and s["step"] >= t.max_steps:
+            return "max_steps"
+        if t.max_time is not None and s["wall_time"] >= t.max_time:
+            return "max_time"
+        if t.max_epochs is not None and s["epoch"] >= t.max_epochs and not s["in_epoch"]:
+            return "max_epochs"
+        if t.early_stopping_patience is not None and s["evals_since_best"] >= t.early_stopping_patience:
+            return "early_stopping"
+        return None
+
+    def _train_until_done(self) -> None:
+        s, t = self.state, self.tcfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        window_nll, window_units, window_start, window_steps = 0.0, 0, time.perf_counter(), 0
+        last_checkpoint = time.monotonic()
+        bar = None
+        loop_start, wall_at_start = time.perf_counter(), s["wall_time"]
+        while True:
+            s["wall_time"] = wall_at_start + time.perf_counter() - loop_start
+            reason = self._budget_reason() or (self._stop_signal and "signal")
+            if reason:
+                if reason != "signal":
+                    s["stop_reason"] = reason
+                break
+            if not s["in_epoch"]:
+                self.task.start_epoch(s["epoch"])
+                s["in_epoch"] = True
+            if bar is None:
+                bar = tqdm(total=self.task.steps_per_epoch(), desc=f"epoch {s['epoch'] + 1}", unit="step",
+                           initial=self.task.steps_done_in_epoch(), disable=not t.progress_bar,
+                           dynamic_ncols=True, leave=False,
+                           # In a log file (no terminal) print a line every 30 s, not every step.
+                           mininterval=0.5 if sys.stderr.isatty() else 30)
+            step_start = time.perf_counter()
+            batch = self.task.next_batch()
+            if batch is None:  # end of epoch
+                s["in_epoch"] = False
+                s["epoch"] += 1
+                bar.close()
+                bar = None
+                if self.schedule_when == "epoch":
+                    self.scheduler.step()
+                self._evaluate()
+                self.save_checkpoint()
+                last_checkpoint = time.monotonic()
+                continue
+            self.model.train()
+            with autocast_context(self.device, t.precision):
+                out = self.task.training_step(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(out.loss).backward()
+            grad_norm = None
+            if self.cfg.optim.clip_grad_norm:
+                self.scaler.unscale_(self.optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.clip_grad_norm)
+            scale = self.task.lr_scale(batch)
+            if scale != 1.0:
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if scale != 1.0:
+                for group in self.optimizer.param_groups:
+                    group["lr"] /= scale
+            if self.averaged is not None:
+                self.averaged.update_parameters(self.model)
+            if self.schedule_when == "step":
+                self.scheduler.step()
+            s["step"] += 1
+            s["train_units"] += out.units
+            s["train_time"] += time.perf_counter() - step_start
+            window_nll = window_nll + out.nll_sum  # a tensor: no host sync per step
+            window_units += out.units
+            window_steps += 1
+            bar.update(1)
+            if s["step"] % t.log_every_n_steps == 0:
+                self._log_train(window_nll, window_units, window_start, grad_norm, bar)
+                window_nll, window_units, window_start, window_steps = 0.0, 0, time.perf_counter(), 0
+            if self.cfg.logger.histogram_every_n_steps and s["step"] % self.cfg.logger.histogram_every_n_steps == 0:
+                self.monitor.histograms(self.model, s["step"])
+            if t.val_check_interval and s["step"] % t.val_check_interval == 0:
+                self._evaluate()
+            if time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60:
+                self.save_checkpoint()
+                last_checkpoint = time.monotonic()
+        if bar is not None:
+            bar.close()
+
+    def _log_train(self, window_nll, window_units, window_start, grad_norm, bar) -> None:
+        s = self.state
+        mean = float(window_nll) / max(1, window_units)
+        if not math.isfinite(mean):
+            raise NlpLstmError(f"training loss is {mean} at step {s['step']}: lower optim.lr or set optim.clip_grad_norm")
+        metrics = self.task.running_metrics(mean)
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics[f"{self.task.unit}s_per_sec"] = window_units / max(1e-9, time.perf_counter() - window_start)
+        if grad_norm is not None:
+            metrics["grad_norm"] = float(grad_norm)
+        self.monitor.scalars("train", metrics, s["step"])
+        bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "grad_norm"}, refresh=False)
+
+    # ------------------------------------------------------------------ evaluation
+    @contextlib.contextmanager
+    def _evaluation_weights(self):
+        """Evaluate (and export) the averaged iterate once NT-ASGD averaging has started."""
+        if self.averaged is None:
+            yield
+            return
+        current = copy.deepcopy(self.model.state_dict())
+        self.model.load_state_dict(self.averaged.module.state_dict())
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(current)
+
+    def _better(self, value: float, best: Optional[float]) -> bool:
+        if not math.isfinite(value):
+            return False
+        return best is None or (value < best if self.task.monitor_mode == "min" else value > best)
+
+    def _evaluate(self) -> None:
+        s = self.state
+        if s["last_eval_step"] == s["step"]:
+            return
+        with self._evaluation_weights(), autocast_context(self.device, self.tcfg.precision):
+            metrics = self.task.evaluate("valid")
+            improved = self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))
+            if improved:
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.task.export(self.model_dir)
+            self.task.on_evaluation(self.monitor, s["step"])
+        s["last_eval_step"] = s["step"]
+        self.monitor.scalars("valid", metrics, s["step"])
+        previous = [h["valid"]["loss"] for h in s["history"]]
+        if self.schedule_when == "eval":
+            self.scheduler.step(metrics["loss"])
+        if (self.cfg.optim.name == "ntasgd" and self.averaged is None and len(previous) > self.cfg.optim.nonmono
+                and metrics["loss"] > min(previous[:-self.cfg.optim.nonmono])):
+            log.info(f"NT-ASGD: validation stalled, averaging iterates from step {s['step']}")
+            self.averaged = AveragedModel(self.model)
+        if improved:
+            s["best"], s["best_step"], s["evals_since_best"] = metrics, s["step"], 0
+        else:
+            s["evals_since_best"] += 1
+        s["history"].append({"epoch": s["epoch"], "step": s["step"], "wall_time_s": round(s["wall_time"], 2),
+                             "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics})
+        where = f"epoch {s['epoch'] + 1} step {s['step']}" if s["in_epoch"] else f"end of epoch {s['epoch']}"
+        log.info(f"{where} valid: {self.task.describe(metrics)}"
+                 + ("  (best)" if improved else ""))
+        self._write_metrics(status="running")
+        self.monitor.flush()
+
+    # ------------------------------------------------------------------ end of run
+    def _train_summary(self) -> Dict[str, Any]:
+        s = self.state
+        return {f"{self.task.unit}s_per_sec": s["train_units"] / max(1e-9, s["train_time"]),
+                "steps": s["step"], "epochs": s["epoch"], "wall_time_s": round(s["wall_time"], 2),
+                f"{self.task.unit}s": s["train_units"], "stop_reason": s["stop_reason"]}
+
+    def _write_metrics(self, status: str, **extra) -> None:
+        s = self.state
+        self.monitor.write_metrics({
+            "status": status, "best_valid": s["best"], "best_step": s["best_step"], **extra,
+            "train": self._train_summary(), "params": self._params, "history": s["history"],
+        })
+
+    def _finish(self) -> Dict[str, Any]:
+        s = self.state
+        if s["step"] > s["last_eval_step"]:
+            self._evaluate()
+        self.save_checkpoint()
+        if self.best_state is None:
+            raise NlpLstmError("no finite validation result: no model was saved (check the learning rate)")
+        self.model.load_state_dict(self.best_state)
+        with autocast_context(self.device, self.tcfg.precision):
+            best_valid = self.task.evaluate("valid")
+            test = self.task.evaluate("test") if self.task.has_split("test") else None
+        self.task.on_finish(self.monitor, s["step"])
+        final = {f"hparam/valid_{k}": v for k, v in best_valid.items() if isinstance(v, float)}
+        if test:
+            final.update({f"hparam/test_{k}": v for k, v in test.items() if isinstance(v, float)})
+        self.monitor.hparams(self.task.hparams(), final)
+        s["best"] = best_valid
+        self._write_metrics(status="completed", test=test)
+        log.info(f"best valid: {self.task.describe(best_valid)}" + (f" | test: {self.task.describe(test)}" if test else ""))
+        log.info(f"model package: {self.model_dir}")
+        return {"best_valid": best_valid, "test": test, "train": self._train_summary()}
