@@ -64,6 +64,20 @@ class Tokenizer:
         return {"kind": self.kind}
 
 
+def _decode_by_line(ids: Sequence[int], eos: int, decode_line) -> str:
+    """Decode each line's ids with `decode_line`; every eos becomes a newline."""
+    out, line = [], []
+    for i in ids:
+        if i == eos:
+            out.append(decode_line(line) + "\n")
+            line = []
+        else:
+            line.append(int(i))
+    if line:
+        out.append(decode_line(line))
+    return "".join(out)
+
+
 class WordTokenizer(Tokenizer):
     kind = "word"
 
@@ -84,14 +98,7 @@ class WordTokenizer(Tokenizer):
         return self.vocab.lookup_indices((line.lower() if self.lowercase else line).split())
 
     def decode(self, ids: Sequence[int]) -> str:
-        eos, lines, words = self.eos_id, [], []
-        for i in ids:
-            if i == eos:
-                lines.append(" ".join(words))
-                words = []
-            else:
-                words.append(self.vocab.lookup_token(i))
-        return "\n".join(lines + ([" ".join(words)] if words else []))
+        return _decode_by_line(ids, self.eos_id, lambda line: " ".join(self.vocab.lookup_tokens(line)))
 
     def save(self, directory: Path) -> None:
         self.vocab.save(directory / "vocab.json")
@@ -203,14 +210,7 @@ class SentencePieceTokenizer(Tokenizer):
         return out
 
     def decode(self, ids: Sequence[int]) -> str:
-        eos, lines, current = self.eos_id, [], []
-        for i in ids:
-            if i == eos:
-                lines.append(self.processor.decode(current))
-                current = []
-            else:
-                current.append(int(i))
-        return "\n".join(lines + ([self.processor.decode(current)] if current else []))
+        return _decode_by_line(ids, self.eos_id, lambda line: self.processor.decode(line))
 
     def save(self, directory: Path) -> None:
         shutil.copyfile(self.model_path, directory / "spm.model")

@@ -1,0 +1,165 @@
+"""`nlp-lstm`: use trained models and manage corpora.
+
+    nlp-lstm generate MODEL --prompt "The history of" --max-tokens 50
+    nlp-lstm score MODEL FILE
+    nlp-lstm evaluate MODEL --split test
+    nlp-lstm data fetch wikitext2 | data stats wikitext2 | data list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from nlp_lstm.errors import NlpLstmError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlp-lstm", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="sample text from a language model")
+    gen.add_argument("model", help="model package directory (<run dir>/model)")
+    gen.add_argument("--prompt", default="", help="text to continue (unknown words are fine)")
+    gen.add_argument("--max-tokens", type=_positive_int, default=50)
+    gen.add_argument("--temperature", type=_non_negative, default=1.0, help="0 = greedy")
+    gen.add_argument("--top-k", type=_positive_int, default=None)
+    gen.add_argument("--top-p", type=_probability, default=None)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--device", default="auto")
+
+    score = sub.add_parser("score", help="perplexity of a text file under a language model")
+    score.add_argument("model")
+    score.add_argument("file", help="UTF-8 text, one line per line ('-' for stdin)")
+    score.add_argument("--batch-size", type=_positive_int, default=10)
+    score.add_argument("--device", default="auto")
+
+    ev = sub.add_parser("evaluate", help="score a model on a split of the corpus it was trained on")
+    ev.add_argument("model")
+    ev.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    ev.add_argument("--data-dir", default=None, help="corpus cache (default: $NLP_LSTM_DATA_DIR or ./data)")
+    ev.add_argument("--batch-size", type=_positive_int, default=10)
+    ev.add_argument("--device", default="auto")
+
+    data = sub.add_parser("data", help="fetch and inspect the corpora of the registry")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser("fetch", help="download (or copy from $NLP_LSTM_DATA_MIRROR) and verify")
+    fetch.add_argument("name")
+    fetch.add_argument("--data-dir", default=None)
+    stats = data_sub.add_parser("stats", help="lines, tokens, vocabulary and OOV rate per split")
+    stats.add_argument("name")
+    stats.add_argument("--data-dir", default=None)
+    data_sub.add_parser("list", help="the corpora the registry knows")
+    return parser
+
+
+def _cmd_generate(args) -> None:
+    model = _load_lm(args.model, args.device)
+    print(model.generate(args.prompt, args.max_tokens, args.temperature, args.top_k, args.top_p, args.seed))
+
+
+def _load_lm(path: str, device: str):
+    from nlp_lstm.api import load
+    from nlp_lstm.tasks.language_modeling import LanguageModel
+
+    model = load(path, device)
+    if not isinstance(model, LanguageModel):
+        raise NlpLstmError(f"{path}: not a language model")
+    return model
+
+
+def _cmd_score(args) -> None:
+    from nlp_lstm.data.readers import read_lines
+
+    model = _load_lm(args.model, args.device)
+    if args.file == "-":
+        lines = sys.stdin.read().split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if not any(line.strip() for line in lines):
+            raise NlpLstmError("stdin: no text to score")
+    else:
+        lines = read_lines(args.file, "text file")
+    print(json.dumps({"file": args.file, **model.score_lines(lines, args.batch_size)}))
+
+
+def _cmd_evaluate(args) -> None:
+    from nlp_lstm.config import DataConfig
+    from nlp_lstm.data.fetch import default_data_dir
+    from nlp_lstm.data.lm_corpus import read_lm_splits
+
+    model = _load_lm(args.model, args.device)
+    data_cfg = DataConfig(**model.configs["data"])
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    splits = read_lm_splits(data_cfg, data_dir)
+    if args.split not in splits:
+        raise NlpLstmError(f"{args.model}: its corpus {data_cfg.name!r} has no {args.split} split")
+    metrics = model.score_lines(splits[args.split], args.batch_size)
+    print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
+
+
+def _cmd_data(args) -> None:
+    from nlp_lstm.data.fetch import default_data_dir, fetch_corpus
+    from nlp_lstm.data.registry import CORPORA, get_corpus
+
+    if args.data_command == "list":
+        for corpus in CORPORA.values():
+            print(f"{corpus.name:16s} {corpus.format:7s} {corpus.description} [{corpus.license}]")
+        return
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    if args.data_command == "fetch":
+        for split, path in fetch_corpus(args.name, data_dir).items():
+            print(f"{split}\t{path}")
+        return
+    corpus = get_corpus(args.name)
+    if corpus.format != "lines":
+        raise NlpLstmError(f"data stats: {args.name} is a {corpus.format} tagging corpus; stats cover text corpora")
+    from nlp_lstm.config import DataConfig
+    from nlp_lstm.data.lm_corpus import corpus_stats
+
+    for split, row in corpus_stats(DataConfig(name=args.name), data_dir).items():
+        print(f"{split:6s} lines={row['lines']:,} tokens={row['tokens']:,} vocab={row['vocab']:,} "
+              f"chars={row['chars']:,} oov_rate={row['oov_rate']:.4%}")
+
+
+COMMANDS = {"generate": _cmd_generate, "score": _cmd_score, "evaluate": _cmd_evaluate, "data": _cmd_data}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except NlpLstmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `nlp-lstm ... | head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
