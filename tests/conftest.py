@@ -56,6 +56,7 @@ TINY_MODEL = [
     "task.batch_size=4", "task.bptt=8", "task.eval_batch_size=3", "task.sample_tokens=10",
     "logger.histogram_every_n_steps=5", "logger.projector_tokens=20",
     "trainer.progress_bar=false", "trainer.log_every_n_steps=2",
+    "trainer.num_threads=1",  # tiny models: more threads only add synchronisation
 ]
 
 

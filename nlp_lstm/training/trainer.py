@@ -238,7 +238,7 @@ class Trainer:
             raise NlpLstmError(f"training loss is {mean} at step {s['step']}: lower optim.lr or set optim.clip_grad_norm")
         metrics = self.task.running_metrics(mean)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
-        metrics[f"{self.task.unit}s_per_sec"] = window_units / max(1e-9, time.perf_counter() - window_start)
+        metrics[f"{self.task.unit}_per_sec"] = window_units / max(1e-9, time.perf_counter() - window_start)
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         self.monitor.scalars("train", metrics, s["step"])
@@ -298,9 +298,9 @@ class Trainer:
     # ------------------------------------------------------------------ end of run
     def _train_summary(self) -> Dict[str, Any]:
         s = self.state
-        return {f"{self.task.unit}s_per_sec": s["train_units"] / max(1e-9, s["train_time"]),
+        return {f"{self.task.unit}_per_sec": s["train_units"] / max(1e-9, s["train_time"]),
                 "steps": s["step"], "epochs": s["epoch"], "wall_time_s": round(s["wall_time"], 2),
-                f"{self.task.unit}s": s["train_units"], "stop_reason": s["stop_reason"]}
+                self.task.unit: s["train_units"], "stop_reason": s["stop_reason"]}
 
     def _write_metrics(self, status: str, **extra) -> None:
         s = self.state

@@ -1,0 +1,92 @@
+"""Real Hydra composition of the config tree: every preset composes and validates."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from nlp_lstm.config import Config, LMTaskConfig, register_configs, validate
+from nlp_lstm.errors import ConfigError
+
+from conftest import ROOT, run_train
+
+CONF = ROOT / "conf"
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def _compose(overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=["paths.output_dir=/tmp/x", *overrides])
+
+
+def test_expected_presets_exist():
+    assert {"wt2_small", "wt2_medium", "ptb_medium", "wt2_gru", "wt2_bpe", "shakespeare_char", "wt2_bilm",
+            "smoke"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_and_validates(preset):
+    cfg = validate(_compose([f"experiment={preset}"]))
+    assert isinstance(cfg, Config) and isinstance(cfg.task, LMTaskConfig)
+
+
+def test_preset_values_land():
+    cfg = validate(_compose(["experiment=ptb_medium"]))
+    assert (cfg.data.name, cfg.model.hidden_size, cfg.model.tie_weights, cfg.optim.lr) == ("ptb", 650, False, 1.0)
+    assert validate(_compose(["experiment=wt2_bilm"])).model.bidirectional is True
+    assert validate(_compose(["experiment=wt2_bpe"])).tokenizer.kind == "sentencepiece"
+    # command-line overrides win over the preset
+    assert validate(_compose(["experiment=wt2_small", "trainer.max_time=1200"])).trainer.max_time == 1200
+
+
+def test_default_config_is_the_budgeted_wikitext2_lm():
+    cfg = validate(_compose([]))
+    assert (cfg.task.name, cfg.data.name, cfg.tokenizer.kind, cfg.model.cell) == ("lm", "wikitext2", "word", "lstm")
+    assert cfg.trainer.max_time == 600
+
+
+def test_misspelt_key_is_rejected_with_its_name():
+    with pytest.raises(ConfigCompositionException) as info:
+        _compose(["model.hiden_size=10"])
+    assert "hiden_size" in str(info.value) + str(info.value.__cause__)
+
+
+def test_wrong_type_is_rejected_with_its_name():
+    with pytest.raises((ConfigCompositionException, ValidationError)) as info:
+        _compose(["model.num_layers=two"])
+    assert "num_layers" in str(info.value) + str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.dropout_output=1.5", "config model.dropout_output=1.5: must be in [0, 1)"),
+    ("model.cell=rnn", "config model.cell='rnn': must be one of lstm, gru"),
+    ("trainer.precision=fp8", "config trainer.precision='fp8'"),
+    ("tokenizer.kind=bytes", "config tokenizer.kind='bytes'"),
+    ("optim.lr=-1", "config optim.lr=-1.0: must be > 0"),
+])
+def test_bad_values_get_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as info:
+        validate(_compose([override]))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_data_text_needs_paths():
+    with pytest.raises(ConfigError, match="data.train"):
+        validate(_compose(["data=text"]))
+
+
+def test_cli_bad_value_exits_2_with_one_line_before_reading_data(tmp_path):
+    proc = run_train(tmp_path / "run", ["model.dropout_output=2"], tmp_path / "data", check=False)
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert lines == ["error: config model.dropout_output=2.0: must be in [0, 1)"]
+    assert not (tmp_path / "data" / "wikitext2").exists()  # nothing was fetched
+
+
+def test_cli_unknown_key_exits_non_zero_naming_it(tmp_path):
+    proc = run_train(tmp_path / "run", ["trainer.max_epoch=3"], tmp_path / "data", check=False)
+    assert proc.returncode != 0
+    assert "max_epoch" in proc.stderr
