@@ -29,9 +29,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 def load(path: os.PathLike, device: str = "auto"):
     """Load a model package written by training (`<run dir>/model`)."""
     dev = resolve_device(device)
-    meta, tokenizer, state_dict = read_package(path, map_location=dev)
+    meta, state_dict = read_package(path, map_location=dev)
     if meta.get("task") == "lm":
         from nlp_lstm.tasks.language_modeling import LanguageModel
 
-        return LanguageModel.from_package(meta, tokenizer, state_dict, dev)
+        return LanguageModel.from_package(path, meta, state_dict, dev)
+    if meta.get("task") == "tagging":
+        from nlp_lstm.tasks.tagging import Tagger
+
+        return Tagger.from_package(path, meta, state_dict, dev)
     raise ModelPackageError(f"{path}: unknown task {meta.get('task')!r} in package.json")

@@ -3,6 +3,7 @@
     nlp-lstm generate MODEL --prompt "The history of" --max-tokens 50
     nlp-lstm score MODEL FILE
     nlp-lstm evaluate MODEL --split test
+    echo "The cat sat on the mat ." | nlp-lstm tag MODEL --format conll
     nlp-lstm data fetch wikitext2 | data stats wikitext2 | data list
 """
 
@@ -62,8 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model")
     ev.add_argument("--split", choices=("train", "valid", "test"), default="test")
     ev.add_argument("--data-dir", default=None, help="corpus cache (default: $NLP_LSTM_DATA_DIR or ./data)")
-    ev.add_argument("--batch-size", type=_positive_int, default=10)
+    ev.add_argument("--batch-size", type=_positive_int, default=10, help="LM evaluation rows")
+    ev.add_argument("--predictions", default=None, help="taggers: also write a conlleval-format file here")
     ev.add_argument("--device", default="auto")
+
+    tag = sub.add_parser("tag", help="tag text with a sequence tagger")
+    tag.add_argument("model")
+    tag.add_argument("file", nargs="?", default="-",
+                     help="one sentence per line (raw text, or CoNLL with --input conll); '-' for stdin")
+    tag.add_argument("--input", choices=("text", "conll"), default="text",
+                     help="text: raw sentences, tokenized on words and punctuation; conll: first column, "
+                          "blank line between sentences")
+    tag.add_argument("--format", choices=("conll", "jsonl", "text"), default="conll")
+    tag.add_argument("--nbest", type=_positive_int, default=None, help="jsonl: the k best sequences (CRF)")
+    tag.add_argument("--marginals", action="store_true", help="jsonl: per-token tag probabilities (CRF)")
+    tag.add_argument("--device", default="auto")
 
     data = sub.add_parser("data", help="fetch and inspect the corpora of the registry")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -108,18 +122,79 @@ def _cmd_score(args) -> None:
 
 
 def _cmd_evaluate(args) -> None:
-    from nlp_lstm.config import DataConfig
+    from nlp_lstm.api import load
+    from nlp_lstm.config import DataConfig, TaggingDataConfig
     from nlp_lstm.data.fetch import default_data_dir
     from nlp_lstm.data.lm_corpus import read_lm_splits
+    from nlp_lstm.tasks.tagging import Tagger
 
-    model = _load_lm(args.model, args.device)
-    data_cfg = DataConfig(**model.configs["data"])
+    model = load(args.model, args.device)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    if isinstance(model, Tagger):
+        from nlp_lstm.data.tagging_corpus import read_tagging_splits
+
+        data_cfg = TaggingDataConfig(**model.configs["data"])
+        splits = read_tagging_splits(data_cfg, data_dir, log=lambda *_: None)
+        if args.split not in splits:
+            raise NlpLstmError(f"{args.model}: its corpus {data_cfg.name!r} has no {args.split} split")
+        metrics = model.evaluate(splits[args.split], args.predictions)
+        print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
+        return
+    data_cfg = DataConfig(**model.configs["data"])
     splits = read_lm_splits(data_cfg, data_dir)
     if args.split not in splits:
         raise NlpLstmError(f"{args.model}: its corpus {data_cfg.name!r} has no {args.split} split")
     metrics = model.score_lines(splits[args.split], args.batch_size)
     print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
+
+
+def _read_input(path: str, what: str) -> List[str]:
+    from nlp_lstm.data.readers import read_lines
+
+    if path != "-":
+        return read_lines(path, what)
+    lines = sys.stdin.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not any(line.strip() for line in lines):
+        raise NlpLstmError(f"stdin: no {what.split()[0]} to read")
+    return lines
+
+
+def _cmd_tag(args) -> None:
+    from nlp_lstm.api import load
+    from nlp_lstm.tasks.tagging import Tagger
+
+    tagger = load(args.model, args.device)
+    if not isinstance(tagger, Tagger):
+        raise NlpLstmError(f"{args.model}: not a tagger")
+    if (args.nbest or args.marginals) and args.format != "jsonl":
+        raise NlpLstmError("--nbest and --marginals need --format jsonl")
+    lines = _read_input(args.file, "input file")
+    if args.input == "conll":
+        sentences, current = [], []
+        for line in lines + [""]:
+            if line.strip():
+                current.append(line.split()[0])
+            elif current:
+                sentences.append(current)
+                current = []
+        results = tagger.tag(sentences)
+    else:
+        results = tagger.tag([line for line in lines if line.strip()])
+    for tokens in results:
+        if args.format == "conll":
+            print("\n".join(f"{t['token']}\t{t['tag']}" for t in tokens) + "\n")
+        elif args.format == "text":
+            print(" ".join(f"{t['token']}/{t['tag']}" for t in tokens))
+        else:
+            record = {"tokens": tokens}
+            words = [t["token"] for t in tokens]
+            if args.nbest and words:
+                record["nbest"] = [{"tags": tags, "score": score} for tags, score in tagger.nbest(words, args.nbest)]
+            if args.marginals and words:
+                record["marginals"] = tagger.marginals(words)
+            print(json.dumps(record, ensure_ascii=False))
 
 
 def _cmd_data(args) -> None:
@@ -146,7 +221,8 @@ def _cmd_data(args) -> None:
               f"chars={row['chars']:,} oov_rate={row['oov_rate']:.4%}")
 
 
-COMMANDS = {"generate": _cmd_generate, "score": _cmd_score, "evaluate": _cmd_evaluate, "data": _cmd_data}
+COMMANDS = {"generate": _cmd_generate, "score": _cmd_score, "evaluate": _cmd_evaluate, "tag": _cmd_tag,
+            "data": _cmd_data}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

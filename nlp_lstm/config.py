@@ -9,7 +9,7 @@ cannot express live in `__post_init__` and run when `to_object` builds the datac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -53,6 +53,22 @@ class LMTaskConfig(TaskConfig):
         _check(self.sample_tokens >= 0, "task.sample_tokens", self.sample_tokens, "must be >= 0")
 
 
+@dataclass
+class TaggingTaskConfig(TaskConfig):
+    name: str = "tagging"
+    batch_size: int = 32  # sentences
+    eval_batch_size: int = 256
+    # Scheme the model is trained in; predictions are converted back to data.tag_scheme for
+    # evaluation and output. IOBES gives the CRF the most structure (Lample et al. 2016).
+    train_scheme: str = "iobes"
+
+    def __post_init__(self) -> None:
+        _check(self.name == "tagging", "task.name", self.name, "must be 'tagging' for this schema")
+        _check(self.batch_size >= 1, "task.batch_size", self.batch_size, "must be >= 1")
+        _check(self.eval_batch_size >= 1, "task.eval_batch_size", self.eval_batch_size, "must be >= 1")
+        _check_choice("task.train_scheme", self.train_scheme, ("iob1", "iob2", "iobes"))
+
+
 # --------------------------------------------------------------------------- data
 @dataclass
 class DataConfig:
@@ -68,6 +84,31 @@ class DataConfig:
             for split in ("train", "valid"):
                 _check(getattr(self, split) is not None, f"data.{split}", None,
                        "data=text needs a path for this split")
+
+
+@dataclass
+class TaggingDataConfig(DataConfig):
+    # A corpus of the registry (conll2000, ud_ewt, wnut17), or `conll` / `conllu` for your files.
+    format: str = "conll"  # conll | conllu
+    word_column: int = 0
+    tag_column: int = -1
+    # Extra input columns embedded next to the word, e.g. {pos: 1} for CoNLL-2000 chunking.
+    feature_columns: Dict[str, int] = field(default_factory=dict)
+    conllu_field: str = "upos"  # upos | xpos
+    tag_scheme: str = "iob2"  # iob1 | iob2 | iobes | none (plain labels such as POS)
+    # Where a corpus has no dev split, this fraction of train (seeded shuffle) is held out.
+    dev_fraction: float = 0.1
+    split_seed: int = 12345
+
+    def __post_init__(self) -> None:
+        if self.name in ("conll", "conllu"):
+            for split in ("train", "test"):
+                _check(getattr(self, split) is not None, f"data.{split}", None,
+                       f"data={self.name} needs a path for this split")
+        _check_choice("data.format", self.format, ("conll", "conllu"))
+        _check_choice("data.conllu_field", self.conllu_field, ("upos", "xpos"))
+        _check_choice("data.tag_scheme", self.tag_scheme, ("iob1", "iob2", "iobes", "none"))
+        _check(0.0 < self.dev_fraction < 0.5, "data.dev_fraction", self.dev_fraction, "must be in (0, 0.5)")
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -120,6 +161,33 @@ class ModelConfig:
         for key in ("dropout_embedding", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop"):
             value = getattr(self, key)
             _check(0.0 <= value < 1.0, f"model.{key}", value, "must be in [0, 1)")
+
+
+@dataclass
+class TaggerModelConfig(ModelConfig):
+    """BiLSTM/BiGRU tagger. Shared fields: cell, emb_size (word embedding), hidden_size (per
+    direction), num_layers, dropout_input/hidden/output, locked_dropout."""
+
+    emb_size: int = 100
+    hidden_size: int = 200
+    num_layers: int = 1
+    bidirectional: bool = True
+    char_features: str = "cnn"  # none | cnn (Ma & Hovy) | lstm (Lample et al.)
+    char_emb_size: int = 30
+    char_hidden_size: int = 50  # CNN filters, or LSTM size per direction
+    feature_emb_size: int = 20  # for each of data.feature_columns
+    head: str = "crf"  # crf | softmax
+    word_dropout: float = 0.05  # replace a word by <unk> in training (char features still see it)
+    lowercase_words: bool = False  # the word embedding sees lowercased words; chars keep case
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("model.char_features", self.char_features, ("none", "cnn", "lstm"))
+        _check_choice("model.head", self.head, ("crf", "softmax"))
+        _check(self.bidirectional, "model.bidirectional", self.bidirectional, "taggers are bidirectional")
+        _check(0.0 <= self.word_dropout < 1.0, "model.word_dropout", self.word_dropout, "must be in [0, 1)")
+        for key in ("char_emb_size", "char_hidden_size", "feature_emb_size"):
+            _check(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "must be >= 1")
 
 
 # --------------------------------------------------------------------------- optim
@@ -217,9 +285,12 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="task", name="lm_schema", node=LMTaskConfig)
+    cs.store(group="task", name="tagging_schema", node=TaggingTaskConfig)
     cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="data", name="tagging_data_schema", node=TaggingDataConfig)
     cs.store(group="tokenizer", name="tokenizer_schema", node=TokenizerConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="model", name="tagger_schema", node=TaggerModelConfig)
     cs.store(group="optim", name="optim_schema", node=OptimConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)

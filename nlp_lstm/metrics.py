@@ -10,7 +10,7 @@ not depend on the tokenizer and so compare models with different units.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 
 def safe_exp(x: float) -> float:
@@ -32,3 +32,109 @@ def lm_metrics(total_nll: float, tokens: int, words: Optional[int] = None, chars
         if chars:
             out["bpc"] = total_nll / (math.log(2) * chars)
     return out
+
+
+# --------------------------------------------------------------------------- tagging
+def _conlleval_split(tag: str):
+    """conlleval's reading of a tag: 'B-NP' -> ('B', 'NP'), 'O' -> ('O', ''), 'NN' -> ('NN', '')."""
+    prefix, sep, typ = tag.partition("-")
+    return (prefix, typ) if sep else (tag, "")
+
+
+def _chunk_end(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
+    # conlleval.pl endOfChunk, rule for rule
+    return ((prev_tag, tag) in {("B", "B"), ("B", "O"), ("I", "B"), ("I", "O"), ("E", "E"), ("E", "I"),
+                                ("E", "O")}
+            or (prev_tag not in ("O", ".") and prev_type != typ)
+            or prev_tag in ("]", "[")
+            or prev_tag == "S")  # IOBES single-token chunks, as the common Python ports do
+
+
+def _chunk_start(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
+    # conlleval.pl startOfChunk, rule for rule
+    return ((prev_tag, tag) in {("B", "B"), ("I", "B"), ("O", "B"), ("O", "I"), ("E", "E"), ("E", "I"),
+                                ("O", "E")}
+            or (tag not in ("O", ".") and prev_type != typ)
+            or tag in ("[", "]")
+            or tag == "S")
+
+
+def _prf(correct: int, guessed: int, gold: int) -> Dict[str, float]:
+    precision = 100.0 * correct / guessed if guessed else 0.0
+    recall = 100.0 * correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def conlleval(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> Dict:
+    """Chunk precision/recall/F1 and token accuracy with exactly conlleval.pl's semantics,
+    in percent. `gold` and `predicted` are lists of sentences (lists of tags)."""
+    correct_chunks = found_gold = found_guessed = correct_tags = tokens = 0
+    per_type: Dict[str, List[int]] = {}  # type -> [correct, guessed, gold]
+
+    def bump(typ: str, index: int) -> None:
+        per_type.setdefault(typ, [0, 0, 0])[index] += 1
+
+    for gold_tags, pred_tags in zip(gold, predicted, strict=True):
+        if len(gold_tags) != len(pred_tags):
+            raise ValueError("a predicted sentence differs in length from its gold sentence")
+        in_correct = False
+        last_gold, last_gold_type, last_guess, last_guess_type = "O", "", "O", ""
+        # each sentence ends with a boundary, which conlleval reads as O / O
+        for g, p in list(zip(gold_tags, pred_tags)) + [(None, None)]:
+            gold_tag, gold_type = ("O", "") if g is None else _conlleval_split(g)
+            guess_tag, guess_type = ("O", "") if p is None else _conlleval_split(p)
+            gold_end = _chunk_end(last_gold, gold_tag, last_gold_type, gold_type)
+            guess_end = _chunk_end(last_guess, guess_tag, last_guess_type, guess_type)
+            gold_start = _chunk_start(last_gold, gold_tag, last_gold_type, gold_type)
+            guess_start = _chunk_start(last_guess, guess_tag, last_guess_type, guess_type)
+            if in_correct:
+                if gold_end and guess_end and last_guess_type == last_gold_type:
+                    in_correct = False
+                    correct_chunks += 1
+                    bump(last_gold_type, 0)
+                elif gold_end != guess_end or guess_type != gold_type:
+                    in_correct = False
+            if gold_start and guess_start and guess_type == gold_type:
+                in_correct = True
+            if gold_start:
+                found_gold += 1
+                bump(gold_type, 2)
+            if guess_start:
+                found_guessed += 1
+                bump(guess_type, 1)
+            if g is not None:
+                if gold_tag == guess_tag and gold_type == guess_type:
+                    correct_tags += 1
+                tokens += 1
+            last_gold, last_gold_type, last_guess, last_guess_type = gold_tag, gold_type, guess_tag, guess_type
+    out: Dict = {"acc": 100.0 * correct_tags / tokens if tokens else 0.0, "tokens": tokens,
+                 "chunks_gold": found_gold, "chunks_predicted": found_guessed, "chunks_correct": correct_chunks}
+    out.update(_prf(correct_chunks, found_guessed, found_gold))
+    out["per_label"] = {typ: {**_prf(*counts), "support": counts[2]} for typ, counts in sorted(per_type.items())}
+    labels = [v for v in out["per_label"].values() if v["support"]]
+    out["macro_f1"] = sum(v["f1"] for v in labels) / len(labels) if labels else 0.0
+    return out
+
+
+def strict_span_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: str) -> Dict[str, float]:
+    """Exact-span F1 where only well-formed spans count (an I-X after O opens none): the
+    stricter reading of seqeval's strict mode."""
+    from nlp_lstm.data.tag_schemes import strict_spans
+
+    gold_spans = {(i, *s) for i, tags in enumerate(gold) for s in strict_spans(tags, scheme)}
+    pred_spans = {(i, *s) for i, tags in enumerate(predicted) for s in strict_spans(tags, scheme)}
+    return _prf(len(gold_spans & pred_spans), len(pred_spans), len(gold_spans))
+
+
+def confusion_matrix(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
+                     labels: Sequence[str]) -> List[List[int]]:
+    """Token counts: rows gold label, columns predicted label, in `labels` order (labels
+    missing from the list are counted in a final 'other' row/column)."""
+    index = {label: i for i, label in enumerate(labels)}
+    other = len(labels)
+    matrix = [[0] * (other + 1) for _ in range(other + 1)]
+    for gold_tags, pred_tags in zip(gold, predicted):
+        for g, p in zip(gold_tags, pred_tags):
+            matrix[index.get(g, other)][index.get(p, other)] += 1
+    return matrix

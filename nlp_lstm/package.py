@@ -2,7 +2,8 @@
 
     model/
       package.json      format version, task, the configs needed to rebuild the model
-      tokenizer/        tokenizer.json + vocab.json or spm.model
+      tokenizer/        LM: tokenizer.json + vocab.json or spm.model
+      vocabs.json       tagger: word, character, tag and feature vocabularies
       weights.pt        a state_dict, read with torch.load(weights_only=True)
 
 A package is written to a temporary directory and renamed into place when complete.
@@ -13,26 +14,26 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 import torch
 
-from nlp_lstm.data.tokenizers import Tokenizer, load_tokenizer, save_tokenizer
 from nlp_lstm.errors import ModelPackageError
 from nlp_lstm.fileio import atomic_directory
 
 PACKAGE_FORMAT = 1
-REQUIRED_FILES = ("package.json", "weights.pt", "tokenizer/tokenizer.json")
+REQUIRED_FILES = ("package.json", "weights.pt")
 
 
 def _plain(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) else obj
 
 
-def save_package(directory: Path, task: str, configs: Dict[str, Any], tokenizer: Tokenizer,
+def save_package(directory: Path, task: str, configs: Dict[str, Any], write_assets: Callable[[Path], None],
                  state_dict: Dict[str, torch.Tensor], info: Dict[str, Any] | None = None) -> None:
+    """`write_assets(dir)` writes the task's tokenizer/vocabulary files into the package."""
     with atomic_directory(directory) as tmp:
-        save_tokenizer(tokenizer, tmp / "tokenizer")
+        write_assets(tmp)
         torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp / "weights.pt")
         meta = {"format_version": PACKAGE_FORMAT, "task": task,
                 "configs": {k: _plain(v) for k, v in configs.items()}, "info": info or {}}
@@ -40,7 +41,8 @@ def save_package(directory: Path, task: str, configs: Dict[str, Any], tokenizer:
 
 
 def read_package(directory: Path, map_location: str | torch.device = "cpu"):
-    """(metadata, tokenizer, state_dict) of a package, with one-line errors for bad ones."""
+    """(metadata, state_dict) of a package, with one-line errors for bad ones; the task's
+    loader reads its own assets from the directory."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelPackageError(f"{directory}: no such model directory")
@@ -55,9 +57,8 @@ def read_package(directory: Path, map_location: str | torch.device = "cpu"):
     if version != PACKAGE_FORMAT:
         raise ModelPackageError(f"{directory}: package format version {version!r}; this nlp_lstm reads version "
                                 f"{PACKAGE_FORMAT} (re-export the model with a matching version)")
-    tokenizer = load_tokenizer(directory / "tokenizer")
     try:
         state_dict = torch.load(directory / "weights.pt", map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated, corrupt, or containing pickled code
         raise ModelPackageError(f"{directory / 'weights.pt'}: unreadable weights ({type(exc).__name__})") from None
-    return meta, tokenizer, state_dict
+    return meta, state_dict

@@ -35,9 +35,23 @@ def configure_torch(cfg: Config) -> None:
 
 def build_task(cfg: Config, device: torch.device):
     if cfg.task.name == "lm":
+        from nlp_lstm.config import TaggingDataConfig
+
+        if isinstance(cfg.data, TaggingDataConfig):
+            raise NlpLstmError(f"config data={cfg.data.name}: a tagging corpus; task=lm needs a text corpus")
         from nlp_lstm.tasks.language_modeling import LanguageModelingTask
 
         return LanguageModelingTask(cfg, device)
+    if cfg.task.name == "tagging":
+        from nlp_lstm.config import TaggerModelConfig, TaggingDataConfig
+        from nlp_lstm.tasks.tagging import TaggingTask
+
+        if not isinstance(cfg.model, TaggerModelConfig):
+            raise NlpLstmError("config model: task=tagging needs a tagger model (model=bilstm_crf)")
+        if not isinstance(cfg.data, TaggingDataConfig):
+            raise NlpLstmError(f"config data={cfg.data.name}: task=tagging needs a tagging corpus "
+                               "(conll2000, ud_ewt, wnut17, conll, conllu)")
+        return TaggingTask(cfg, device)
     raise NlpLstmError(f"config task.name={cfg.task.name!r}: unknown task")
 
 

@@ -167,3 +167,58 @@ def test_unwritable_run_dir_fails_before_training(tmp_path, text_corpus):
     proc = run_train(blocker / "run", text_data_overrides(text_corpus) + TINY_MODEL, tmp_path / "data", check=False)
     assert proc.returncode != 0
     assert "run" in proc.stderr and ("not writable" in proc.stderr or "Not a directory" in proc.stderr)
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_reduced_precision_training_on_cpu(tmp_path, text_corpus, precision):
+    run_dir = tmp_path / "run"
+    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [f"trainer.precision={precision}",
+              "trainer.max_steps=8", "logger.tensorboard=false"], tmp_path / "data")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert math.isfinite(metrics["test"]["loss"])
+
+
+def test_hydra_multirun_sweep(tmp_path, text_corpus):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "model.cell=lstm,gru", f"hydra.sweep.dir={sweep}",
+           *text_data_overrides(text_corpus), *TINY_MODEL, "trainer.max_steps=3", "logger.tensorboard=false"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "NLP_LSTM_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = {}
+    for job in ("0", "1"):
+        meta = json.loads((sweep / job / "model" / "package.json").read_text())
+        cells[job] = meta["configs"]["model"]["cell"]
+    assert cells == {"0": "lstm", "1": "gru"}
+
+
+def test_console_script_is_the_same_entry_point(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("nlp-lstm-train")
+    if not script.exists():
+        pytest.skip("package not installed in this environment")
+    proc = subprocess.run([str(script), f"hydra.run.dir={tmp_path / 'run'}", "optim.name=rmsprop"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: config optim.name='rmsprop': must be one of sgd, adamw, ntasgd"
+
+
+def test_early_stopping(tmp_path, text_corpus):
+    run_dir = tmp_path / "run"
+    # lr so small that nothing improves after the first evaluation
+    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
+        "optim.lr=1e-9", "optim.schedule=none", "trainer.max_epochs=null", "trainer.max_time=null",
+        "trainer.max_steps=1000", "trainer.val_check_interval=2", "trainer.early_stopping_patience=2",
+        "logger.tensorboard=false"], tmp_path / "data")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train"]["stop_reason"] == "early_stopping"
+    assert metrics["train"]["steps"] < 1000

@@ -15,7 +15,7 @@ from nlp_lstm.config import LMTaskConfig, ModelConfig
 from nlp_lstm.data.lm_batches import TrainStream, window_length
 from nlp_lstm.data.lm_corpus import LMCorpus, SplitStats, prepare_lm_corpus
 from nlp_lstm.data.readers import read_lines
-from nlp_lstm.data.tokenizers import Tokenizer
+from nlp_lstm.data.tokenizers import Tokenizer, load_tokenizer, save_tokenizer
 from nlp_lstm.models.generation import sample
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.rnn import detach_state
@@ -121,7 +121,7 @@ class LanguageModelingTask(TrainingTask):
     def export(self, directory: Path) -> None:
         save_package(directory, "lm", {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data,
                                        "tokenizer": self.cfg.tokenizer},
-                     self.tokenizer, self.model.state_dict())
+                     lambda d: save_tokenizer(self.tokenizer, d / "tokenizer"), self.model.state_dict())
 
     def on_evaluation(self, monitor, step: int) -> None:
         if self.cfg.task.sample_tokens:
@@ -155,7 +155,8 @@ class LanguageModel:
         self.model.eval()
 
     @classmethod
-    def from_package(cls, meta, tokenizer, state_dict, device) -> "LanguageModel":
+    def from_package(cls, path, meta, state_dict, device) -> "LanguageModel":
+        tokenizer = load_tokenizer(Path(path) / "tokenizer")
         model_cfg = ModelConfig(**meta["configs"]["model"])
         model = RNNLanguageModel(model_cfg, tokenizer.vocab_size)
         model.load_state_dict(state_dict)

@@ -20,13 +20,13 @@ def build_optimizer(cfg, params: Iterable[torch.nn.Parameter]) -> torch.optim.Op
     return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
 
-def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: Optional[int]):
+def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: Optional[int], monitor_mode: str = "min"):
     """(scheduler, when): `when` is "step" (called after each optimiser step), "epoch"
     (after each epoch), "eval" (called with the validation loss) or None."""
     if cfg.schedule == "none":
         return None, None
     if cfg.schedule == "plateau":
-        return ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor,
+        return ReduceLROnPlateau(optimizer, mode=monitor_mode, factor=cfg.plateau_factor,
                                  patience=cfg.plateau_patience, min_lr=cfg.min_lr), "eval"
     if cfg.schedule == "exponential":
         # Zaremba et al. (2014): constant lr, then multiplied by decay_factor after every

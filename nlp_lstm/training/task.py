@@ -15,6 +15,7 @@ class StepOutput:
     loss: Tensor  # mean loss to back-propagate
     nll_sum: Tensor  # detached summed loss over the step's units, for the running average
     units: int  # tokens (or sentences) this step trained on
+    tokens: int = 0  # tokens, where `units` are sentences
 
 
 class TrainingTask(ABC):

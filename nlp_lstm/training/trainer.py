@@ -52,13 +52,13 @@ class Trainer:
         self.model_dir = self.run_dir / "model"
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
         total = self.tcfg.max_steps or (self.tcfg.max_epochs * task.steps_per_epoch() if self.tcfg.max_epochs else None)
-        self.scheduler, self.schedule_when = build_scheduler(cfg.optim, self.optimizer, total)
+        self.scheduler, self.schedule_when = build_scheduler(cfg.optim, self.optimizer, total, task.monitor_mode)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.tcfg.precision == "fp16")
         self.averaged: Optional[AveragedModel] = None  # NT-ASGD iterate average, once triggered
         self.best_state: Optional[Dict[str, torch.Tensor]] = None
         self.state: Dict[str, Any] = {
             "epoch": 0, "step": 0, "in_epoch": False, "wall_time": 0.0, "train_time": 0.0,
-            "train_units": 0, "best": None, "best_step": None, "history": [], "evals_since_best": 0,
+            "train_units": 0, "train_tokens": 0, "best": None, "best_step": None, "history": [], "evals_since_best": 0,
             "last_eval_step": -1, "stop_reason": None,
         }
         self._stop_signal: Optional[str] = None
@@ -213,6 +213,7 @@ class Trainer:
                 self.scheduler.step()
             s["step"] += 1
             s["train_units"] += out.units
+            s["train_tokens"] += out.tokens or out.units
             s["train_time"] += time.perf_counter() - step_start
             window_nll = window_nll + out.nll_sum  # a tensor: no host sync per step
             window_units += out.units
@@ -278,7 +279,7 @@ class Trainer:
         self.monitor.scalars("valid", metrics, s["step"])
         previous = [h["valid"]["loss"] for h in s["history"]]
         if self.schedule_when == "eval":
-            self.scheduler.step(metrics["loss"])
+            self.scheduler.step(metrics[self.task.monitor_key])
         if (self.cfg.optim.name == "ntasgd" and self.averaged is None and len(previous) > self.cfg.optim.nonmono
                 and metrics["loss"] > min(previous[:-self.cfg.optim.nonmono])):
             log.info(f"NT-ASGD: validation stalled, averaging iterates from step {s['step']}")
@@ -298,7 +299,9 @@ class Trainer:
     # ------------------------------------------------------------------ end of run
     def _train_summary(self) -> Dict[str, Any]:
         s = self.state
-        return {f"{self.task.unit}_per_sec": s["train_units"] / max(1e-9, s["train_time"]),
+        seconds = max(1e-9, s["train_time"])
+        rates = {f"{self.task.unit}_per_sec": s["train_units"] / seconds, "tokens_per_sec": s["train_tokens"] / seconds}
+        return {**rates,
                 "steps": s["step"], "epochs": s["epoch"], "wall_time_s": round(s["wall_time"], 2),
                 self.task.unit: s["train_units"], "stop_reason": s["stop_reason"]}
 

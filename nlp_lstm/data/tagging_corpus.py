@@ -1,0 +1,189 @@
+"""A tagging corpus: read the splits, fit vocabularies on train, encode, batch.
+
+Vocabularies (words, characters, tags, extra feature columns) come from the train split
+only. A tag seen in dev/test but never in train is kept in the gold data and simply can
+never be predicted: it is scored as an error, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from nlp_lstm.data.conll import Sentence, read_conll, read_conllu
+from nlp_lstm.data.fetch import fetch_corpus
+from nlp_lstm.data.registry import get_corpus
+from nlp_lstm.data.tag_schemes import check_tags, convert
+from nlp_lstm.data.vocab import Vocab, build_vocab_from_counter
+from nlp_lstm.errors import ConfigError, DataError
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+def read_tagging_splits(data_cfg, data_dir: Path, log=print) -> Dict[str, List[Sentence]]:
+    """{train, valid, test} sentences; valid is held out of train where the corpus has none."""
+    if data_cfg.name in ("conll", "conllu"):
+        paths = {s: getattr(data_cfg, s) for s in ("train", "valid", "test") if getattr(data_cfg, s)}
+        fmt = data_cfg.name
+    else:
+        try:
+            corpus = get_corpus(data_cfg.name)
+        except DataError as exc:
+            raise ConfigError(f"config data.name: {exc}") from None
+        if corpus.format == "lines":
+            raise ConfigError(f"config data.name={data_cfg.name!r}: a text corpus, not a tagging corpus for task=tagging")
+        paths = fetch_corpus(corpus.name, data_dir)
+        fmt = corpus.format
+    splits = {}
+    for split, path in paths.items():
+        what = f"data.{split} file"
+        if fmt == "conllu":
+            sentences = read_conllu(path, data_cfg.conllu_field, what)
+        else:
+            sentences = read_conll(path, data_cfg.word_column, data_cfg.tag_column, dict(data_cfg.feature_columns), what)
+        for sentence in sentences:
+            check_tags(sentence.tags, data_cfg.tag_scheme, where=f"{path}:{sentence.line}: ")
+        splits[split] = sentences
+    if "valid" not in splits:
+        order = list(range(len(splits["train"])))
+        random.Random(data_cfg.split_seed).shuffle(order)
+        n_dev = max(1, int(len(order) * data_cfg.dev_fraction))
+        held = set(order[:n_dev])
+        splits["valid"] = [s for i, s in enumerate(splits["train"]) if i in held]
+        splits["train"] = [s for i, s in enumerate(splits["train"]) if i not in held]
+        log(f"{data_cfg.name} has no dev split: {n_dev} train sentences (data.dev_fraction="
+            f"{data_cfg.dev_fraction}, seed {data_cfg.split_seed}) are held out as valid")
+    return splits
+
+
+@dataclass
+class TaggingVocabs:
+    words: Vocab
+    chars: Vocab
+    tags: Vocab
+    features: Dict[str, Vocab]
+    lowercase_words: bool = False
+
+    @classmethod
+    def fit(cls, sentences: Sequence[Sentence], train_scheme: str, corpus_scheme: str, lowercase_words: bool,
+            min_word_freq: int = 1) -> "TaggingVocabs":
+        words, chars, tags = Counter(), Counter(), Counter()
+        features: Dict[str, Counter] = {name: Counter() for name in (sentences[0].features if sentences else {})}
+        for s in sentences:
+            words.update(w.lower() if lowercase_words else w for w in s.words)
+            for w in s.words:
+                chars.update(w)
+            tags.update(convert(s.tags, corpus_scheme, train_scheme))
+            for name, values in s.features.items():
+                features[name].update(values)
+        word_vocab = build_vocab_from_counter(words, min_word_freq, [PAD, UNK])
+        char_vocab = build_vocab_from_counter(chars, 1, [PAD, UNK])
+        feature_vocabs = {n: build_vocab_from_counter(c, 1, [PAD, UNK]) for n, c in features.items()}
+        for vocab in (word_vocab, char_vocab, *feature_vocabs.values()):
+            vocab.set_default_index(1)
+        # "O" first so that index 0 is a valid tag for padding positions.
+        tag_vocab = Vocab(sorted(tags, key=lambda t: (t != "O", t)))
+        return cls(word_vocab, char_vocab, tag_vocab, feature_vocabs, lowercase_words)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        obj = {"words": self.words.get_itos(), "chars": self.chars.get_itos(), "tags": self.tags.get_itos(),
+               "features": {n: v.get_itos() for n, v in self.features.items()},
+               "lowercase_words": self.lowercase_words}
+        (directory / "vocabs.json").write_text(json.dumps(obj, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> "TaggingVocabs":
+        obj = json.loads((directory / "vocabs.json").read_text(encoding="utf-8"))
+        return cls(Vocab(obj["words"], 1), Vocab(obj["chars"], 1), Vocab(obj["tags"]),
+                   {n: Vocab(itos, 1) for n, itos in obj["features"].items()}, obj["lowercase_words"])
+
+
+@dataclass
+class EncodedSentence:
+    words: List[int]
+    chars: List[List[int]]
+    features: Dict[str, List[int]]
+    tags: Optional[List[int]]  # None where a gold tag is unknown to the model (never trained on)
+
+
+def encode(sentence: Sentence, vocabs: TaggingVocabs, train_scheme: str, corpus_scheme: str) -> EncodedSentence:
+    words = [w.lower() for w in sentence.words] if vocabs.lowercase_words else sentence.words
+    tags = None
+    if sentence.tags:
+        converted = convert(sentence.tags, corpus_scheme, train_scheme)
+        if all(t in vocabs.tags for t in converted):
+            tags = vocabs.tags.lookup_indices(converted)
+    return EncodedSentence(
+        words=vocabs.words.lookup_indices(words),
+        chars=[vocabs.chars.lookup_indices(w) for w in sentence.words],
+        features={n: v.lookup_indices(sentence.features.get(n, [UNK] * len(words))) for n, v in vocabs.features.items()},
+        tags=tags,
+    )
+
+
+@dataclass
+class TaggingBatch:
+    words: Tensor  # (B, T)
+    chars: Tensor  # (W, C): the real words of the batch, row-major
+    char_lengths: Tensor  # (W,)
+    features: Dict[str, Tensor]  # name -> (B, T)
+    tags: Tensor  # (B, T), 0 where padded or unknown
+    mask: Tensor  # (B, T) bool
+    lengths: Tensor  # (B,)
+    has_gold: Tensor  # (B,) bool: every gold tag is known
+
+    def to(self, device, non_blocking: bool = True) -> "TaggingBatch":
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return TaggingBatch(move(self.words), move(self.chars), move(self.char_lengths),
+                            {n: move(t) for n, t in self.features.items()}, move(self.tags), move(self.mask),
+                            move(self.lengths), move(self.has_gold))
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+
+def collate(items: Sequence[EncodedSentence]) -> TaggingBatch:
+    lengths = torch.tensor([len(s.words) for s in items])
+    batch, longest = len(items), int(lengths.max())
+    words = torch.zeros(batch, longest, dtype=torch.long)
+    tags = torch.zeros(batch, longest, dtype=torch.long)
+    features = {n: torch.zeros(batch, longest, dtype=torch.long) for n in (items[0].features if items else {})}
+    all_chars = [c for s in items for c in s.chars]
+    char_lengths = torch.tensor([len(c) for c in all_chars])
+    chars = torch.zeros(len(all_chars), int(char_lengths.max()), dtype=torch.long)
+    for i, c in enumerate(all_chars):
+        chars[i, :len(c)] = torch.tensor(c)
+    for b, s in enumerate(items):
+        n = len(s.words)
+        words[b, :n] = torch.tensor(s.words)
+        if s.tags is not None:
+            tags[b, :n] = torch.tensor(s.tags)
+        for name, values in s.features.items():
+            features[name][b, :n] = torch.tensor(values)
+    mask = torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1)
+    has_gold = torch.tensor([s.tags is not None for s in items])
+    return TaggingBatch(words, chars, char_lengths, features, tags, mask, lengths, has_gold)
+
+
+def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, rng: Optional[random.Random] = None
+                  ) -> List[List[int]]:
+    """Sentences grouped by similar length (less padding), `batch_size` per batch; the
+    batch order is shuffled in training. Every sentence is in exactly one batch."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    if shuffle:
+        # shuffle within buckets of similar length, then the batches themselves
+        noisy = sorted(range(len(lengths)), key=lambda i: (lengths[i] + rng.uniform(-2, 2)))
+        order = noisy
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        rng.shuffle(batches)
+    return batches

@@ -1,0 +1,301 @@
+"""Sequence tagging: the training task and the loaded tagger's inference API."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from nlp_lstm.config import TaggerModelConfig
+from nlp_lstm.data.conll import Sentence
+from nlp_lstm.data.tag_schemes import allowed_transition, convert
+from nlp_lstm.data.tagging_corpus import (EncodedSentence, TaggingVocabs, batch_indices, collate, encode,
+                                          read_tagging_splits)
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.fileio import atomic_write_text
+from nlp_lstm.metrics import confusion_matrix, conlleval, strict_span_f1
+from nlp_lstm.models.tagger import SequenceTagger
+from nlp_lstm.package import save_package
+from nlp_lstm.training.task import StepOutput, TrainingTask
+
+log = logging.getLogger("nlp_lstm")
+
+
+def crf_constraints(tags: Sequence[str], scheme: str) -> Dict[str, torch.Tensor]:
+    """Allowed transitions of the CRF from the tag scheme (no I-X after O in IOB2...)."""
+    n = len(tags)
+    allowed = torch.tensor([[allowed_transition(a, b, scheme) for b in tags] for a in tags], dtype=torch.bool)
+    start = torch.tensor([allowed_transition("START", t, scheme) for t in tags], dtype=torch.bool)
+    end = torch.tensor([allowed_transition(t, "END", scheme) for t in tags], dtype=torch.bool)
+    assert allowed.shape == (n, n)
+    return {"allowed": allowed, "allowed_start": start, "allowed_end": end}
+
+
+def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str) -> SequenceTagger:
+    tags = vocabs.tags.get_itos()
+    return SequenceTagger(model_cfg, len(vocabs.words), len(vocabs.chars), len(tags),
+                          {n: len(v) for n, v in vocabs.features.items()},
+                          crf_constraints(tags, train_scheme) if model_cfg.head == "crf" else None)
+
+
+def model_scheme(task_cfg, data_cfg) -> str:
+    """The scheme the model predicts in: plain labels stay plain."""
+    return "none" if data_cfg.tag_scheme == "none" else task_cfg.train_scheme
+
+
+@torch.no_grad()
+def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: TaggingVocabs, batch_size: int,
+            device) -> Tuple[List[List[str]], float, int]:
+    """Predicted tags (model scheme) per sentence, summed loss and number of sentences scored."""
+    was_training = model.training
+    model.eval()
+    itos = vocabs.tags.get_itos()
+    predictions: List[Optional[List[str]]] = [None] * len(encoded)
+    loss, scored = 0.0, 0
+    for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False):
+        batch = collate([encoded[i] for i in indices]).to(device)
+        emissions = model(batch)
+        for i, tags in zip(indices, model.decode(emissions, batch)):
+            predictions[i] = [itos[t] for t in tags]
+        if batch.has_gold.any():
+            keep = batch.has_gold
+            sub = type(batch)(batch.words[keep], batch.chars, batch.char_lengths, {}, batch.tags[keep],
+                              batch.mask[keep], batch.lengths[keep], keep[keep])
+            loss += float(model.loss(emissions[keep], sub))
+            scored += int(keep.sum())
+    model.train(was_training)
+    return predictions, loss, scored
+
+
+def write_conll_predictions(path: Path, sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> None:
+    """conlleval's input format: WORD GOLD PREDICTED, a blank line between sentences."""
+    lines = []
+    for sentence, tags in zip(sentences, predicted):
+        lines.extend(f"{w} {g} {p}" for w, g, p in zip(sentence.words, sentence.tags, tags))
+        lines.append("")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def tagging_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: str) -> Dict[str, Any]:
+    result = conlleval(gold, predicted)
+    metrics: Dict[str, Any] = {"acc": result["acc"]}
+    if scheme != "none":
+        metrics.update({k: result[k] for k in ("precision", "recall", "f1", "macro_f1")})
+        metrics["strict_f1"] = strict_span_f1(gold, predicted, scheme)["f1"]
+        metrics.update({f"f1_{label}": v["f1"] for label, v in result["per_label"].items()})
+        metrics["per_label"] = result["per_label"]
+    return metrics
+
+
+def heatmap(matrix: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) image of a matrix, rows normalised, white (0) to blue (1), each cell 8x8 pixels."""
+    m = matrix.float()
+    m = (m - m.min(dim=1, keepdim=True).values) / (m.max(dim=1, keepdim=True).values - m.min(dim=1, keepdim=True).values).clamp(min=1e-9)
+    rgb = torch.stack([1 - m, 1 - 0.6 * m, torch.ones_like(m)])
+    return rgb.repeat_interleave(8, 1).repeat_interleave(8, 2)
+
+
+class TaggingTask(TrainingTask):
+    unit = "sentences"
+    monitor_mode = "max"
+
+    def __init__(self, cfg, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        self.corpus_scheme = cfg.data.tag_scheme
+        self.scheme = model_scheme(cfg.task, cfg.data)
+        self.monitor_key = "acc" if self.corpus_scheme == "none" else "f1"
+        self.splits = read_tagging_splits(cfg.data, Path(cfg.paths.data_dir), log=log.info)
+        self.vocabs = TaggingVocabs.fit(self.splits["train"], self.scheme, self.corpus_scheme,
+                                        cfg.model.lowercase_words)
+        self.encoded = {s: [encode(x, self.vocabs, self.scheme, self.corpus_scheme) for x in sents]
+                        for s, sents in self.splits.items()}
+        for split in ("valid", "test"):
+            unknown = sum(1 for e in self.encoded.get(split, []) if e.tags is None)
+            if unknown:
+                log.info(f"{split}: {unknown} sentence(s) hold a tag never seen in train; "
+                         f"it can never be predicted and is scored as an error")
+        sizes = {s: f"{len(v):,}" for s, v in self.splits.items()}
+        log.info(f"tagging corpus {cfg.data.name}: sentences {sizes}; {len(self.vocabs.words):,} words, "
+                 f"{len(self.vocabs.tags)} tags ({self.scheme})")
+        self.model = build_tagger(cfg.model, self.vocabs, self.scheme).to(device)
+        self.output_dir = Path(cfg.paths.output_dir)
+        self.position = 0
+        self.batches: List[List[int]] = []
+        self.last_confusion = None
+
+    # ------------------------------------------------------------- training
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.encoded["train"]) / self.cfg.task.batch_size)
+
+    def start_epoch(self, epoch: int) -> None:
+        # The order is a function of (seed, epoch), so a resumed run re-creates it exactly.
+        rng = random.Random(self.cfg.seed * 100_003 + epoch)
+        self.batches = batch_indices([len(s.words) for s in self.encoded["train"]], self.cfg.task.batch_size,
+                                     shuffle=True, rng=rng)
+        self.epoch, self.position = epoch, 0
+
+    def steps_done_in_epoch(self) -> int:
+        return self.position
+
+    def next_batch(self):
+        if self.position >= len(self.batches):
+            return None
+        items = [self.encoded["train"][i] for i in self.batches[self.position]]
+        self.position += 1
+        return collate(items)
+
+    def training_step(self, batch) -> StepOutput:
+        batch = batch.to(self.device)
+        emissions = self.model(batch)
+        nll = self.model.loss(emissions, batch)
+        sentences = int(batch.lengths.numel())
+        return StepOutput(loss=nll / sentences, nll_sum=nll.detach(), units=sentences, tokens=batch.num_tokens)
+
+    # ------------------------------------------------------------- evaluation
+    def has_split(self, split: str) -> bool:
+        return split in self.splits
+
+    def evaluate(self, split: str) -> Dict[str, Any]:
+        predicted, loss, scored = predict(self.model, self.encoded[split], self.vocabs, self.cfg.task.eval_batch_size,
+                                          self.device)
+        predicted = [convert(p, self.scheme, self.corpus_scheme) for p in predicted]
+        gold = [s.tags for s in self.splits[split]]
+        metrics = tagging_metrics(gold, predicted, self.corpus_scheme)
+        metrics["loss"] = loss / max(1, scored)
+        write_conll_predictions(self.output_dir / "predictions" / f"{split}.conll", self.splits[split], predicted)
+        labels = sorted({t for sent in gold for t in sent} | {t for sent in predicted for t in sent})
+        self.last_confusion = (labels, confusion_matrix(gold, predicted, labels))
+        per_label = metrics.pop("per_label", None)
+        if per_label is not None:
+            self.last_per_label = per_label
+        return metrics
+
+    def describe(self, metrics: Dict[str, Any]) -> str:
+        keys = ("loss", "acc", "precision", "recall", "f1", "strict_f1")
+        return " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
+
+    def on_evaluation(self, monitor, step: int) -> None:
+        if monitor.writer is None or self.last_confusion is None:
+            return
+        labels, matrix = self.last_confusion
+        monitor.writer.add_image("confusion_matrix", heatmap(torch.tensor(matrix, dtype=torch.float)), step)
+        header = "| gold \\ predicted | " + " | ".join(labels + ["other"]) + " |"
+        rows = [header, "|" + "---|" * (len(labels) + 2)]
+        rows += [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels + ["other"], matrix)]
+        monitor.writer.add_text("confusion_matrix", "\n".join(rows), step)
+        if self.model.crf is not None:
+            monitor.writer.add_image("crf_transitions", heatmap(self.model.crf.transitions.detach().cpu()), step)
+
+    # ------------------------------------------------------------- state
+    def state_dict(self) -> Dict[str, Any]:
+        return {"position": self.position, "epoch": getattr(self, "epoch", 0)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.start_epoch(state["epoch"])
+        self.position = state["position"]
+
+    # ------------------------------------------------------------- outputs
+    def export(self, directory: Path) -> None:
+        save_package(directory, "tagging",
+                     {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data},
+                     self.vocabs.save, self.model.state_dict())
+
+    def hparams(self) -> Dict[str, Any]:
+        c = self.cfg
+        out = {"data": c.data.name, "scheme": self.scheme, "optim": c.optim.name, "lr": c.optim.lr,
+               "batch_size": c.task.batch_size, "precision": c.trainer.precision, "seed": c.seed}
+        out.update({f"model.{k}": v for k, v in vars(c.model).items()})
+        return out
+
+
+# A simple, documented tokenizer for raw text: words (letters/digits, inner hyphens and
+# apostrophes kept: "state-of-the-art", "don't") and single punctuation marks.
+TOKEN_PATTERN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
+
+
+def tokenize(text: str) -> List[Tuple[str, int, int]]:
+    """(token, start, end) character offsets into `text`."""
+    return [(m.group(), m.start(), m.end()) for m in TOKEN_PATTERN.finditer(text)]
+
+
+class Tagger:
+    """A trained tagger loaded from its package: `nlp_lstm.load(path).tag([...])`."""
+
+    def __init__(self, model: SequenceTagger, vocabs: TaggingVocabs, configs: Dict[str, Any], device) -> None:
+        self.model, self.vocabs, self.configs, self.device = model, vocabs, configs, device
+        self.corpus_scheme = configs["data"]["tag_scheme"]
+        self.scheme = "none" if self.corpus_scheme == "none" else configs["task"]["train_scheme"]
+        self.model.eval()
+
+    @classmethod
+    def from_package(cls, path, meta, state_dict, device) -> "Tagger":
+        from nlp_lstm.errors import ModelPackageError
+
+        try:
+            vocabs = TaggingVocabs.load(Path(path))
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            raise ModelPackageError(f"{path}: unreadable vocabs.json ({exc})") from None
+        model_cfg = TaggerModelConfig(**meta["configs"]["model"])
+        scheme = "none" if meta["configs"]["data"]["tag_scheme"] == "none" else meta["configs"]["task"]["train_scheme"]
+        model = build_tagger(model_cfg, vocabs, scheme)
+        model.load_state_dict(state_dict)
+        return cls(model.to(device), vocabs, meta["configs"], device)
+
+    def _encode(self, words: Sequence[str]) -> EncodedSentence:
+        return encode(Sentence(list(words), []), self.vocabs, self.scheme, self.corpus_scheme)
+
+    def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> List[List[str]]:
+        """Tags (in the corpus's scheme) for pre-tokenized sentences."""
+        keep = [i for i, s in enumerate(sentences) if len(s)]
+        encoded = [self._encode(sentences[i]) for i in keep]
+        predicted, _, _ = predict(self.model, encoded, self.vocabs, batch_size, self.device) if encoded else ([], 0, 0)
+        out: List[List[str]] = [[] for _ in sentences]
+        for i, tags in zip(keep, predicted):
+            out[i] = convert(tags, self.scheme, self.corpus_scheme)
+        return out
+
+    def tag(self, texts: Sequence[Union[str, Sequence[str]]]) -> List[List[Dict[str, Any]]]:
+        """Tag raw sentences (tokenized with `tokenize`) or token lists.
+
+        Returns, per sentence, [{"token", "tag", "start", "end"}] (offsets for raw text only).
+        """
+        tokenized = [tokenize(t) if isinstance(t, str) else [(w, None, None) for w in t] for t in texts]
+        tags = self.tag_tokens([[w for w, _, _ in toks] for toks in tokenized])
+        return [[{"token": w, "tag": tag, "start": s, "end": e} for (w, s, e), tag in zip(toks, sent_tags)]
+                for toks, sent_tags in zip(tokenized, tags)]
+
+    def evaluate(self, sentences: Sequence[Sentence], predictions_path: Optional[Path] = None) -> Dict[str, Any]:
+        """conlleval metrics (or accuracy for plain labels) on gold-tagged sentences."""
+        predicted = self.tag_tokens([s.words for s in sentences])
+        if predictions_path is not None:
+            write_conll_predictions(Path(predictions_path), sentences, predicted)
+        metrics = tagging_metrics([s.tags for s in sentences], predicted, self.corpus_scheme)
+        metrics.pop("per_label", None)
+        return metrics
+
+    @torch.no_grad()
+    def nbest(self, words: Sequence[str], k: int) -> List[Tuple[List[str], float]]:
+        """The k best tag sequences of one sentence with their CRF scores."""
+        if self.model.crf is None:
+            raise NlpLstmError("n-best needs a CRF head (model.head=crf)")
+        batch = collate([self._encode(words)]).to(self.device)
+        itos = self.vocabs.tags.get_itos()
+        out = []
+        for seq, score in self.model.crf.nbest(self.model(batch)[0], k):
+            out.append((convert([itos[t] for t in seq], self.scheme, self.corpus_scheme), score))
+        return out
+
+    @torch.no_grad()
+    def marginals(self, words: Sequence[str]) -> List[Dict[str, float]]:
+        """Per token, the marginal probability of each tag (model scheme)."""
+        if self.model.crf is None:
+            raise NlpLstmError("marginals need a CRF head (model.head=crf)")
+        batch = collate([self._encode(words)]).to(self.device)
+        probs = self.model.crf.marginals(self.model(batch), batch.mask)[0].cpu()
+        itos = self.vocabs.tags.get_itos()
+        return [{itos[j]: float(p[j]) for j in range(len(itos))} for p in probs[: len(words)]]

@@ -1,0 +1,79 @@
+import pytest
+
+from nlp_lstm.data.conll import read_conll, read_conllu
+from nlp_lstm.errors import DataError
+
+
+def test_conll_whitespace_breaks_docstart_and_columns(tmp_path):
+    path = tmp_path / "a.conll"
+    path.write_text("-DOCSTART- -X- O\n\nThe DT B-NP\ncat\tNN  I-NP\n\t\nsat VBD B-VP\n \n\n", encoding="utf-8")
+    sentences = read_conll(path, 0, 2, {"pos": 1})
+    assert [s.words for s in sentences] == [["The", "cat"], ["sat"]]
+    assert [s.tags for s in sentences] == [["B-NP", "I-NP"], ["B-VP"]]
+    assert sentences[0].features == {"pos": ["DT", "NN"]}
+    assert sentences[1].line == 6
+
+
+def test_conll_wrong_column_count_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.conll"
+    path.write_text("a DT B-NP\nb NN\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.conll:2: 2 column\(s\), expected 3"):
+        read_conll(path, 0, 2)
+
+
+def test_conll_missing_tag_column(tmp_path):
+    path = tmp_path / "two.conll"
+    path.write_text("a B-NP\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"two\.conll:1: 2 column\(s\), but column 3 is configured"):
+        read_conll(path, 0, 3)
+
+
+def test_conll_empty_and_non_utf8(tmp_path):
+    empty = tmp_path / "empty.conll"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="empty"):
+        read_conll(empty)
+    only_docstart = tmp_path / "doc.conll"
+    only_docstart.write_text("-DOCSTART- O\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no sentences"):
+        read_conll(only_docstart)
+    latin = tmp_path / "latin.conll"
+    latin.write_bytes(b"a O\n\ncaf\xe9 O\n")
+    with pytest.raises(DataError, match=r"latin\.conll:3: not valid UTF-8"):
+        read_conll(latin)
+
+
+def test_a_1000_token_sentence_is_kept_whole(tmp_path):
+    path = tmp_path / "long.conll"
+    path.write_text("\n".join(f"w{i} O" for i in range(1000)) + "\n\nshort O\n", encoding="utf-8")
+    sentences = read_conll(path)
+    assert [len(s.words) for s in sentences] == [1000, 1]
+
+
+CONLLU = """# sent_id = 1
+# text = I don't know.
+1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_
+2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+2\tdo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
+3\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_
+3.1\tknow\tknow\tVERB\tVB\t_\t_\t_\t_\t_
+4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_
+
+1\tOk\tok\tINTJ\tUH\t_\t0\troot\t_\t_
+"""
+
+
+def test_conllu_skips_comments_ranges_and_empty_nodes(tmp_path):
+    path = tmp_path / "a.conllu"
+    path.write_text(CONLLU, encoding="utf-8")
+    sentences = read_conllu(path)
+    assert [s.words for s in sentences] == [["I", "do", "n't", "."], ["Ok"]]
+    assert sentences[0].tags == ["PRON", "AUX", "PART", "PUNCT"]
+    assert read_conllu(path, "xpos")[0].tags == ["PRP", "VBP", "RB", "."]
+
+
+def test_conllu_malformed_line(tmp_path):
+    path = tmp_path / "bad.conllu"
+    path.write_text("1\tI\tI\tPRON\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.conllu:1: 4 tab-separated field\(s\), CoNLL-U needs 10"):
+        read_conllu(path)

@@ -1,0 +1,82 @@
+"""The CRF against brute-force enumeration of every tag sequence on small cases."""
+
+import itertools
+
+import pytest
+import torch
+
+from nlp_lstm.models.crf import CRF
+
+
+def brute_force(crf, emissions):
+    """All (sequence, score) of one sentence (T, N), best first, with constraints applied."""
+    trans, start, end = crf._params()
+    length, n = emissions.shape
+    scored = []
+    for seq in itertools.product(range(n), repeat=length):
+        s = start[seq[0]] + emissions[0, seq[0]] + end[seq[-1]]
+        for t in range(1, length):
+            s = s + trans[seq[t - 1], seq[t]] + emissions[t, seq[t]]
+        scored.append((list(seq), float(s)))
+    return sorted(scored, key=lambda x: -x[1])
+
+
+def make_crf(n=3, constrained=False, seed=0):
+    torch.manual_seed(seed)
+    allowed = None
+    if constrained:
+        allowed = torch.ones(n, n, dtype=torch.bool)
+        allowed[0, 2] = False  # tag 2 may not follow tag 0
+    crf = CRF(n, allowed=allowed, allowed_start=torch.tensor([True, True, False]) if constrained else None)
+    with torch.no_grad():
+        crf.transitions.normal_()
+        crf.start.normal_()
+        crf.end.normal_()
+    return crf
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_partition_score_viterbi_nbest_and_marginals_match_brute_force(constrained):
+    crf = make_crf(constrained=constrained)
+    lengths = [4, 2, 1]
+    emissions = torch.randn(3, 4, 3)
+    mask = torch.arange(4).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    log_z = crf.log_partition(emissions, mask)
+    paths = crf.viterbi(emissions, mask)
+    marginals = crf.marginals(emissions, mask)
+    for b, n in enumerate(lengths):
+        table = brute_force(crf, emissions[b, :n])
+        scores = torch.tensor([s for _, s in table])
+        assert float(log_z[b]) == pytest.approx(float(torch.logsumexp(scores, 0)), abs=1e-4)
+        assert paths[b] == table[0][0]
+        best = crf.nbest(emissions[b, :n], 5)
+        assert [seq for seq, _ in best] == [seq for seq, _ in table[:5]]
+        assert [s for _, s in best] == pytest.approx([s for _, s in table[:5]], abs=1e-4)
+        probs = torch.softmax(scores, 0)
+        for t in range(n):
+            for tag in range(3):
+                expected = sum(float(p) for (seq, _), p in zip(table, probs) if seq[t] == tag)
+                assert float(marginals[b, t, tag]) == pytest.approx(expected, abs=1e-4)
+        tags = torch.tensor([table[3][0] + [0] * (4 - n)])
+        score = crf.sequence_score(emissions[b:b + 1], tags, mask[b:b + 1])
+        assert float(score) == pytest.approx(table[3][1], abs=1e-4)
+
+
+def test_constrained_decoder_never_outputs_a_forbidden_transition():
+    crf = make_crf(constrained=True, seed=3)
+    emissions = torch.randn(20, 6, 3) * 5
+    mask = torch.ones(20, 6, dtype=torch.bool)
+    for path in crf.viterbi(emissions, mask):
+        assert path[0] != 2
+        assert all(not (a == 0 and b == 2) for a, b in zip(path, path[1:]))
+
+
+def test_nll_is_positive_and_trainable():
+    crf = make_crf()
+    emissions = torch.randn(2, 5, 3, requires_grad=True)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    tags = torch.randint(0, 3, (2, 5))
+    nll = crf.nll(emissions, tags, mask)
+    assert float(nll) > 0
+    nll.backward()
+    assert crf.transitions.grad is not None and emissions.grad is not None

@@ -1,0 +1,31 @@
+"""CUDA paths. Marked `gpu`: run with `python -m pytest -m gpu` on a machine with a GPU."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY_MODEL, run_train, text_data_overrides
+from nlp_lstm.models.rnn import RNNLayer
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_layer_on_cuda_matches_cpu(cell):
+    torch.manual_seed(0)
+    layer = RNNLayer(cell, 16, 32, weight_drop=0.3).eval()
+    x = torch.randn(4, 20, 16)
+    out_cpu, _ = layer(x, layer.initial_state(4, "cpu"))
+    layer.cuda()
+    out_gpu, _ = layer(x.cuda(), layer.initial_state(4, "cuda"))
+    assert torch.allclose(out_cpu, out_gpu.cpu(), atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_training_on_cuda(tmp_path, text_corpus, precision):
+    run_dir = tmp_path / "run"
+    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
+        "trainer.device=cuda", f"trainer.precision={precision}", "trainer.max_steps=20"], tmp_path / "data")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["ppl"] < 1000

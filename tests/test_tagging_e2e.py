@@ -1,0 +1,133 @@
+"""Tagging end to end through `python train.py task=tagging ...` on corpora the tests write."""
+
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import nlp_lstm
+from conftest import run_cli, run_train
+from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+
+
+@pytest.fixture(scope="module")
+def trained_tagger(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tagger")
+    corpus = tagging_corpus(tmp / "corpus")
+    # the test set holds a chunk type never seen in training (as CoNLL-2000's I-LST)
+    test_text = corpus["test"].read_text() + "\nlist NN B-LST\nitem NN I-LST\n"
+    corpus["test"].write_text(test_text)
+    run_dir = tmp / "run"
+    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=6", "trainer.max_time=null"],
+              tmp / "data")
+    return {"run_dir": run_dir, "corpus": corpus, "data_dir": tmp / "data"}
+
+
+def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
+    run_dir = trained_tagger["run_dir"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    for block in ("best_valid", "test"):
+        assert {"acc", "precision", "recall", "f1", "strict_f1", "loss"} <= set(metrics[block])
+    assert metrics["best_valid"]["f1"] > 90  # the toy grammar is easy
+    assert metrics["train"]["sentences_per_sec"] > 0 and metrics["train"]["tokens_per_sec"] > 0
+    # the predictions file is conlleval's format: word gold predicted
+    lines = (run_dir / "predictions" / "test.conll").read_text().split("\n")
+    assert lines[0].count(" ") == 2
+    assert any(line.startswith("list B-LST ") for line in lines)  # the unseen label, scored as an error
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    assert {"train/loss", "valid/f1", "valid/f1_NP", "valid/acc"} <= set(acc.Tags()["scalars"])
+    assert {"confusion_matrix", "crf_transitions"} <= set(acc.Tags()["images"])
+
+
+def test_loaded_tagger_api(trained_tagger):
+    tagger = nlp_lstm.load(trained_tagger["run_dir"] / "model", device="cpu")
+    result = tagger.tag(["the old cat saw a dog .", ["Alice", "likes", "Bob", "."]])
+    assert [t["token"] for t in result[0]] == ["the", "old", "cat", "saw", "a", "dog", "."]
+    assert [t["tag"] for t in result[0]] == ["B-NP", "I-NP", "I-NP", "B-VP", "B-NP", "I-NP", "O"]
+    assert result[0][2]["start"] == 8 and result[0][2]["end"] == 11
+    assert result[1][0]["start"] is None
+    best = tagger.nbest(["the", "cat", "saw", "Bob"], 3)
+    assert len(best) == 3 and best[0][1] >= best[1][1] >= best[2][1]
+    assert best[0][0] == [t["tag"] for t in tagger.tag([["the", "cat", "saw", "Bob"]])[0]]  # 1-best = Viterbi
+    marginals = tagger.marginals(["the", "cat"])
+    assert len(marginals) == 2 and sum(marginals[0].values()) == pytest.approx(1.0, abs=1e-4)
+    long_sentence = ["the", "cat"] * 500
+    assert len(tagger.tag([long_sentence])[0]) == 1000  # never dropped or truncated
+
+
+def test_tag_cli_formats(trained_tagger):
+    model = str(trained_tagger["run_dir"] / "model")
+    conll = run_cli(["tag", model, "--format", "conll"], stdin="The cat sat on the mat .\n")
+    assert conll.returncode == 0, conll.stderr
+    rows = [line.split("\t") for line in conll.stdout.strip().split("\n")]
+    assert [r[0] for r in rows] == ["The", "cat", "sat", "on", "the", "mat", "."]
+    jsonl = run_cli(["tag", model, "--format", "jsonl", "--nbest", "2", "--marginals"], stdin="a dog found Paris .\n")
+    record = json.loads(jsonl.stdout)
+    assert record["tokens"][1] == {"token": "dog", "tag": record["tokens"][1]["tag"], "start": 2, "end": 5}
+    assert len(record["nbest"]) == 2 and len(record["marginals"]) == 5
+    text = run_cli(["tag", model, "--format", "text", "--input", "conll", str(trained_tagger["corpus"]["valid"])])
+    assert text.returncode == 0 and "/B-NP" in text.stdout
+    bad = run_cli(["tag", model, "--nbest", "2"], stdin="a dog\n")
+    assert bad.returncode == 2 and "--format jsonl" in bad.stderr
+
+
+def test_evaluate_cli_matches_training(trained_tagger, tmp_path):
+    model = str(trained_tagger["run_dir"] / "model")
+    proc = run_cli(["evaluate", model, "--split", "test", "--predictions", str(tmp_path / "p.conll")])
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    metrics = json.loads((trained_tagger["run_dir"] / "metrics.json").read_text())
+    assert result["f1"] == pytest.approx(metrics["test"]["f1"])
+    assert (tmp_path / "p.conll").read_text() == (trained_tagger["run_dir"] / "predictions" / "test.conll").read_text()
+
+
+def test_pos_tagging_from_conllu_with_softmax_head(tmp_path):
+    from test_conll_readers import CONLLU
+
+    files = {}
+    for split in ("train", "dev", "test"):
+        files[split] = tmp_path / f"{split}.conllu"
+        files[split].write_text(CONLLU * 20, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    run_train(run_dir, ["task=tagging", "data=conllu", f"data.train={files['train']}", f"data.valid={files['dev']}",
+                        f"data.test={files['test']}", "model.head=softmax", "trainer.max_epochs=3",
+                        "trainer.max_time=null", *TINY_TAGGER], tmp_path / "data")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "acc" in metrics["test"] and "f1" not in metrics["test"]
+
+
+def test_tag_scheme_mismatch_is_a_one_line_error(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    corpus["train"].write_text("a DT S-NP\n", encoding="utf-8")
+    proc = run_train(tmp_path / "run", conll_overrides(corpus) + TINY_TAGGER, tmp_path / "data", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {corpus['train']}:1: tag 'S-NP' (token 1) does not fit data.tag_scheme=iob2")
+
+
+def test_no_dev_split_holds_out_part_of_train(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    run_dir = tmp_path / "run"
+    overrides = [o for o in conll_overrides(corpus) if not o.startswith("data.valid")]
+    run_train(run_dir, overrides + TINY_TAGGER + ["trainer.max_steps=3"], tmp_path / "data")
+    log = (run_dir / "train.log").read_text()
+    assert "30 train sentences (data.dev_fraction=0.1, seed 12345) are held out as valid" in log
+
+
+def test_tagging_resume_is_exact(tmp_path):
+    import torch
+
+    corpus = tagging_corpus(tmp_path / "corpus")
+    common = conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=null", "trainer.max_time=null",
+                                                      "logger.tensorboard=false", "optim.schedule=none"]
+    run_train(tmp_path / "a", common + ["trainer.max_steps=30"], tmp_path / "data")
+    run_train(tmp_path / "b", common + ["trainer.max_steps=12"], tmp_path / "data")
+    run_train(tmp_path / "b", common + ["trainer.max_steps=30", "trainer.resume=true"], tmp_path / "data")
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["trainer"]["epoch"] >= 1
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
