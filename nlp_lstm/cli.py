@@ -171,18 +171,26 @@ def _cmd_tag(args) -> None:
     if (args.nbest or args.marginals) and args.format != "jsonl":
         raise NlpLstmError("--nbest and --marginals need --format jsonl")
     lines = _read_input(args.file, "input file")
+    features = None
     if args.input == "conll":
-        sentences, current = [], []
-        for line in lines + [""]:
-            if line.strip():
-                current.append(line.split()[0])
-            elif current:
-                sentences.append(current)
+        # the word is the first column; the model's extra input columns (if any) are read
+        # at the indices it was trained with
+        columns = tagger.feature_columns
+        sentences, features, current = [], [], []
+        for line_no, line in enumerate(lines + [""], start=1):
+            fields = line.split()
+            if fields and fields[0] != "-DOCSTART-":
+                if any(not -len(fields) <= i < len(fields) for i in columns.values()):
+                    raise NlpLstmError(f"{args.file}:{line_no}: {len(fields)} column(s); the model reads columns {columns}")
+                current.append(fields)
+            elif not fields and current:
+                sentences.append([f[0] for f in current])
+                features.append({name: [f[i] for f in current] for name, i in columns.items()})
                 current = []
-        results = tagger.tag(sentences)
+        results = tagger.tag(sentences, features)
     else:
         results = tagger.tag([line for line in lines if line.strip()])
-    for tokens in results:
+    for index, tokens in enumerate(results):
         if args.format == "conll":
             print("\n".join(f"{t['token']}\t{t['tag']}" for t in tokens) + "\n")
         elif args.format == "text":
@@ -190,10 +198,12 @@ def _cmd_tag(args) -> None:
         else:
             record = {"tokens": tokens}
             words = [t["token"] for t in tokens]
+            feats = features[index] if features else None
             if args.nbest and words:
-                record["nbest"] = [{"tags": tags, "score": score} for tags, score in tagger.nbest(words, args.nbest)]
+                record["nbest"] = [{"tags": tags, "score": score}
+                                   for tags, score in tagger.nbest(words, args.nbest, feats)]
             if args.marginals and words:
-                record["marginals"] = tagger.marginals(words)
+                record["marginals"] = tagger.marginals(words, feats)
             print(json.dumps(record, ensure_ascii=False))
 
 

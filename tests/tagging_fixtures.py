@@ -53,6 +53,8 @@ TINY_TAGGER = ["model.emb_size=16", "model.hidden_size=16", "model.char_emb_size
                "trainer.log_every_n_steps=5", "trainer.num_threads=1", "optim.lr=0.05"]
 
 
-def conll_overrides(corpus: dict) -> List[str]:
-    return ["task=tagging", "data=conll", f"data.train={corpus['train']}", f"data.valid={corpus['valid']}",
-            f"data.test={corpus['test']}", "data.word_column=0", "data.tag_column=2", "+data.feature_columns.pos=1"]
+def conll_overrides(corpus: dict, pos_feature: bool = False) -> List[str]:
+    """Chunking from column 2; with `pos_feature`, the POS column 1 is an input feature."""
+    out = ["task=tagging", "data=conll", f"data.train={corpus['train']}", f"data.valid={corpus['valid']}",
+           f"data.test={corpus['test']}", "data.word_column=0", "data.tag_column=2"]
+    return out + (["+data.feature_columns.pos=1"] if pos_feature else [])

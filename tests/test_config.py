@@ -7,7 +7,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from nlp_lstm.config import Config, LMTaskConfig, register_configs, validate
+from nlp_lstm.config import (Config, LMTaskConfig, TaggerModelConfig, TaggingDataConfig, TaggingTaskConfig,
+                             register_configs, validate)
 from nlp_lstm.errors import ConfigError
 
 from conftest import ROOT, run_train
@@ -24,13 +25,18 @@ def _compose(overrides):
 
 def test_expected_presets_exist():
     assert {"wt2_small", "wt2_medium", "ptb_medium", "wt2_gru", "wt2_bpe", "shakespeare_char", "wt2_bilm",
-            "smoke"} <= set(PRESETS)
+            "smoke", "conll2000_chunk", "conll2000_pos", "ud_ewt_upos", "wnut17_ner"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_and_validates(preset):
     cfg = validate(_compose([f"experiment={preset}"]))
-    assert isinstance(cfg, Config) and isinstance(cfg.task, LMTaskConfig)
+    assert isinstance(cfg, Config)
+    if cfg.task.name == "lm":
+        assert isinstance(cfg.task, LMTaskConfig) and not isinstance(cfg.model, TaggerModelConfig)
+    else:
+        assert isinstance(cfg.task, TaggingTaskConfig) and isinstance(cfg.model, TaggerModelConfig)
+        assert isinstance(cfg.data, TaggingDataConfig)
 
 
 def test_preset_values_land():
@@ -71,6 +77,13 @@ def test_bad_values_get_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError) as info:
         validate(_compose([override]))
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_task_tagging_alone_selects_a_tagger_corpus_and_optimiser():
+    cfg = validate(_compose(["task=tagging"]))
+    assert (cfg.data.name, cfg.model.head, cfg.optim.momentum) == ("conll2000", "crf", 0.9)
+    assert cfg.data.feature_columns == {"pos": 1}
+    assert validate(_compose(["experiment=conll2000_pos"])).data.tag_scheme == "none"
 
 
 def test_data_text_needs_paths():

@@ -68,8 +68,11 @@ def test_tag_cli_formats(trained_tagger):
     record = json.loads(jsonl.stdout)
     assert record["tokens"][1] == {"token": "dog", "tag": record["tokens"][1]["tag"], "start": 2, "end": 5}
     assert len(record["nbest"]) == 2 and len(record["marginals"]) == 5
-    text = run_cli(["tag", model, "--format", "text", "--input", "conll", str(trained_tagger["corpus"]["valid"])])
-    assert text.returncode == 0 and "/B-NP" in text.stdout
+    text = run_cli(["tag", model, str(trained_tagger["corpus"]["valid"]), "--format", "text", "--input", "conll"])
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.split("\n")[0].split(" ")[0] in ("the/B-NP", "a/B-NP", "this/B-NP", "every/B-NP",
+                                                          "Paris/B-NP", "London/B-NP", "Alice/B-NP", "Bob/B-NP",
+                                                          "Google/B-NP")
     bad = run_cli(["tag", model, "--nbest", "2"], stdin="a dog\n")
     assert bad.returncode == 2 and "--format jsonl" in bad.stderr
 
@@ -82,6 +85,26 @@ def test_evaluate_cli_matches_training(trained_tagger, tmp_path):
     metrics = json.loads((trained_tagger["run_dir"] / "metrics.json").read_text())
     assert result["f1"] == pytest.approx(metrics["test"]["f1"])
     assert (tmp_path / "p.conll").read_text() == (trained_tagger["run_dir"] / "predictions" / "test.conll").read_text()
+
+
+def test_feature_columns_are_read_from_conll_input(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    run_dir = tmp_path / "run"
+    run_train(run_dir, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + ["trainer.max_epochs=2",
+              "trainer.max_time=null", "logger.tensorboard=false"], tmp_path / "data")
+    model = str(run_dir / "model")
+    raw = run_cli(["tag", model], stdin="the cat saw Bob .\n")
+    assert raw.returncode == 2
+    assert raw.stderr.strip() == ("error: this model also reads input column(s) pos (data.feature_columns="
+                                  "{'pos': 1}): give CoNLL input that has them")
+    conll = run_cli(["tag", model, "-", "--input", "conll"], stdin="the DT\ncat NN\nsaw VBD\n\nBob NNP\n")
+    assert conll.returncode == 0, conll.stderr
+    assert [line.split("\t")[0] for line in conll.stdout.split("\n") if line] == ["the", "cat", "saw", "Bob"]
+    short = run_cli(["tag", model, "-", "--input", "conll"], stdin="the\n")
+    assert short.returncode == 2 and "-:1: 1 column(s); the model reads columns {'pos': 1}" in short.stderr
+    evaluated = run_cli(["evaluate", model, "--split", "test"])
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["f1"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["test"]["f1"])
 
 
 def test_pos_tagging_from_conllu_with_softmax_head(tmp_path):

@@ -246,32 +246,46 @@ class Tagger:
         model.load_state_dict(state_dict)
         return cls(model.to(device), vocabs, meta["configs"], device)
 
-    def _encode(self, words: Sequence[str]) -> EncodedSentence:
-        return encode(Sentence(list(words), []), self.vocabs, self.scheme, self.corpus_scheme)
+    @property
+    def feature_columns(self) -> Dict[str, int]:
+        """Extra input columns the model reads besides the word (e.g. {"pos": 1})."""
+        return dict(self.configs["data"].get("feature_columns") or {})
 
-    def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> List[List[str]]:
-        """Tags (in the corpus's scheme) for pre-tokenized sentences."""
+    def _encode(self, words: Sequence[str], features: Optional[Dict[str, Sequence[str]]] = None) -> EncodedSentence:
+        features = features or {}
+        missing = [name for name in self.vocabs.features if name not in features]
+        if missing:
+            raise NlpLstmError(f"this model also reads input column(s) {', '.join(missing)} "
+                               f"(data.feature_columns={self.feature_columns}): give CoNLL input that has them")
+        return encode(Sentence(list(words), [], {n: list(v) for n, v in features.items()}), self.vocabs,
+                      self.scheme, self.corpus_scheme)
+
+    def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 256,
+                   features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[str]]:
+        """Tags (in the corpus's scheme) for pre-tokenized sentences; `features[i]` holds the
+        extra input columns of sentence i where the model reads some."""
         keep = [i for i, s in enumerate(sentences) if len(s)]
-        encoded = [self._encode(sentences[i]) for i in keep]
+        encoded = [self._encode(sentences[i], features[i] if features else None) for i in keep]
         predicted, _, _ = predict(self.model, encoded, self.vocabs, batch_size, self.device) if encoded else ([], 0, 0)
         out: List[List[str]] = [[] for _ in sentences]
         for i, tags in zip(keep, predicted):
             out[i] = convert(tags, self.scheme, self.corpus_scheme)
         return out
 
-    def tag(self, texts: Sequence[Union[str, Sequence[str]]]) -> List[List[Dict[str, Any]]]:
+    def tag(self, texts: Sequence[Union[str, Sequence[str]]],
+            features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:
         """Tag raw sentences (tokenized with `tokenize`) or token lists.
 
         Returns, per sentence, [{"token", "tag", "start", "end"}] (offsets for raw text only).
         """
         tokenized = [tokenize(t) if isinstance(t, str) else [(w, None, None) for w in t] for t in texts]
-        tags = self.tag_tokens([[w for w, _, _ in toks] for toks in tokenized])
+        tags = self.tag_tokens([[w for w, _, _ in toks] for toks in tokenized], features=features)
         return [[{"token": w, "tag": tag, "start": s, "end": e} for (w, s, e), tag in zip(toks, sent_tags)]
                 for toks, sent_tags in zip(tokenized, tags)]
 
     def evaluate(self, sentences: Sequence[Sentence], predictions_path: Optional[Path] = None) -> Dict[str, Any]:
         """conlleval metrics (or accuracy for plain labels) on gold-tagged sentences."""
-        predicted = self.tag_tokens([s.words for s in sentences])
+        predicted = self.tag_tokens([s.words for s in sentences], features=[s.features for s in sentences])
         if predictions_path is not None:
             write_conll_predictions(Path(predictions_path), sentences, predicted)
         metrics = tagging_metrics([s.tags for s in sentences], predicted, self.corpus_scheme)
@@ -279,11 +293,12 @@ class Tagger:
         return metrics
 
     @torch.no_grad()
-    def nbest(self, words: Sequence[str], k: int) -> List[Tuple[List[str], float]]:
+    def nbest(self, words: Sequence[str], k: int,
+              features: Optional[Dict[str, Sequence[str]]] = None) -> List[Tuple[List[str], float]]:
         """The k best tag sequences of one sentence with their CRF scores."""
         if self.model.crf is None:
             raise NlpLstmError("n-best needs a CRF head (model.head=crf)")
-        batch = collate([self._encode(words)]).to(self.device)
+        batch = collate([self._encode(words, features)]).to(self.device)
         itos = self.vocabs.tags.get_itos()
         out = []
         for seq, score in self.model.crf.nbest(self.model(batch)[0], k):
@@ -291,11 +306,12 @@ class Tagger:
         return out
 
     @torch.no_grad()
-    def marginals(self, words: Sequence[str]) -> List[Dict[str, float]]:
+    def marginals(self, words: Sequence[str], features: Optional[Dict[str, Sequence[str]]] = None
+                  ) -> List[Dict[str, float]]:
         """Per token, the marginal probability of each tag (model scheme)."""
         if self.model.crf is None:
             raise NlpLstmError("marginals need a CRF head (model.head=crf)")
-        batch = collate([self._encode(words)]).to(self.device)
+        batch = collate([self._encode(words, features)]).to(self.device)
         probs = self.model.crf.marginals(self.model(batch), batch.mask)[0].cpu()
         itos = self.vocabs.tags.get_itos()
         return [{itos[j]: float(p[j]) for j in range(len(itos))} for p in probs[: len(words)]]

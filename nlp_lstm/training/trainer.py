@@ -320,15 +320,14 @@ class Trainer:
         if self.best_state is None:
             raise NlpLstmError("no finite validation result: no model was saved (check the learning rate)")
         self.model.load_state_dict(self.best_state)
+        best_valid = s["best"]  # scored on exactly these weights when they became the best
         with autocast_context(self.device, self.tcfg.precision):
-            best_valid = self.task.evaluate("valid")
             test = self.task.evaluate("test") if self.task.has_split("test") else None
         self.task.on_finish(self.monitor, s["step"])
         final = {f"hparam/valid_{k}": v for k, v in best_valid.items() if isinstance(v, float)}
         if test:
             final.update({f"hparam/test_{k}": v for k, v in test.items() if isinstance(v, float)})
         self.monitor.hparams(self.task.hparams(), final)
-        s["best"] = best_valid
         self._write_metrics(status="completed", test=test)
         log.info(f"best valid: {self.task.describe(best_valid)}" + (f" | test: {self.task.describe(test)}" if test else ""))
         log.info(f"model package: {self.model_dir}")
