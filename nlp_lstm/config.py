@@ -179,6 +179,11 @@ class TaggerModelConfig(ModelConfig):
     head: str = "crf"  # crf | softmax
     word_dropout: float = 0.05  # replace a word by <unk> in training (char features still see it)
     lowercase_words: bool = False  # the word embedding sees lowercased words; chars keep case
+    # Contextual features from a word-level LM package of this project (ELMo-style: the
+    # forward and, for a bidirectional LM, backward states at each word). The LM is copied
+    # into the tagger's package; frozen unless lm_fine_tune.
+    lm_features: Optional[str] = None
+    lm_fine_tune: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

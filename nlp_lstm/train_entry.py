@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nlp_lstm.api import resolve_device
-from nlp_lstm.config import Config, register_configs, validate
+from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
 
@@ -34,25 +34,24 @@ def configure_torch(cfg: Config) -> None:
 
 
 def build_task(cfg: Config, device: torch.device):
+    """The task object for `task.name`, after checking the groups fit together."""
+    is_tagger, is_tagging_data = isinstance(cfg.model, TaggerModelConfig), isinstance(cfg.data, TaggingDataConfig)
     if cfg.task.name == "lm":
-        from nlp_lstm.config import TaggingDataConfig
-
-        if isinstance(cfg.data, TaggingDataConfig):
+        if is_tagging_data:
             raise NlpLstmError(f"config data={cfg.data.name}: a tagging corpus; task=lm needs a text corpus")
+        if is_tagger:
+            raise NlpLstmError("config model: a tagger model; task=lm needs a language model (model=small, medium, awd)")
         from nlp_lstm.tasks.language_modeling import LanguageModelingTask
 
         return LanguageModelingTask(cfg, device)
-    if cfg.task.name == "tagging":
-        from nlp_lstm.config import TaggerModelConfig, TaggingDataConfig
-        from nlp_lstm.tasks.tagging import TaggingTask
+    if not is_tagger:
+        raise NlpLstmError("config model: task=tagging needs a tagger model (model=bilstm_crf)")
+    if not is_tagging_data:
+        raise NlpLstmError(f"config data={cfg.data.name}: task=tagging needs a tagging corpus "
+                           "(conll2000, ud_ewt, wnut17, conll, conllu)")
+    from nlp_lstm.tasks.tagging import TaggingTask
 
-        if not isinstance(cfg.model, TaggerModelConfig):
-            raise NlpLstmError("config model: task=tagging needs a tagger model (model=bilstm_crf)")
-        if not isinstance(cfg.data, TaggingDataConfig):
-            raise NlpLstmError(f"config data={cfg.data.name}: task=tagging needs a tagging corpus "
-                               "(conll2000, ud_ewt, wnut17, conll, conllu)")
-        return TaggingTask(cfg, device)
-    raise NlpLstmError(f"config task.name={cfg.task.name!r}: unknown task")
+    return TaggingTask(cfg, device)
 
 
 def run(cfg: DictConfig) -> Dict[str, Any]:

@@ -50,7 +50,7 @@ def tagging_corpus(directory: Path) -> dict:
 
 TINY_TAGGER = ["model.emb_size=16", "model.hidden_size=16", "model.char_emb_size=8", "model.char_hidden_size=8",
                "model.feature_emb_size=4", "task.batch_size=16", "trainer.progress_bar=false",
-               "trainer.log_every_n_steps=5", "trainer.num_threads=1", "optim.lr=0.05"]
+               "trainer.log_every_n_steps=5", "trainer.num_threads=1", "optim.lr=0.01"]
 
 
 def conll_overrides(corpus: dict, pos_feature: bool = False) -> List[str]:

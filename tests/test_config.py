@@ -81,7 +81,7 @@ def test_bad_values_get_one_line_naming_the_key(override, message):
 
 def test_task_tagging_alone_selects_a_tagger_corpus_and_optimiser():
     cfg = validate(_compose(["task=tagging"]))
-    assert (cfg.data.name, cfg.model.head, cfg.optim.momentum) == ("conll2000", "crf", 0.9)
+    assert (cfg.data.name, cfg.model.head, cfg.optim.name) == ("conll2000", "crf", "adamw")
     assert cfg.data.feature_columns == {"pos": 1}
     assert validate(_compose(["experiment=conll2000_pos"])).data.tag_scheme == "none"
 

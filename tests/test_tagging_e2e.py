@@ -154,3 +154,46 @@ def test_tagging_resume_is_exact(tmp_path):
     assert a["trainer"]["epoch"] >= 1
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_tagger_with_frozen_bidirectional_lm_features(tmp_path):
+    """ELMo-style: a bidirectional word LM of this project feeds the tagger; the LM is
+    frozen, and copied into the tagger's package so the package stands alone."""
+    import shutil
+
+    import torch
+
+    from conftest import TINY_MODEL, text_data_overrides
+    from nlp_lstm.data.conll import read_conll
+
+    corpus = tagging_corpus(tmp_path / "corpus")
+    text = {}
+    for split in ("train", "valid", "test"):
+        text[split] = tmp_path / f"{split}.lm.txt"
+        text[split].write_text("\n".join(" ".join(s.words) for s in read_conll(corpus[split], 0, 2)) + "\n")
+    lm_run = tmp_path / "lm"
+    run_train(lm_run, text_data_overrides(text) + TINY_MODEL + ["model.bidirectional=true", "trainer.max_steps=10",
+                                                                "logger.tensorboard=false"], tmp_path / "data")
+    lm_package = tmp_path / "lm_package"
+    shutil.copytree(lm_run / "model", lm_package)
+    run_dir = tmp_path / "tagger"
+    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + [f"model.lm_features={lm_package}",
+              "trainer.max_epochs=2", "trainer.max_time=null", "logger.tensorboard=false"], tmp_path / "data")
+    lm_weights = torch.load(lm_package / "weights.pt", weights_only=True)
+    tagger_weights = torch.load(run_dir / "model" / "weights.pt", weights_only=True)
+    for name, tensor in lm_weights.items():
+        assert torch.equal(tagger_weights[f"lm.{name}"], tensor), name  # frozen
+    shutil.rmtree(lm_package)
+    tagger = nlp_lstm.load(run_dir / "model", device="cpu")
+    assert len(tagger.tag(["the cat saw Bob ."])[0]) == 5
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["f1"] > 0
+
+
+def test_lm_features_need_a_word_lm(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    proc = run_train(tmp_path / "run", conll_overrides(corpus) + TINY_TAGGER + [
+        f"model.lm_features={tmp_path / 'nothing'}"], tmp_path / "data", check=False)
+    assert proc.returncode == 2
+    assert f"config model.lm_features='{tmp_path / 'nothing'}': " in proc.stderr
+    assert "no such model directory" in proc.stderr

@@ -112,9 +112,11 @@ class EncodedSentence:
     chars: List[List[int]]
     features: Dict[str, List[int]]
     tags: Optional[List[int]]  # None where a gold tag is unknown to the model (never trained on)
+    lm_ids: Optional[List[int]] = None  # one id per word in the feature LM's vocabulary
 
 
-def encode(sentence: Sentence, vocabs: TaggingVocabs, train_scheme: str, corpus_scheme: str) -> EncodedSentence:
+def encode(sentence: Sentence, vocabs: TaggingVocabs, train_scheme: str, corpus_scheme: str,
+           lm_tokenizer=None) -> EncodedSentence:
     words = [w.lower() for w in sentence.words] if vocabs.lowercase_words else sentence.words
     tags = None
     if sentence.tags:
@@ -126,6 +128,9 @@ def encode(sentence: Sentence, vocabs: TaggingVocabs, train_scheme: str, corpus_
         chars=[vocabs.chars.lookup_indices(w) for w in sentence.words],
         features={n: v.lookup_indices(sentence.features.get(n, [UNK] * len(words))) for n, v in vocabs.features.items()},
         tags=tags,
+        # a word-level LM's tokenizer maps each word to one id (unknown words to <unk>)
+        lm_ids=[ids[0] if len(ids) == 1 else lm_tokenizer.unk_id for ids in map(lm_tokenizer.encode_line, sentence.words)]
+        if lm_tokenizer is not None else None,
     )
 
 
@@ -139,12 +144,14 @@ class TaggingBatch:
     mask: Tensor  # (B, T) bool
     lengths: Tensor  # (B,)
     has_gold: Tensor  # (B,) bool: every gold tag is known
+    lm_ids: Optional[Tensor] = None  # (B, T) ids for the feature LM
 
     def to(self, device, non_blocking: bool = True) -> "TaggingBatch":
         move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
         return TaggingBatch(move(self.words), move(self.chars), move(self.char_lengths),
                             {n: move(t) for n, t in self.features.items()}, move(self.tags), move(self.mask),
-                            move(self.lengths), move(self.has_gold))
+                            move(self.lengths), move(self.has_gold),
+                            move(self.lm_ids) if self.lm_ids is not None else None)
 
     @property
     def num_tokens(self) -> int:
@@ -171,7 +178,12 @@ def collate(items: Sequence[EncodedSentence]) -> TaggingBatch:
             features[name][b, :n] = torch.tensor(values)
     mask = torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1)
     has_gold = torch.tensor([s.tags is not None for s in items])
-    return TaggingBatch(words, chars, char_lengths, features, tags, mask, lengths, has_gold)
+    lm_ids = None
+    if items and items[0].lm_ids is not None:
+        lm_ids = torch.zeros(batch, longest, dtype=torch.long)
+        for b, s in enumerate(items):
+            lm_ids[b, :len(s.lm_ids)] = torch.tensor(s.lm_ids)
+    return TaggingBatch(words, chars, char_lengths, features, tags, mask, lengths, has_gold, lm_ids)
 
 
 def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, rng: Optional[random.Random] = None

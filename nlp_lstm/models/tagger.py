@@ -11,14 +11,15 @@ from torch import Tensor, nn
 
 from nlp_lstm.models.crf import CRF
 from nlp_lstm.models.dropout import SequenceDropout
-from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN
+from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
 
 UNK_INDEX = 1  # <unk> in the word vocabulary (0 is padding)
 
 
 class SequenceTagger(nn.Module):
     def __init__(self, cfg, num_words: int, num_chars: int, num_tags: int, feature_sizes: Dict[str, int],
-                 crf_constraints: Optional[Dict[str, Tensor]] = None) -> None:
+                 crf_constraints: Optional[Dict[str, Tensor]] = None, lm: Optional[nn.Module] = None,
+                 lm_eos: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_tags = num_tags
@@ -35,6 +36,12 @@ class SequenceTagger(nn.Module):
         self.feature_embeddings = nn.ModuleDict(
             {name: nn.Embedding(n, cfg.feature_emb_size, padding_idx=0) for name, n in sorted(feature_sizes.items())})
         size += cfg.feature_emb_size * len(feature_sizes)
+        self.lm, self.lm_eos = lm, lm_eos
+        if lm is not None:
+            size += lm.decoder.in_features * lm.num_directions
+            if not cfg.lm_fine_tune:
+                for p in lm.parameters():
+                    p.requires_grad_(False)
         self.input_dropout = SequenceDropout(cfg.dropout_input, cfg.locked_dropout)
         self.encoder = BiRNN(cfg.cell, size, cfg.hidden_size, cfg.num_layers, cfg.dropout_hidden, cfg.locked_dropout)
         self.output_dropout = SequenceDropout(cfg.dropout_output, cfg.locked_dropout)
@@ -55,9 +62,33 @@ class SequenceTagger(nn.Module):
             parts.append(grid)
         for name, embedding in self.feature_embeddings.items():
             parts.append(embedding(batch.features[name]))
+        if self.lm is not None:
+            with torch.set_grad_enabled(self.cfg.lm_fine_tune and torch.is_grad_enabled()):
+                parts.append(self.lm_features(batch.lm_ids, batch.lengths))
         x = self.input_dropout(torch.cat(parts, dim=-1))
         h = self.output_dropout(self.encoder(x, batch.lengths))
         return self.emissions(h)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.lm is not None and not self.cfg.lm_fine_tune:
+            self.lm.eval()  # a frozen LM gives the same features in training as in use
+        return self
+
+    def lm_features(self, lm_ids: Tensor, lengths: Tensor) -> Tensor:
+        """The feature LM's state after each word: forward, and backward for a bidirectional LM.
+
+        Each direction reads <eos> (a line start, as in its training) and then the words in
+        its own order; the backward direction gets each sentence reversed within its length.
+        """
+        start = torch.full_like(lm_ids[:, :1], self.lm_eos)
+        states = self.lm.initial_state(lm_ids.size(0), lm_ids.device)
+        forward, _ = self.lm(torch.cat([start, lm_ids], 1), states[0], 0)
+        out = [forward[:, 1:]]
+        if self.lm.num_directions == 2:
+            backward, _ = self.lm(torch.cat([start, reverse_padded(lm_ids, lengths)], 1), states[1], 1)
+            out.append(reverse_padded(backward[:, 1:], lengths))
+        return torch.cat(out, dim=-1)
 
     def loss(self, emissions: Tensor, batch) -> Tensor:
         """Summed negative log-likelihood over the batch's sentences."""

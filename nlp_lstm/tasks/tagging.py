@@ -36,11 +36,60 @@ def crf_constraints(tags: Sequence[str], scheme: str) -> Dict[str, torch.Tensor]
     return {"allowed": allowed, "allowed_start": start, "allowed_end": end}
 
 
-def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str) -> SequenceTagger:
+def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm=None) -> SequenceTagger:
+    """`feature_lm`: a loaded word-level LanguageModel whose states become input features."""
     tags = vocabs.tags.get_itos()
     return SequenceTagger(model_cfg, len(vocabs.words), len(vocabs.chars), len(tags),
                           {n: len(v) for n, v in vocabs.features.items()},
-                          crf_constraints(tags, train_scheme) if model_cfg.head == "crf" else None)
+                          crf_constraints(tags, train_scheme) if model_cfg.head == "crf" else None,
+                          lm=feature_lm.model if feature_lm else None,
+                          lm_eos=feature_lm.tokenizer.eos_id if feature_lm else 0)
+
+
+def load_feature_lm(path: str, device):
+    """The LM package named by model.lm_features, checked to be usable for word features."""
+    from nlp_lstm.api import load
+    from nlp_lstm.errors import ConfigError
+    from nlp_lstm.tasks.language_modeling import LanguageModel
+
+    try:
+        lm = load(path, str(device))
+    except NlpLstmError as exc:
+        raise ConfigError(f"config model.lm_features={path!r}: {exc}") from None
+    if not isinstance(lm, LanguageModel):
+        raise ConfigError(f"config model.lm_features={path!r}: not a language model package")
+    if lm.tokenizer.kind != "word":
+        raise ConfigError(f"config model.lm_features={path!r}: a {lm.tokenizer.kind} LM; word features need a "
+                          "word-level LM (tokenizer=word)")
+    return lm
+
+
+def save_feature_lm(lm, directory: Path) -> None:
+    """Copy what rebuilds the feature LM (its config and tokenizer; the weights live in the
+    tagger's state_dict) into the tagger's package, so the package stands alone."""
+    import json
+    from dataclasses import asdict
+
+    from nlp_lstm.data.tokenizers import save_tokenizer
+
+    save_tokenizer(lm.tokenizer, directory / "lm" / "tokenizer")
+    model_cfg = lm.configs["model"]
+    (directory / "lm" / "model.json").write_text(json.dumps(model_cfg if isinstance(model_cfg, dict)
+                                                            else asdict(model_cfg)) + "\n", encoding="utf-8")
+
+
+def read_feature_lm(directory: Path, device):
+    import json
+
+    from nlp_lstm.config import ModelConfig
+    from nlp_lstm.data.tokenizers import load_tokenizer
+    from nlp_lstm.models.lm import RNNLanguageModel
+    from nlp_lstm.tasks.language_modeling import LanguageModel
+
+    tokenizer = load_tokenizer(directory / "lm" / "tokenizer")
+    model_cfg = json.loads((directory / "lm" / "model.json").read_text(encoding="utf-8"))
+    model = RNNLanguageModel(ModelConfig(**model_cfg), tokenizer.vocab_size)
+    return LanguageModel(model.to(device), tokenizer, {"model": model_cfg}, device)
 
 
 def model_scheme(task_cfg, data_cfg) -> str:
@@ -112,7 +161,9 @@ class TaggingTask(TrainingTask):
         self.splits = read_tagging_splits(cfg.data, Path(cfg.paths.data_dir), log=log.info)
         self.vocabs = TaggingVocabs.fit(self.splits["train"], self.scheme, self.corpus_scheme,
                                         cfg.model.lowercase_words)
-        self.encoded = {s: [encode(x, self.vocabs, self.scheme, self.corpus_scheme) for x in sents]
+        self.feature_lm = load_feature_lm(cfg.model.lm_features, device) if cfg.model.lm_features else None
+        lm_tokenizer = self.feature_lm.tokenizer if self.feature_lm else None
+        self.encoded = {s: [encode(x, self.vocabs, self.scheme, self.corpus_scheme, lm_tokenizer) for x in sents]
                         for s, sents in self.splits.items()}
         for split in ("valid", "test"):
             unknown = sum(1 for e in self.encoded.get(split, []) if e.tags is None)
@@ -122,7 +173,7 @@ class TaggingTask(TrainingTask):
         sizes = {s: f"{len(v):,}" for s, v in self.splits.items()}
         log.info(f"tagging corpus {cfg.data.name}: sentences {sizes}; {len(self.vocabs.words):,} words, "
                  f"{len(self.vocabs.tags)} tags ({self.scheme})")
-        self.model = build_tagger(cfg.model, self.vocabs, self.scheme).to(device)
+        self.model = build_tagger(cfg.model, self.vocabs, self.scheme, self.feature_lm).to(device)
         self.output_dir = Path(cfg.paths.output_dir)
         self.position = 0
         self.batches: List[List[int]] = []
@@ -201,9 +252,13 @@ class TaggingTask(TrainingTask):
 
     # ------------------------------------------------------------- outputs
     def export(self, directory: Path) -> None:
-        save_package(directory, "tagging",
-                     {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data},
-                     self.vocabs.save, self.model.state_dict())
+        def write_assets(d: Path) -> None:
+            self.vocabs.save(d)
+            if self.feature_lm is not None:
+                save_feature_lm(self.feature_lm, d)
+
+        save_package(directory, "tagging", {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data},
+                     write_assets, self.model.state_dict())
 
     def hparams(self) -> Dict[str, Any]:
         c = self.cfg
@@ -226,8 +281,10 @@ def tokenize(text: str) -> List[Tuple[str, int, int]]:
 class Tagger:
     """A trained tagger loaded from its package: `nlp_lstm.load(path).tag([...])`."""
 
-    def __init__(self, model: SequenceTagger, vocabs: TaggingVocabs, configs: Dict[str, Any], device) -> None:
+    def __init__(self, model: SequenceTagger, vocabs: TaggingVocabs, configs: Dict[str, Any], device,
+                 lm_tokenizer=None) -> None:
         self.model, self.vocabs, self.configs, self.device = model, vocabs, configs, device
+        self.lm_tokenizer = lm_tokenizer
         self.corpus_scheme = configs["data"]["tag_scheme"]
         self.scheme = "none" if self.corpus_scheme == "none" else configs["task"]["train_scheme"]
         self.model.eval()
@@ -242,9 +299,10 @@ class Tagger:
             raise ModelPackageError(f"{path}: unreadable vocabs.json ({exc})") from None
         model_cfg = TaggerModelConfig(**meta["configs"]["model"])
         scheme = "none" if meta["configs"]["data"]["tag_scheme"] == "none" else meta["configs"]["task"]["train_scheme"]
-        model = build_tagger(model_cfg, vocabs, scheme)
+        feature_lm = read_feature_lm(Path(path), device) if model_cfg.lm_features else None
+        model = build_tagger(model_cfg, vocabs, scheme, feature_lm)
         model.load_state_dict(state_dict)
-        return cls(model.to(device), vocabs, meta["configs"], device)
+        return cls(model.to(device), vocabs, meta["configs"], device, feature_lm.tokenizer if feature_lm else None)
 
     @property
     def feature_columns(self) -> Dict[str, int]:
@@ -258,7 +316,7 @@ class Tagger:
             raise NlpLstmError(f"this model also reads input column(s) {', '.join(missing)} "
                                f"(data.feature_columns={self.feature_columns}): give CoNLL input that has them")
         return encode(Sentence(list(words), [], {n: list(v) for n, v in features.items()}), self.vocabs,
-                      self.scheme, self.corpus_scheme)
+                      self.scheme, self.corpus_scheme, self.lm_tokenizer)
 
     def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 256,
                    features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[str]]:
