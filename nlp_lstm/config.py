@@ -56,7 +56,7 @@ class LMTaskConfig(TaskConfig):
 @dataclass
 class TaggingTaskConfig(TaskConfig):
     name: str = "tagging"
-    batch_size: int = 32  # sentences
+    batch_size: int = 16  # sentences
     eval_batch_size: int = 256
     # Scheme the model is trained in; predictions are converted back to data.tag_scheme for
     # evaluation and output. IOBES gives the CRF the most structure (Lample et al. 2016).
@@ -170,7 +170,7 @@ class TaggerModelConfig(ModelConfig):
 
     emb_size: int = 100
     hidden_size: int = 200
-    num_layers: int = 1
+    num_layers: int = 2
     bidirectional: bool = True
     char_features: str = "cnn"  # none | cnn (Ma & Hovy) | lstm (Lample et al.)
     char_emb_size: int = 30
@@ -178,7 +178,7 @@ class TaggerModelConfig(ModelConfig):
     feature_emb_size: int = 20  # for each of data.feature_columns
     head: str = "crf"  # crf | softmax
     word_dropout: float = 0.05  # replace a word by <unk> in training (char features still see it)
-    lowercase_words: bool = False  # the word embedding sees lowercased words; chars keep case
+    lowercase_words: bool = True  # the word embedding sees lowercased words; chars keep case
     # Contextual features from a word-level LM package of this project (ELMo-style: the
     # forward and, for a bidirectional LM, backward states at each word). The LM is copied
     # into the tagger's package; frozen unless lm_fine_tune.
