@@ -78,73 +78,59 @@ def _decode_by_line(ids: Sequence[int], eos: int, decode_line) -> str:
     return "".join(out)
 
 
-class WordTokenizer(Tokenizer):
-    kind = "word"
+class VocabTokenizer(Tokenizer):
+    """Units looked up in a Vocab fit on the train split; subclasses say what a unit is."""
 
     def __init__(self, vocab: Vocab, lowercase: bool = False) -> None:
         self.vocab = vocab
         self.vocab.set_default_index(vocab[UNK])
         self.lowercase = lowercase
 
+    @staticmethod
+    def split(text: str) -> Iterable[str]:
+        raise NotImplementedError
+
     @classmethod
     def fit(cls, lines: Iterable[str], min_freq: int = 1, max_size: int | None = None,
-            lowercase: bool = False) -> "WordTokenizer":
+            lowercase: bool = False) -> "VocabTokenizer":
         counter: Counter = Counter()
         for line in lines:
-            counter.update((line.lower() if lowercase else line).split())
+            counter.update(cls.split(line.lower() if lowercase else line))
         return cls(build_vocab_from_counter(counter, min_freq, [UNK, EOS], max_size), lowercase)
 
     def encode_line(self, line: str) -> List[int]:
-        return self.vocab.lookup_indices((line.lower() if self.lowercase else line).split())
+        return self.vocab.lookup_indices(self.split(line.lower() if self.lowercase else line))
+
+    def save(self, directory: Path) -> None:
+        self.vocab.save(directory / "vocab.json")
+
+    def settings(self) -> Dict:
+        return {"kind": self.kind, "lowercase": self.lowercase}
+
+    @classmethod
+    def load(cls, directory: Path, settings: Dict) -> "VocabTokenizer":
+        return cls(Vocab.load(directory / "vocab.json"), settings.get("lowercase", False))
+
+
+class WordTokenizer(VocabTokenizer):
+    """Whitespace-separated words."""
+
+    kind = "word"
+    split = staticmethod(str.split)
 
     def decode(self, ids: Sequence[int]) -> str:
         return _decode_by_line(ids, self.eos_id, lambda line: " ".join(self.vocab.lookup_tokens(line)))
 
-    def save(self, directory: Path) -> None:
-        self.vocab.save(directory / "vocab.json")
 
-    def settings(self) -> Dict:
-        return {"kind": self.kind, "lowercase": self.lowercase}
-
-    @classmethod
-    def load(cls, directory: Path, settings: Dict) -> "WordTokenizer":
-        return cls(Vocab.load(directory / "vocab.json"), settings.get("lowercase", False))
-
-
-class CharTokenizer(Tokenizer):
+class CharTokenizer(VocabTokenizer):
     """Characters; the end of a line is the newline character, shown as '\\n'."""
 
     kind = "char"
-
-    def __init__(self, vocab: Vocab, lowercase: bool = False) -> None:
-        self.vocab = vocab
-        self.vocab.set_default_index(vocab[UNK])
-        self.lowercase = lowercase
-
-    @classmethod
-    def fit(cls, lines: Iterable[str], min_freq: int = 1, max_size: int | None = None,
-            lowercase: bool = False) -> "CharTokenizer":
-        counter: Counter = Counter()
-        for line in lines:
-            counter.update(line.lower() if lowercase else line)
-        return cls(build_vocab_from_counter(counter, min_freq, [UNK, EOS], max_size), lowercase)
-
-    def encode_line(self, line: str) -> List[int]:
-        return self.vocab.lookup_indices(line.lower() if self.lowercase else line)
+    split = staticmethod(list)
 
     def decode(self, ids: Sequence[int]) -> str:
         eos = self.eos_id
         return "".join("\n" if i == eos else self.vocab.lookup_token(i) for i in ids)
-
-    def save(self, directory: Path) -> None:
-        self.vocab.save(directory / "vocab.json")
-
-    def settings(self) -> Dict:
-        return {"kind": self.kind, "lowercase": self.lowercase}
-
-    @classmethod
-    def load(cls, directory: Path, settings: Dict) -> "CharTokenizer":
-        return cls(Vocab.load(directory / "vocab.json"), settings.get("lowercase", False))
 
 
 class SentencePieceTokenizer(Tokenizer):
