@@ -190,11 +190,12 @@ def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, rng: O
                   ) -> List[List[int]]:
     """Sentences grouped by similar length (less padding), `batch_size` per batch; the
     batch order is shuffled in training. Every sentence is in exactly one batch."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     if shuffle:
-        # shuffle within buckets of similar length, then the batches themselves
-        noisy = sorted(range(len(lengths)), key=lambda i: (lengths[i] + rng.uniform(-2, 2)))
-        order = noisy
+        # sort by a jittered length: similar lengths still share a batch, but which
+        # sentences do changes from epoch to epoch; then shuffle the batches themselves
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i] + rng.uniform(-2, 2))
+    else:
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if shuffle:
         rng.shuffle(batches)

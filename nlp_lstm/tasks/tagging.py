@@ -221,9 +221,7 @@ class TaggingTask(TrainingTask):
         write_conll_predictions(self.output_dir / "predictions" / f"{split}.conll", self.splits[split], predicted)
         labels = sorted({t for sent in gold for t in sent} | {t for sent in predicted for t in sent})
         self.last_confusion = (labels, confusion_matrix(gold, predicted, labels))
-        per_label = metrics.pop("per_label", None)
-        if per_label is not None:
-            self.last_per_label = per_label
+        metrics.pop("per_label", None)  # its F1s are already flat keys (f1_<label>)
         return metrics
 
     def describe(self, metrics: Dict[str, Any]) -> str:

@@ -156,7 +156,7 @@ class Trainer:
     def _train_until_done(self) -> None:
         s, t = self.state, self.tcfg
         params = [p for p in self.model.parameters() if p.requires_grad]
-        window_nll, window_units, window_start, window_steps = 0.0, 0, time.perf_counter(), 0
+        window_nll, window_units, window_start = 0.0, 0, time.perf_counter()
         last_checkpoint = time.monotonic()
         bar = None
         loop_start, wall_at_start = time.perf_counter(), s["wall_time"]
@@ -217,11 +217,10 @@ class Trainer:
             s["train_time"] += time.perf_counter() - step_start
             window_nll = window_nll + out.nll_sum  # a tensor: no host sync per step
             window_units += out.units
-            window_steps += 1
             bar.update(1)
             if s["step"] % t.log_every_n_steps == 0:
                 self._log_train(window_nll, window_units, window_start, grad_norm, bar)
-                window_nll, window_units, window_start, window_steps = 0.0, 0, time.perf_counter(), 0
+                window_nll, window_units, window_start = 0.0, 0, time.perf_counter()
             if self.cfg.logger.histogram_every_n_steps and s["step"] % self.cfg.logger.histogram_every_n_steps == 0:
                 self.monitor.histograms(self.model, s["step"])
             if t.val_check_interval and s["step"] % t.val_check_interval == 0:
