@@ -107,17 +107,8 @@ def _load_lm(path: str, device: str):
 
 
 def _cmd_score(args) -> None:
-    from nlp_lstm.data.readers import read_lines
-
     model = _load_lm(args.model, args.device)
-    if args.file == "-":
-        lines = sys.stdin.read().split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        if not any(line.strip() for line in lines):
-            raise NlpLstmError("stdin: no text to score")
-    else:
-        lines = read_lines(args.file, "text file")
+    lines = _read_input(args.file, "text file")
     print(json.dumps({"file": args.file, **model.score_lines(lines, args.batch_size)}))
 
 
