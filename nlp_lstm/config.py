@@ -153,9 +153,23 @@ class ModelConfig:
     weight_drop: float = 0.0  # DropConnect on hidden-to-hidden weights
     locked_dropout: bool = True  # one mask per sequence (variational) rather than per step
     init_range: float = 0.1  # embedding / decoder uniform init
+    # LM output layer: `full` (fused chunked softmax over the whole vocabulary) or
+    # `adaptive` (Grave et al. 2017; needs tie_weights=false). Cutoffs split the
+    # frequency-ordered vocabulary into the head and the tail clusters.
+    softmax: str = "full"
+    adaptive_cutoffs: List[int] = field(default_factory=lambda: [2000, 10000])
+    adaptive_div_value: float = 4.0
 
     def __post_init__(self) -> None:
         _check_choice("model.cell", self.cell, ("lstm", "gru"))
+        _check_choice("model.softmax", self.softmax, ("full", "adaptive"))
+        if self.softmax == "adaptive":
+            _check(not self.tie_weights, "model.tie_weights", self.tie_weights,
+                   "must be false with model.softmax=adaptive (its clusters have their own projections)")
+            cutoffs = list(self.adaptive_cutoffs)
+            _check(len(cutoffs) >= 1 and all(c > 0 for c in cutoffs) and cutoffs == sorted(set(cutoffs)),
+                   "model.adaptive_cutoffs", cutoffs, "must be one or more increasing positive ids")
+            _check(self.adaptive_div_value >= 1.0, "model.adaptive_div_value", self.adaptive_div_value, "must be >= 1")
         for key in ("emb_size", "hidden_size", "num_layers"):
             _check(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "must be >= 1")
         for key in ("dropout_embedding", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop"):

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import List, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
+from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.dropout import SequenceDropout, embedding_dropout
 from nlp_lstm.models.rnn import State, StackedRNN
-
+from nlp_lstm.models.softmax import AdaptiveSoftmax, linear_cross_entropy
 
 
 class RNNLanguageModel(nn.Module):
@@ -34,14 +34,22 @@ class RNNLanguageModel(nn.Module):
         )
         self.input_dropout = SequenceDropout(cfg.dropout_input, cfg.locked_dropout)
         self.output_dropout = SequenceDropout(cfg.dropout_output, cfg.locked_dropout)
-        decoder_in = cfg.hidden_size
+        self.decoder_in = cfg.hidden_size
         self.projection = None
         if cfg.tie_weights and cfg.hidden_size != cfg.emb_size:
             # Tying needs decoder input size == embedding size: project the RNN output.
             self.projection = nn.Linear(cfg.hidden_size, cfg.emb_size)
-            decoder_in = cfg.emb_size
-        self.decoder = nn.Linear(decoder_in, vocab_size)
+            self.decoder_in = cfg.emb_size
         nn.init.uniform_(self.embedding.weight, -cfg.init_range, cfg.init_range)
+        self.decoder, self.adaptive = None, None
+        if cfg.softmax == "adaptive":
+            if max(cfg.adaptive_cutoffs) >= vocab_size - 1:
+                raise ConfigError(f"config model.adaptive_cutoffs={list(cfg.adaptive_cutoffs)}: every cutoff must be "
+                                  f"below the vocabulary size minus one ({vocab_size - 1})")
+            self.adaptive = AdaptiveSoftmax(self.decoder_in, vocab_size, list(cfg.adaptive_cutoffs),
+                                            cfg.adaptive_div_value)
+            return
+        self.decoder = nn.Linear(self.decoder_in, vocab_size)
         nn.init.zeros_(self.decoder.bias)
         if cfg.tie_weights:
             self.decoder.weight = self.embedding.weight
@@ -63,11 +71,16 @@ class RNNLanguageModel(nn.Module):
         return out, state
 
     def logits(self, features: Tensor) -> Tensor:
+        """Unnormalised scores (log-probabilities for the adaptive softmax) over the vocabulary."""
+        if self.adaptive is not None:
+            return self.adaptive.log_probs(features)
         return self.decoder(features)
 
     def nll(self, features: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
         """Summed negative log-likelihood (fp32) and the number of scored targets."""
-        logits = self.logits(features).float()
-        loss = F.cross_entropy(logits.view(-1, self.vocab_size), targets.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction="sum")
+        if self.adaptive is not None:
+            loss = self.adaptive.nll(features, targets)
+        else:
+            flat = features.reshape(-1, features.size(-1))
+            loss = linear_cross_entropy(flat, self.decoder.weight, self.decoder.bias, targets.reshape(-1))
         return loss, (targets != IGNORE_INDEX).sum()

@@ -38,7 +38,7 @@ class SequenceTagger(nn.Module):
         size += cfg.feature_emb_size * len(feature_sizes)
         self.lm, self.lm_eos = lm, lm_eos
         if lm is not None:
-            size += lm.decoder.in_features * lm.num_directions
+            size += lm.decoder_in * lm.num_directions
             if not cfg.lm_fine_tune:
                 for p in lm.parameters():
                     p.requires_grad_(False)

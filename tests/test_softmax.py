@@ -1,0 +1,123 @@
+"""The fused full softmax against the textbook one, and the adaptive softmax head."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nlp_lstm.config import ModelConfig
+from nlp_lstm.data.lm_batches import IGNORE_INDEX
+from nlp_lstm.errors import ConfigError
+from nlp_lstm.models.lm import RNNLanguageModel
+from nlp_lstm.models.softmax import ROW_CHUNK, AdaptiveSoftmax, linear_cross_entropy
+
+
+def _problem(n=2 * ROW_CHUNK + 37, d=24, vocab=301, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, d, generator=g, requires_grad=True)
+    weight = (torch.randn(vocab, d, generator=g) * 0.3).requires_grad_()
+    bias = (torch.randn(vocab, generator=g) * 0.1).requires_grad_()
+    targets = torch.randint(0, vocab, (n,), generator=g)
+    targets[::7] = IGNORE_INDEX  # padding positions must neither count nor get gradient
+    return features, weight, bias, targets
+
+
+def _grads(loss, *tensors):
+    return torch.autograd.grad(loss, tensors)
+
+
+def test_fused_cross_entropy_equals_textbook_in_fp32():
+    features, weight, bias, targets = _problem()
+    expected = F.cross_entropy(F.linear(features, weight, bias), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    got = linear_cross_entropy(features, weight, bias, targets)
+    assert got.dtype == torch.float32
+    assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    # A non-unit upstream gradient (the trainer divides by the token count).
+    for g_exp, g_got in zip(_grads(expected / 3.0, features, weight, bias), _grads(got / 3.0, features, weight, bias)):
+        torch.testing.assert_close(g_got, g_exp, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_cross_entropy_ignored_rows_get_zero_gradient():
+    features, weight, bias, targets = _problem()
+    (grad_features,) = _grads(linear_cross_entropy(features, weight, bias, targets), features)
+    ignored = targets == IGNORE_INDEX
+    assert ignored.any()
+    assert torch.all(grad_features[ignored] == 0)
+    assert torch.all(grad_features[~ignored].abs().sum(1) > 0)
+
+
+def test_fused_cross_entropy_under_bf16_autocast_stays_close_to_fp32():
+    features, weight, bias, targets = _problem(vocab=2000)
+    exact = linear_cross_entropy(features, weight, bias, targets)
+    exact_grads = _grads(exact, features, weight, bias)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = linear_cross_entropy(features, weight, bias, targets)
+    assert low.dtype == torch.float32  # the loss is accumulated in fp32
+    assert float(low.detach()) == pytest.approx(float(exact.detach()), rel=2e-2)
+    low_grads = _grads(low, features, weight, bias)
+    for g_low, g_exact, param in zip(low_grads, exact_grads, (features, weight, bias)):
+        assert g_low.dtype == param.dtype == torch.float32  # master-precision gradients
+        cosine = F.cosine_similarity(g_low.flatten(), g_exact.flatten(), dim=0)
+        assert cosine > 0.999
+
+
+def test_fused_cross_entropy_without_grad_matches_and_keeps_no_graph():
+    features, weight, bias, targets = _problem()
+    with torch.no_grad():
+        got = linear_cross_entropy(features, weight, bias, targets)
+        expected = F.cross_entropy(F.linear(features, weight, bias), targets, ignore_index=IGNORE_INDEX,
+                                   reduction="sum")
+    assert got.grad_fn is None
+    assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+
+
+def test_adaptive_softmax_log_probs_normalise_and_nll_matches_them():
+    torch.manual_seed(0)
+    head = AdaptiveSoftmax(16, 50, [10, 30], 2.0)
+    features = torch.randn(3, 5, 16)
+    targets = torch.randint(0, 50, (3, 5))
+    targets[0, 0] = IGNORE_INDEX
+    log_probs = head.log_probs(features)
+    assert log_probs.shape == (3, 5, 50)
+    torch.testing.assert_close(torch.logsumexp(log_probs, -1), torch.zeros(3, 5), atol=1e-5, rtol=0)
+    keep = targets != IGNORE_INDEX
+    expected = -log_probs[keep].gather(1, targets[keep][:, None]).sum()
+    assert float(head.nll(features, targets)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def _lm_config(**overrides):
+    base = dict(cell="lstm", emb_size=16, hidden_size=16, num_layers=1, tie_weights=False)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+def test_language_model_with_adaptive_softmax_learns():
+    torch.manual_seed(0)
+    model = RNNLanguageModel(_lm_config(softmax="adaptive", adaptive_cutoffs=[8, 20], adaptive_div_value=2.0), vocab_size=40)
+    tokens = torch.arange(40).repeat(4).view(4, 40) % 40
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    losses = []
+    for _ in range(200):
+        features, _ = model(x, model.initial_state(4)[0])
+        nll, count = model.nll(features, y)
+        loss = nll / count
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[0] > math.log(40) * 0.8
+    assert losses[-1] < 0.5  # a deterministic successor is learnt
+    assert model.logits(features).shape == (4, 39, 40)
+
+
+def test_adaptive_softmax_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="model.tie_weights"):
+        _lm_config(softmax="adaptive", tie_weights=True)
+    with pytest.raises(ConfigError, match="model.adaptive_cutoffs"):
+        _lm_config(softmax="adaptive", adaptive_cutoffs=[30, 10])
+    with pytest.raises(ConfigError, match="model.adaptive_cutoffs=.*vocabulary size"):
+        RNNLanguageModel(_lm_config(softmax="adaptive", adaptive_cutoffs=[10, 100]), vocab_size=50)
+    with pytest.raises(ConfigError, match="model.softmax"):
+        _lm_config(softmax="sampled")
