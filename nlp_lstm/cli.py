@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--marginals", action="store_true", help="jsonl: per-token tag probabilities (CRF)")
     tag.add_argument("--device", default="auto")
 
+    bench = sub.add_parser("bench", help="training and inference throughput beside a textbook reference loop",
+                           description="Times the model that `python train.py OVERRIDES` would train, then a "
+                                       "plain fp32 nn.LSTM/nn.GRU loop of the same shapes on the same batches.")
+    bench.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py (experiment=wt2_medium ...)")
+    bench.add_argument("--steps", type=_positive_int, default=20, help="timed steps (batches) per measurement")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    bench.add_argument("--no-reference", action="store_true", help="time only the configured model")
+    bench.add_argument("--json", default=None, help="also write the numbers to this file")
+
     data = sub.add_parser("data", help="fetch and inspect the corpora of the registry")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     fetch = data_sub.add_parser("fetch", help="download (or copy from $NLP_LSTM_DATA_MIRROR) and verify")
@@ -89,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--data-dir", default=None)
     data_sub.add_parser("list", help="the corpora the registry knows")
     return parser
+
+
+def _cmd_bench(args) -> None:
+    from nlp_lstm.bench import format_report, run_bench
+    from nlp_lstm.fileio import atomic_write_json
+
+    if args.warmup < 0:
+        raise NlpLstmError(f"--warmup {args.warmup}: must be >= 0")
+    report = run_bench(args.overrides, args.steps, args.warmup, reference=not args.no_reference)
+    print(format_report(report))
+    if args.json:
+        atomic_write_json(args.json, report)
 
 
 def _cmd_generate(args) -> None:
@@ -222,7 +243,7 @@ def _cmd_data(args) -> None:
               f"chars={row['chars']:,} oov_rate={row['oov_rate']:.4%}")
 
 
-COMMANDS = {"generate": _cmd_generate, "score": _cmd_score, "evaluate": _cmd_evaluate, "tag": _cmd_tag,
+COMMANDS = {"generate": _cmd_generate, "score": _cmd_score, "evaluate": _cmd_evaluate, "tag": _cmd_tag, "bench": _cmd_bench,
             "data": _cmd_data}
 
 

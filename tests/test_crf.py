@@ -81,3 +81,31 @@ def test_nll_is_positive_and_trainable():
     assert float(nll) > 0
     nll.backward()
     assert crf.transitions.grad is not None and emissions.grad is not None
+
+
+def _log_space_partition(crf, emissions, mask):
+    """The textbook forward algorithm (logsumexp over (B, N, N)), in float64."""
+    trans, start, end = (p.double() for p in crf._params())
+    emissions = emissions.double()
+    alpha = start + emissions[:, 0]
+    for t in range(1, emissions.size(1)):
+        step = torch.logsumexp(alpha.unsqueeze(2) + trans.unsqueeze(0), dim=1) + emissions[:, t]
+        alpha = torch.where(mask[:, t, None], step, alpha)
+    return torch.logsumexp(alpha + end, dim=1)
+
+
+def test_partition_stays_exact_and_finite_with_huge_score_gaps():
+    # Emission gaps of hundreds of nats: exp() of them underflows in fp32 (and a naive
+    # probability-space recursion returns -inf and NaN gradients).
+    crf = make_crf(n=3, constrained=True)
+    with torch.no_grad():
+        crf.transitions.mul_(50)
+    emissions = (torch.randn(4, 9, 3) * 300).requires_grad_(True)
+    mask = torch.arange(9).unsqueeze(0) < torch.tensor([9, 5, 2, 1]).unsqueeze(1)
+    log_z = crf.log_partition(emissions, mask)
+    expected = _log_space_partition(crf, emissions.detach(), mask)
+    torch.testing.assert_close(log_z.double(), expected, rtol=1e-6, atol=1e-3)
+    log_z.sum().backward()
+    assert torch.isfinite(emissions.grad).all()
+    # The gradient of log Z with respect to the emissions is the marginals: they sum to one.
+    torch.testing.assert_close(emissions.grad.sum(2), mask.float(), rtol=0, atol=1e-5)

@@ -158,31 +158,24 @@ class TaggingBatch:
         return int(self.lengths.sum())
 
 
+def _padded(rows: Sequence[Sequence[int]], width: int) -> Tensor:
+    """(len(rows), width) long tensor, zero-padded: one tensor construction for the batch,
+    not one per row (per-row copies dominated prediction time)."""
+    return torch.tensor([list(r) + [0] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
 def collate(items: Sequence[EncodedSentence]) -> TaggingBatch:
     lengths = torch.tensor([len(s.words) for s in items])
-    batch, longest = len(items), int(lengths.max())
-    words = torch.zeros(batch, longest, dtype=torch.long)
-    tags = torch.zeros(batch, longest, dtype=torch.long)
-    features = {n: torch.zeros(batch, longest, dtype=torch.long) for n in (items[0].features if items else {})}
+    longest = int(lengths.max())
+    words = _padded([s.words for s in items], longest)
+    tags = _padded([s.tags if s.tags is not None else [] for s in items], longest)
+    features = {n: _padded([s.features[n] for s in items], longest) for n in (items[0].features if items else {})}
     all_chars = [c for s in items for c in s.chars]
     char_lengths = torch.tensor([len(c) for c in all_chars])
-    chars = torch.zeros(len(all_chars), int(char_lengths.max()), dtype=torch.long)
-    for i, c in enumerate(all_chars):
-        chars[i, :len(c)] = torch.tensor(c)
-    for b, s in enumerate(items):
-        n = len(s.words)
-        words[b, :n] = torch.tensor(s.words)
-        if s.tags is not None:
-            tags[b, :n] = torch.tensor(s.tags)
-        for name, values in s.features.items():
-            features[name][b, :n] = torch.tensor(values)
+    chars = _padded(all_chars, int(char_lengths.max()))
     mask = torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1)
     has_gold = torch.tensor([s.tags is not None for s in items])
-    lm_ids = None
-    if items and items[0].lm_ids is not None:
-        lm_ids = torch.zeros(batch, longest, dtype=torch.long)
-        for b, s in enumerate(items):
-            lm_ids[b, :len(s.lm_ids)] = torch.tensor(s.lm_ids)
+    lm_ids = _padded([s.lm_ids for s in items], longest) if items and items[0].lm_ids is not None else None
     return TaggingBatch(words, chars, char_lengths, features, tags, mask, lengths, has_gold, lm_ids)
 
 

@@ -35,13 +35,25 @@ class CRF(nn.Module):
 
     # --------------------------------------------------------------- training
     def log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """log Z per sentence. emissions (B, T, N) fp32, mask (B, T) bool with mask[:, 0] true."""
+        """log Z per sentence. emissions (B, T, N) fp32, mask (B, T) bool with mask[:, 0] true.
+
+        The forward algorithm in probability space: each step is one (B, N) x (N, N) matrix
+        product of exp(alpha - max) with exp(transitions), rather than a logsumexp over a
+        (B, N, N) tensor (N times fewer exponentials). float64 and the per-step max shift
+        keep it exact where fp32 would underflow; a clamp keeps log() finite for a tag no
+        path can reach.
+        """
         trans, start, end = self._params()
-        alpha = start + emissions[:, 0]
+        shift = trans.max(dim=0).values  # per target tag
+        exp_trans = torch.exp(trans - shift).double()
+        emissions = emissions.double()
+        alpha = start.double() + emissions[:, 0]
         for t in range(1, emissions.size(1)):
-            step = torch.logsumexp(alpha.unsqueeze(2) + trans.unsqueeze(0), dim=1) + emissions[:, t]
+            top = alpha.max(dim=1, keepdim=True).values
+            reach = torch.exp(alpha - top) @ exp_trans
+            step = torch.log(reach.clamp_min(1e-300)) + top + shift.double() + emissions[:, t]
             alpha = torch.where(mask[:, t, None], step, alpha)
-        return torch.logsumexp(alpha + end, dim=1)
+        return torch.logsumexp(alpha + end.double(), dim=1).float()
 
     def sequence_score(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
         trans, start, end = self._params()

@@ -17,7 +17,11 @@ def build_optimizer(cfg, params: Iterable[torch.nn.Parameter]) -> torch.optim.Op
         # NT-ASGD (Merity et al. 2017) is SGD whose iterates are averaged once validation
         # stalls; the averaging lives in the trainer (torch.optim.swa_utils.AveragedModel).
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    # The fused kernel updates every tensor in one pass (CPU and CUDA): with a tagger's
+    # many small parameters the per-tensor loop cost as much as the LSTM's backward.
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                             fused=fused or None)
 
 
 def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: Optional[int], monitor_mode: str = "min"):

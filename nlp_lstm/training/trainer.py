@@ -51,6 +51,7 @@ class Trainer:
         self.checkpoint_path = self.run_dir / "checkpoints" / "last.pt"
         self.model_dir = self.run_dir / "model"
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
         total = self.tcfg.max_steps or (self.tcfg.max_epochs * task.steps_per_epoch() if self.tcfg.max_epochs else None)
         self.scheduler, self.schedule_when = build_scheduler(cfg.optim, self.optimizer, total, task.monitor_mode)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.tcfg.precision == "fp16")
@@ -155,7 +156,6 @@ class Trainer:
 
     def _train_until_done(self) -> None:
         s, t = self.state, self.tcfg
-        params = [p for p in self.model.parameters() if p.requires_grad]
         window_nll, window_units, window_start = 0.0, 0, time.perf_counter()
         last_checkpoint = time.monotonic()
         bar = None
@@ -189,26 +189,7 @@ class Trainer:
                 self.save_checkpoint()
                 last_checkpoint = time.monotonic()
                 continue
-            self.model.train()
-            with autocast_context(self.device, t.precision):
-                out = self.task.training_step(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(out.loss).backward()
-            grad_norm = None
-            if self.cfg.optim.clip_grad_norm:
-                self.scaler.unscale_(self.optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.clip_grad_norm)
-            scale = self.task.lr_scale(batch)
-            if scale != 1.0:
-                for group in self.optimizer.param_groups:
-                    group["lr"] *= scale
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if scale != 1.0:
-                for group in self.optimizer.param_groups:
-                    group["lr"] /= scale
-            if self.averaged is not None:
-                self.averaged.update_parameters(self.model)
+            out, grad_norm = self.train_step(batch)
             if self.schedule_when == "step":
                 self.scheduler.step()
             s["step"] += 1
@@ -230,6 +211,33 @@ class Trainer:
                 last_checkpoint = time.monotonic()
         if bar is not None:
             bar.close()
+
+    def train_step(self, batch):
+        """One optimiser step on `batch`: forward, backward, clipping, update, averaging.
+
+        Returns the task's StepOutput and the gradient norm (a tensor: no host sync here).
+        """
+        self.model.train()
+        with autocast_context(self.device, self.tcfg.precision):
+            out = self.task.training_step(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out.loss).backward()
+        grad_norm = None
+        if self.cfg.optim.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, self.cfg.optim.clip_grad_norm)
+        scale = self.task.lr_scale(batch)
+        if scale != 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= scale
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if scale != 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] /= scale
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
+        return out, grad_norm
 
     def _log_train(self, window_nll, window_units, window_start, grad_norm, bar) -> None:
         s = self.state

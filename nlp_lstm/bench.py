@@ -1,0 +1,324 @@
+"""`nlp-lstm bench`: throughput of the configured model beside a textbook reference loop.
+
+The configured model runs through the real trainer step (`Trainer.train_step`: autocast,
+backward, clipping, optimiser) on the task's real batches. The reference is the loop a
+tutorial would write for the same shapes on the same batches and device: fp32, nn.LSTM /
+nn.GRU, a full-softmax decoder (a softmax tagging head), plain SGD, one optimiser step per
+batch. Both are timed in the same process, one after the other, so the ratio is
+meaningful on a noisy shared machine even when the absolute numbers are not.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from nlp_lstm.errors import ConfigError
+
+
+# --------------------------------------------------------------------------- measuring
+class PeakMemory:
+    """Peak resident memory (CPU, sampled from /proc every 2 ms) or peak CUDA allocation."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak_mb, self._stop = device, None, threading.Event()
+
+    @staticmethod
+    def rss_mb() -> Optional[float]:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError):
+            return None  # not Linux: no RSS figure
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            rss = self.rss_mb()
+            if rss is not None:
+                self.peak_mb = max(self.peak_mb or 0.0, rss)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.peak_mb = self.rss_mb()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(step: Callable[[Any], int], batches: Sequence[Any], warmup: int, device: torch.device) -> Dict[str, float]:
+    """Units per second of `step` over batches[warmup:] (each call returns its units)."""
+    for batch in batches[:warmup]:
+        step(batch)
+    _synchronize(device)
+    with PeakMemory(device) as memory:
+        start, units = time.perf_counter(), 0
+        for batch in batches[warmup:]:
+            units += step(batch)
+        _synchronize(device)
+        seconds = time.perf_counter() - start
+    return {"units_per_sec": units / seconds, "seconds": seconds, "units": units, "peak_memory_mb": memory.peak_mb}
+
+
+# --------------------------------------------------------------------------- reference loops
+class TextbookLM(nn.Module):
+    """PyTorch's word_language_model example: embedding -> nn.LSTM/GRU -> full softmax."""
+
+    def __init__(self, cell: str, vocab: int, emb: int, hidden: int, layers: int, dropout: float, tie: bool) -> None:
+        super().__init__()
+        self.encoder = nn.Embedding(vocab, emb)
+        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(emb, hidden, layers, dropout=dropout if layers > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)
+        self.decoder = nn.Linear(hidden, vocab)
+        if tie and emb == hidden:
+            self.decoder.weight = self.encoder.weight
+
+    def forward(self, x, hidden):
+        out, hidden = self.rnn(self.drop(self.encoder(x)), hidden)
+        return self.decoder(self.drop(out)), hidden
+
+
+class TextbookTagger(nn.Module):
+    """Word embedding -> packed bidirectional nn.LSTM/GRU -> linear -> softmax."""
+
+    def __init__(self, cell: str, words: int, emb: int, hidden: int, layers: int, dropout: float, tags: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(words, emb, padding_idx=0)
+        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(emb, hidden, layers, batch_first=True, bidirectional=True,
+                                                           dropout=dropout if layers > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(2 * hidden, tags)
+
+    def forward(self, words, lengths):
+        packed = pack_padded_sequence(self.drop(self.embedding(words)), lengths.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=words.size(1))
+        return self.out(self.drop(out))
+
+
+def _sgd_step(model: nn.Module, optimizer, loss, clip: Optional[float]) -> None:
+    optimizer.zero_grad()
+    loss.backward()
+    if clip:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+
+
+def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bool) -> Dict[str, Any]:
+    from nlp_lstm.models.rnn import detach_state
+    from nlp_lstm.training.trainer import autocast_context
+
+    task.start_epoch(0)
+    batches = []
+    while len(batches) < warmup + steps:
+        batch = task.next_batch()
+        if batch is None:
+            task.start_epoch(0)
+            continue
+        batches.append(batch)
+    tokens = lambda batch: batch[0][0].numel()  # noqa: E731
+
+    def ours_train(batch) -> int:
+        trainer.train_step(batch)
+        return tokens(batch)
+
+    model = task.model
+
+    @torch.no_grad()
+    def ours_infer(batch) -> int:  # scoring, as evaluation does it
+        model.eval()
+        with autocast_context(device, cfg.trainer.precision):
+            for direction, (x, y) in enumerate(batch):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                features, _ = model(x, model.initial_state(x.size(0))[direction], direction)
+                model.nll(features, y)
+        return tokens(batch)
+
+    results = {"ours": {"train": measure(ours_train, batches, warmup, device),
+                        "infer": measure(ours_infer, batches, warmup, device)}}
+    if reference:
+        m = cfg.model
+        ref = TextbookLM(m.cell, task.tokenizer.vocab_size, m.emb_size, m.hidden_size, m.num_layers,
+                         m.dropout_output, m.tie_weights).to(device)
+        optimizer = torch.optim.SGD(ref.parameters(), lr=cfg.optim.lr)
+        carried = {"hidden": None}
+
+        def ref_train(batch) -> int:
+            ref.train()
+            x, y = (t.t().contiguous().to(device) for t in batch[0])  # time-major, as the example
+            hidden = carried["hidden"]
+            logits, hidden = ref(x, hidden)
+            carried["hidden"] = detach_state(hidden)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100)
+            _sgd_step(ref, optimizer, loss, cfg.optim.clip_grad_norm)
+            return tokens(batch)
+
+        @torch.no_grad()
+        def ref_infer(batch) -> int:
+            ref.eval()
+            x, y = (t.t().contiguous().to(device) for t in batch[0])
+            logits, _ = ref(x, None)
+            F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum")
+            return tokens(batch)
+
+        results["reference"] = {"train": measure(ref_train, batches, warmup, device),
+                                "infer": measure(ref_infer, batches, warmup, device)}
+    return results
+
+
+def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, reference: bool) -> Dict[str, Any]:
+    from nlp_lstm.data.tagging_corpus import batch_indices, collate
+    from nlp_lstm.tasks.tagging import predict
+
+    task.start_epoch(0)
+    batches = []
+    while len(batches) < warmup + steps:
+        batch = task.next_batch()
+        if batch is None:
+            task.start_epoch(1)
+            continue
+        batches.append(batch)
+    sentences = lambda batch: int(batch.lengths.numel())  # noqa: E731
+
+    def ours_train(batch) -> int:
+        trainer.train_step(batch)
+        return sentences(batch)
+
+    # Prediction: the product's own path (`predict`, eval_batch_size) over chunks of train.
+    encoded = task.encoded["train"]
+    eval_size = cfg.task.eval_batch_size
+    chunk = max(eval_size, 512)
+    chunks = [encoded[i:i + chunk] for i in range(0, len(encoded), chunk)][:warmup + steps]
+
+    def ours_predict(part) -> int:
+        predict(task.model, part, task.vocabs, eval_size, device)
+        return len(part)
+
+    results = {"ours": {"train": measure(ours_train, batches, warmup, device),
+                        "infer": measure(ours_predict, chunks, min(warmup, len(chunks) - 1), device)}}
+    if reference:
+        m = cfg.model
+        ref = TextbookTagger(m.cell, len(task.vocabs.words), m.emb_size, m.hidden_size, m.num_layers,
+                             m.dropout_output, len(task.vocabs.tags)).to(device)
+        optimizer = torch.optim.SGD(ref.parameters(), lr=0.1)
+
+        def ref_train(batch) -> int:
+            ref.train()
+            batch = batch.to(device)
+            logits = ref(batch.words, batch.lengths)
+            _sgd_step(ref, optimizer, F.cross_entropy(logits[batch.mask], batch.tags[batch.mask]),
+                      cfg.optim.clip_grad_norm)
+            return sentences(batch)
+
+        @torch.no_grad()
+        def ref_predict(part) -> int:
+            ref.eval()
+            for indices in batch_indices([len(s.words) for s in part], eval_size, shuffle=False):
+                batch = collate([part[i] for i in indices]).to(device)
+                best = ref(batch.words, batch.lengths).argmax(-1).cpu()
+                [best[b, :n].tolist() for b, n in enumerate(batch.lengths.tolist())]
+            return len(part)
+
+        results["reference"] = {"train": measure(ref_train, batches, warmup, device),
+                                "infer": measure(ref_predict, chunks, min(warmup, len(chunks) - 1), device)}
+    return results
+
+
+# --------------------------------------------------------------------------- entry
+def compose(overrides: List[str]):
+    """The validated Config for these overrides, composed exactly as train.py does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from nlp_lstm.config import register_configs, validate
+    from nlp_lstm.train_entry import CONFIG_DIR
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="bench"):
+            cfg = hydra_compose("config", overrides=list(overrides) + ["paths.output_dir=" + tempfile.mkdtemp()])
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"config overrides {' '.join(overrides)!r}: {str(exc).splitlines()[0]}") from None
+    return validate(cfg)
+
+
+def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference: bool = True) -> Dict[str, Any]:
+    from nlp_lstm.api import resolve_device
+    from nlp_lstm.train_entry import build_task, configure_torch
+    from nlp_lstm.training.trainer import Trainer
+
+    config = compose(overrides)
+    configure_torch(config)
+    device = resolve_device(config.trainer.device)
+    task = build_task(config, device)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, task, Path(run_dir), device)
+        bench = _bench_lm if config.task.name == "lm" else _bench_tagging
+        results = bench(config, task, trainer, device, steps, warmup, reference)
+    unit = task.unit
+    report: Dict[str, Any] = {
+        "overrides": list(overrides), "task": config.task.name, "unit": unit, "steps": steps, "warmup": warmup,
+        "device": describe_device(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "precision": config.trainer.precision, "model": {"cell": config.model.cell,
+                                                          "hidden_size": config.model.hidden_size,
+                                                          "num_layers": config.model.num_layers},
+        "batch_size": config.task.batch_size,
+        "params": sum(p.numel() for p in task.model.parameters()),
+    }
+    for who, phases in results.items():
+        for phase, numbers in phases.items():
+            report[f"{who}.{phase}.{unit}_per_sec"] = numbers["units_per_sec"]
+            report[f"{who}.{phase}.peak_memory_mb"] = numbers["peak_memory_mb"]
+    if reference:
+        for phase in ("train", "infer"):
+            report[f"ratio.{phase}"] = report[f"ours.{phase}.{unit}_per_sec"] / report[f"reference.{phase}.{unit}_per_sec"]
+    return report
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cpus, " \
+           f"{torch.backends.cpu.get_cpu_capability()})"
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    unit = report["unit"]
+    lines = [f"bench {' '.join(report['overrides']) or '(defaults)'}",
+             f"device {report['device']}, {report['threads']} threads, torch {report['torch']}, "
+             f"precision {report['precision']}, {report['params']:,} parameters, {report['steps']} timed steps",
+             f"{'':<12}{'train ' + unit + '/s':>22}{'infer ' + unit + '/s':>22}{'peak train MB':>16}"]
+    for who in ("ours", "reference"):
+        if f"{who}.train.{unit}_per_sec" not in report:
+            continue
+        peak = report[f"{who}.train.peak_memory_mb"]
+        lines.append(f"{who:<12}{report[f'{who}.train.{unit}_per_sec']:>22,.1f}"
+                     f"{report[f'{who}.infer.{unit}_per_sec']:>22,.1f}{peak if peak is None else round(peak):>16}")
+    if "ratio.train" in report:
+        lines.append(f"{'ratio':<12}{report['ratio.train']:>21.2f}x{report['ratio.infer']:>21.2f}x")
+    return "\n".join(lines)

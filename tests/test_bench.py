@@ -1,0 +1,64 @@
+"""`nlp-lstm bench`: real runs of the configured model and the reference loop on fixtures."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, TINY_MODEL, text_data_overrides
+from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+
+
+def run_bench(args, data_dir, timeout=300):
+    env = {**os.environ, "NLP_LSTM_DATA_DIR": str(data_dir)}
+    return subprocess.run([sys.executable, "-m", "nlp_lstm.cli", "bench", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _check_report(report, unit, overrides):
+    assert report["unit"] == unit and report["overrides"] == overrides
+    for who in ("ours", "reference"):
+        for phase in ("train", "infer"):
+            assert report[f"{who}.{phase}.{unit}_per_sec"] > 0
+            assert report[f"{who}.{phase}.peak_memory_mb"] > 0
+    for phase in ("train", "infer"):
+        expected = report[f"ours.{phase}.{unit}_per_sec"] / report[f"reference.{phase}.{unit}_per_sec"]
+        assert report[f"ratio.{phase}"] == pytest.approx(expected)
+
+
+def test_bench_language_model_against_reference(text_corpus, tmp_path):
+    overrides = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.precision=bf16"]
+    out = tmp_path / "bench.json"
+    proc = run_bench([*overrides, "--steps", "4", "--warmup", "1", "--json", str(out)], tmp_path / "data")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    _check_report(report, "tokens", overrides)
+    assert report["precision"] == "bf16" and report["task"] == "lm" and report["steps"] == 4
+    # The table names both loops and the ratio row.
+    assert [line.split()[0] for line in proc.stdout.splitlines()[-3:]] == ["ours", "reference", "ratio"]
+
+
+def test_bench_tagger_against_reference(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    overrides = conll_overrides(corpus) + TINY_TAGGER
+    out = tmp_path / "bench.json"
+    proc = run_bench([*overrides, "--steps", "3", "--warmup", "1", "--json", str(out)], tmp_path / "data")
+    assert proc.returncode == 0, proc.stderr
+    _check_report(json.loads(out.read_text()), "sentences", overrides)
+
+
+def test_bench_without_reference_and_bad_input(text_corpus, tmp_path):
+    overrides = text_data_overrides(text_corpus) + TINY_MODEL
+    out = tmp_path / "bench.json"
+    proc = run_bench([*overrides, "--steps", "2", "--no-reference", "--json", str(out)], tmp_path / "data")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert "reference.train.tokens_per_sec" not in report and "ratio.train" not in report
+    assert report["ours.train.tokens_per_sec"] > 0
+    bad = run_bench([*overrides, "model.hidden_size=-3"], tmp_path / "data")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert "model.hidden_size" in bad.stderr
+    unknown = run_bench(["model=nonexistent"], tmp_path / "data")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: ") and "nonexistent" in unknown.stderr
