@@ -201,7 +201,7 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
             task.start_epoch(1)
             continue
         batches.append(batch)
-    sentences = lambda batch: int(batch.lengths.numel())  # noqa: E731
+    sentences = lambda batch: int(batch[0].lengths.numel())  # noqa: E731
 
     def ours_train(batch) -> int:
         trainer.train_step(batch)
@@ -227,9 +227,9 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
 
         def ref_train(batch) -> int:
             ref.train()
-            batch = batch.to(device)
-            logits = ref(batch.words, batch.lengths)
-            _sgd_step(ref, optimizer, F.cross_entropy(logits[batch.mask], batch.tags[batch.mask]),
+            tensors = batch[0].to(device)
+            logits = ref(tensors.words, tensors.lengths)
+            _sgd_step(ref, optimizer, F.cross_entropy(logits[tensors.mask], tensors.tags[tensors.mask]),
                       cfg.optim.clip_grad_norm)
             return sentences(batch)
 

@@ -16,6 +16,7 @@ from nlp_lstm.api import resolve_device
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
+from nlp_lstm.training.distributed import SINGLE, DistInfo, broadcast_object, init_from_env, shutdown
 
 log = logging.getLogger("nlp_lstm")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -33,7 +34,7 @@ def configure_torch(cfg: Config) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def build_task(cfg: Config, device: torch.device):
+def build_task(cfg: Config, device: torch.device, dist: DistInfo = SINGLE):
     """The task object for `task.name`, after checking the groups fit together."""
     is_tagger, is_tagging_data = isinstance(cfg.model, TaggerModelConfig), isinstance(cfg.data, TaggingDataConfig)
     if cfg.task.name == "lm":
@@ -43,7 +44,7 @@ def build_task(cfg: Config, device: torch.device):
             raise NlpLstmError("config model: a tagger model; task=lm needs a language model (model=small, medium, awd)")
         from nlp_lstm.tasks.language_modeling import LanguageModelingTask
 
-        return LanguageModelingTask(cfg, device)
+        return LanguageModelingTask(cfg, device, dist=dist)
     if not is_tagger:
         raise NlpLstmError("config model: task=tagging needs a tagger model (model=bilstm_crf)")
     if not is_tagging_data:
@@ -51,22 +52,31 @@ def build_task(cfg: Config, device: torch.device):
                            "(conll2000, ud_ewt, wnut17, conll, conllu)")
     from nlp_lstm.tasks.tagging import TaggingTask
 
-    return TaggingTask(cfg, device)
+    return TaggingTask(cfg, device, dist=dist)
 
 
 def run(cfg: DictConfig) -> Dict[str, Any]:
     """Validate, build, train; returns the final metrics."""
     config = validate(cfg)
-    run_dir = Path(config.paths.output_dir)
-    check_writable_dir(run_dir, "run dir")
-    check_writable_dir(config.paths.data_dir, "data dir (paths.data_dir)")
-    configure_torch(config)
-    device = resolve_device(config.trainer.device)
-    task = build_task(config, device)
-    from nlp_lstm.training.trainer import Trainer
+    dist = init_from_env(config.trainer.device)
+    try:
+        # Under torchrun every rank composes its own config; rank 0's run dir is the run's.
+        run_dir = Path(broadcast_object(config.paths.output_dir, dist))
+        if dist.is_main:
+            check_writable_dir(run_dir, "run dir")
+            check_writable_dir(config.paths.data_dir, "data dir (paths.data_dir)")
+        configure_torch(config)
+        device = resolve_device(f"cuda:{dist.local_rank}" if dist.enabled and config.trainer.device in ("auto", "cuda")
+                                and torch.cuda.is_available() else config.trainer.device)
+        task = build_task(config, device, dist)
+        from nlp_lstm.training.trainer import Trainer
 
-    trainer = Trainer(config, task, run_dir, device, run_config=OmegaConf.to_container(cfg, resolve=True))
-    return trainer.fit()
+        run_config = OmegaConf.to_container(cfg, resolve=True)
+        run_config["paths"]["output_dir"] = str(run_dir)
+        trainer = Trainer(config, task, run_dir, device, run_config=run_config, dist=dist)
+        return trainer.fit()
+    finally:
+        shutdown(dist)
 
 
 def _resume_hint(run_dir: str) -> str:

@@ -34,15 +34,23 @@ class TrainStream:
     from one window to the next, so each row is one long continuous text. The last
     `len % batch_size` (< batch_size) tokens do not fit a row and are left out of training
     (they are counted in `left_out`); evaluation always scores every token.
+
+    Data-parallel: the stream is cut into `batch_size * world_size` rows and rank r keeps
+    rows [r * batch_size, (r + 1) * batch_size), so the ranks together read exactly the
+    batches one process with the global batch would.
     """
 
-    def __init__(self, ids: np.ndarray, eos_id: int, batch_size: int, reverse: bool = False) -> None:
+    def __init__(self, ids: np.ndarray, eos_id: int, batch_size: int, reverse: bool = False,
+                 rank: int = 0, world_size: int = 1) -> None:
         inputs, targets = shifted_pairs(ids, eos_id, reverse)
-        n = len(targets) // batch_size * batch_size
+        rows = batch_size * world_size
+        n = len(targets) // rows * rows
         if n == 0:
-            raise ValueError(f"the train split has {len(targets)} tokens, fewer than task.batch_size={batch_size}")
-        self.inputs = inputs[:n].view(batch_size, -1)
-        self.targets = targets[:n].view(batch_size, -1)
+            raise ValueError(f"the train split has {len(targets)} tokens, fewer than task.batch_size={batch_size}"
+                             + (f" x {world_size} processes" if world_size > 1 else ""))
+        mine = slice(rank * batch_size, (rank + 1) * batch_size)
+        self.inputs = inputs[:n].view(rows, -1)[mine]
+        self.targets = targets[:n].view(rows, -1)[mine]
         self.length = self.inputs.size(1)
         self.left_out = len(targets) - n
 

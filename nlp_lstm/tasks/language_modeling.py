@@ -21,6 +21,7 @@ from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.rnn import detach_state
 from nlp_lstm.package import save_package
 from nlp_lstm.tasks.lm_scoring import score_stream
+from nlp_lstm.training.distributed import SINGLE, DistInfo
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
 log = logging.getLogger("nlp_lstm")
@@ -35,13 +36,14 @@ def _state_to(state, device):
 class LanguageModelingTask(TrainingTask):
     unit = "tokens"
 
-    def __init__(self, cfg, device: torch.device, corpus: Optional[LMCorpus] = None) -> None:
+    def __init__(self, cfg, device: torch.device, corpus: Optional[LMCorpus] = None, dist: DistInfo = SINGLE) -> None:
         self.cfg, self.device = cfg, device
         self.corpus = corpus or prepare_lm_corpus(cfg.data, cfg.tokenizer, cfg.paths.data_dir, log=log.info)
         self.tokenizer: Tokenizer = self.corpus.tokenizer
         self.eos = self.tokenizer.eos_id
         self.model = RNNLanguageModel(cfg.model, self.tokenizer.vocab_size).to(device)
-        self.streams = [TrainStream(self.corpus.ids["train"], self.eos, cfg.task.batch_size, reverse=d == 1)
+        self.streams = [TrainStream(self.corpus.ids["train"], self.eos, cfg.task.batch_size, reverse=d == 1,
+                                    rank=dist.rank, world_size=dist.world_size)
                         for d in range(self.model.num_directions)]
         if self.streams[0].left_out:
             log.info(f"{self.streams[0].left_out} train tokens do not fill a row of task.batch_size="

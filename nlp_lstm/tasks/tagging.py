@@ -21,6 +21,7 @@ from nlp_lstm.fileio import atomic_write_text
 from nlp_lstm.metrics import confusion_matrix, conlleval, strict_span_f1
 from nlp_lstm.models.tagger import SequenceTagger
 from nlp_lstm.package import save_package
+from nlp_lstm.training.distributed import SINGLE, DistInfo
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
 log = logging.getLogger("nlp_lstm")
@@ -153,8 +154,8 @@ class TaggingTask(TrainingTask):
     unit = "sentences"
     monitor_mode = "max"
 
-    def __init__(self, cfg, device: torch.device) -> None:
-        self.cfg, self.device = cfg, device
+    def __init__(self, cfg, device: torch.device, dist: DistInfo = SINGLE) -> None:
+        self.cfg, self.device, self.dist = cfg, device, dist
         self.corpus_scheme = cfg.data.tag_scheme
         self.scheme = model_scheme(cfg.task, cfg.data)
         self.monitor_key = "acc" if self.corpus_scheme == "none" else "f1"
@@ -186,7 +187,10 @@ class TaggingTask(TrainingTask):
     def start_epoch(self, epoch: int) -> None:
         # The order is a function of (seed, epoch), so a resumed run re-creates it exactly.
         rng = random.Random(self.cfg.seed * 100_003 + epoch)
-        self.batches = batch_indices([len(s.words) for s in self.encoded["train"]], self.cfg.task.batch_size,
+        world = self.dist.world_size
+        # Data-parallel: global batches of batch_size * world sentences, rank r takes every
+        # world-th sentence of each (the same batches one process with the global batch sees).
+        self.batches = batch_indices([len(s.words) for s in self.encoded["train"]], self.cfg.task.batch_size * world,
                                      shuffle=True, rng=rng)
         self.epoch, self.position = epoch, 0
 
@@ -196,16 +200,23 @@ class TaggingTask(TrainingTask):
     def next_batch(self):
         if self.position >= len(self.batches):
             return None
-        items = [self.encoded["train"][i] for i in self.batches[self.position]]
+        global_batch = self.batches[self.position]
         self.position += 1
-        return collate(items)
+        mine = global_batch[self.dist.rank::self.dist.world_size]
+        # The loss is the sum over this rank's sentences divided by the global batch's size:
+        # DDP averages gradients over ranks, so the world size is multiplied back in. A rank
+        # whose share of a short last batch is empty runs one sentence at weight zero.
+        weight = self.dist.world_size / len(global_batch) if mine else 0.0
+        return collate([self.encoded["train"][i] for i in (mine or global_batch[:1])]), weight
 
     def training_step(self, batch) -> StepOutput:
+        batch, weight = batch
         batch = batch.to(self.device)
         emissions = self.model(batch)
         nll = self.model.loss(emissions, batch)
-        sentences = int(batch.lengths.numel())
-        return StepOutput(loss=nll / sentences, nll_sum=nll.detach(), units=sentences, tokens=batch.num_tokens)
+        sentences = int(batch.lengths.numel()) if weight else 0
+        return StepOutput(loss=nll * weight, nll_sum=nll.detach() * (weight > 0), units=sentences,
+                          tokens=batch.num_tokens if weight else 0)
 
     # ------------------------------------------------------------- evaluation
     def has_split(self, split: str) -> bool:
@@ -218,7 +229,8 @@ class TaggingTask(TrainingTask):
         gold = [s.tags for s in self.splits[split]]
         metrics = tagging_metrics(gold, predicted, self.corpus_scheme)
         metrics["loss"] = loss / max(1, scored)
-        write_conll_predictions(self.output_dir / "predictions" / f"{split}.conll", self.splits[split], predicted)
+        if self.dist.is_main:
+            write_conll_predictions(self.output_dir / "predictions" / f"{split}.conll", self.splits[split], predicted)
         labels = sorted({t for sent in gold for t in sent} | {t for sent in predicted for t in sent})
         self.last_confusion = (labels, confusion_matrix(gold, predicted, labels))
         metrics.pop("per_label", None)  # its F1s are already flat keys (f1_<label>)

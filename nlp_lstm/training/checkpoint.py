@@ -33,7 +33,7 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: Dict[str, Any]) -> None:
-    payload = {"format": CHECKPOINT_FORMAT, **payload, "rng": rng_state()}
+    payload = {"format": CHECKPOINT_FORMAT, "rng": rng_state(), **payload}
     atomic_save_with(path, lambda handle: torch.save(payload, handle))
 
 

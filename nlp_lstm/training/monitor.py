@@ -18,8 +18,11 @@ def _flatten(prefix: str, metrics: Dict[str, Any]) -> Dict[str, float]:
 
 
 class Monitor:
-    def __init__(self, run_dir: Path, tensorboard: bool, purge_step: Optional[int] = None) -> None:
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path, tensorboard: bool, purge_step: Optional[int] = None,
+                 writes: bool = True) -> None:
+        """`writes=False` (data-parallel ranks other than 0): report nothing."""
+        self.run_dir, self.writes = run_dir, writes
+        tensorboard = tensorboard and writes
         self.metrics_path = run_dir / "metrics.json"
         self.writer = None
         if tensorboard:
@@ -75,4 +78,5 @@ class Monitor:
 
     # --- metrics.json ----------------------------------------------------------------
     def write_metrics(self, metrics: Dict[str, Any]) -> None:
-        atomic_write_json(self.metrics_path, metrics)
+        if self.writes:
+            atomic_write_json(self.metrics_path, metrics)

@@ -22,7 +22,8 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from nlp_lstm.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, gather_objects
 from nlp_lstm.training.monitor import Monitor
 from nlp_lstm.training.optim import build_optimizer, build_scheduler
 from nlp_lstm.training.task import TrainingTask
@@ -41,10 +42,24 @@ def autocast_context(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+class _TrainingStep(torch.nn.Module):
+    """The task's whole training step as one module, so DistributedDataParallel sees one
+    forward per backward whatever the task does inside (two directions, a CRF loss)."""
+
+    def __init__(self, task: TrainingTask) -> None:
+        super().__init__()
+        self.task, self.model = task, task.model  # registers the model's parameters
+        self.output = None
+
+    def forward(self, batch):
+        self.output = self.task.training_step(batch)
+        return self.output.loss
+
+
 class Trainer:
     def __init__(self, cfg, task: TrainingTask, run_dir: Path, device: torch.device,
-                 run_config: Optional[Dict[str, Any]] = None) -> None:
-        self.cfg, self.tcfg, self.task = cfg, cfg.trainer, task
+                 run_config: Optional[Dict[str, Any]] = None, dist: DistInfo = SINGLE) -> None:
+        self.cfg, self.tcfg, self.task, self.dist = cfg, cfg.trainer, task, dist
         self.run_dir, self.device = Path(run_dir), device
         self.model = task.model
         self.run_config = run_config or {}
@@ -52,6 +67,12 @@ class Trainer:
         self.model_dir = self.run_dir / "model"
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.ddp = None
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(_TrainingStep(task),
+                                               device_ids=[device.index] if device.type == "cuda" else None)
         total = self.tcfg.max_steps or (self.tcfg.max_epochs * task.steps_per_epoch() if self.tcfg.max_epochs else None)
         self.scheduler, self.schedule_when = build_scheduler(cfg.optim, self.optimizer, total, task.monitor_mode)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.tcfg.precision == "fp16")
@@ -78,7 +99,12 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        save_checkpoint(self.checkpoint_path, self._payload())
+        payload = self._payload()
+        if self.dist.enabled:  # each rank's data position, carried state and RNG (collective)
+            payload["task"] = gather_objects(payload["task"], self.dist)
+            payload["rng"] = gather_objects(rng_state(), self.dist)
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_path, payload)
 
     def _restore(self) -> None:
         payload = load_checkpoint(self.checkpoint_path)
@@ -95,8 +121,16 @@ class Trainer:
             self.best_state = torch.load(self.model_dir / "weights.pt", map_location=self.device, weights_only=True)
         self.state = payload["trainer"]
         self.state["stop_reason"] = None  # the budgets may have been raised for this resume
-        self.task.load_state_dict(payload["task"])
-        set_rng_state(payload["rng"])
+        task_state, rng = payload["task"], payload["rng"]
+        if isinstance(task_state, list):  # written by a data-parallel run: one entry per rank
+            if len(task_state) != self.dist.world_size:
+                raise NlpLstmError(f"{self.checkpoint_path}: written by {len(task_state)} processes; resume it with "
+                                   f"the same number (torchrun --nproc_per_node={len(task_state)})")
+            task_state, rng = task_state[self.dist.rank], rng[self.dist.rank]
+        elif self.dist.enabled:
+            raise NlpLstmError(f"{self.checkpoint_path}: written by a single process; resume it without torchrun")
+        self.task.load_state_dict(task_state)
+        set_rng_state(rng)
         log.info(f"resumed from {self.checkpoint_path} at epoch {self.state['epoch']} step {self.state['step']}")
 
     def _check_same_run(self, saved: Dict[str, Any]) -> None:
@@ -114,7 +148,8 @@ class Trainer:
         if self.tcfg.resume:
             self._restore()
         self.monitor = Monitor(self.run_dir, self.cfg.logger.tensorboard,
-                               purge_step=self.state["step"] + 1 if self.tcfg.resume else None)
+                               purge_step=self.state["step"] + 1 if self.tcfg.resume else None,
+                               writes=self.dist.is_main)
         self._params = sum(p.numel() for p in self.model.parameters())
         log.info(f"model: {self._params:,} parameters on {self.device}")
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -163,6 +198,14 @@ class Trainer:
         while True:
             s["wall_time"] = wall_at_start + time.perf_counter() - loop_start
             reason = self._budget_reason() or (self._stop_signal and "signal")
+            checkpoint_due = time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60
+            if self.dist.enabled:
+                # Clocks and signals differ between ranks: all stop (and checkpoint) together.
+                stop, checkpoint_due = any_rank([reason is not None, checkpoint_due], self.dist)
+                if stop and reason is None:
+                    reason = "max_time" if t.max_time is not None and not self._stop_signal else "signal"
+                    if reason == "signal":
+                        self._stop_signal = "a signal to another rank"
             if reason:
                 if reason != "signal":
                     s["stop_reason"] = reason
@@ -206,7 +249,7 @@ class Trainer:
                 self.monitor.histograms(self.model, s["step"])
             if t.val_check_interval and s["step"] % t.val_check_interval == 0:
                 self._evaluate()
-            if time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60:
+            if checkpoint_due:
                 self.save_checkpoint()
                 last_checkpoint = time.monotonic()
         if bar is not None:
@@ -219,7 +262,11 @@ class Trainer:
         """
         self.model.train()
         with autocast_context(self.device, self.tcfg.precision):
-            out = self.task.training_step(batch)
+            if self.ddp is not None:
+                self.ddp(batch)
+                out = self.ddp.module.output
+            else:
+                out = self.task.training_step(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out.loss).backward()
         grad_norm = None
@@ -280,7 +327,8 @@ class Trainer:
             improved = self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))
             if improved:
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                self.task.export(self.model_dir)
+                if self.dist.is_main:
+                    self.task.export(self.model_dir)
             self.task.on_evaluation(self.monitor, s["step"])
         s["last_eval_step"] = s["step"]
         self.monitor.scalars("valid", metrics, s["step"])
@@ -307,7 +355,10 @@ class Trainer:
     def _train_summary(self) -> Dict[str, Any]:
         s = self.state
         seconds = max(1e-9, s["train_time"])
-        rates = {f"{self.task.unit}_per_sec": s["train_units"] / seconds, "tokens_per_sec": s["train_tokens"] / seconds}
+        # Data-parallel: every rank trains on an equal share, so rank 0's count x world.
+        world = self.dist.world_size
+        rates = {f"{self.task.unit}_per_sec": world * s["train_units"] / seconds,
+                 "tokens_per_sec": world * s["train_tokens"] / seconds}
         return {**rates,
                 "steps": s["step"], "epochs": s["epoch"], "wall_time_s": round(s["wall_time"], 2),
                 self.task.unit: s["train_units"], "stop_reason": s["stop_reason"]}

@@ -1,0 +1,96 @@
+"""Data-parallel training with torch.distributed, launched by `torchrun`.
+
+Every process (rank) builds the same model (DDP broadcasts rank 0's weights at wrap
+time), reads its own shard of each global batch, and DDP averages the gradients, so N
+ranks with `task.batch_size=B` train exactly like one process with batch N*B. Only rank 0
+writes checkpoints, TensorBoard, metrics and the model package; every rank evaluates, so
+schedules and early stopping see the same numbers everywhere and the ranks stay in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List
+
+import torch
+import torch.distributed as dist
+
+from nlp_lstm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+SINGLE = DistInfo()
+
+
+def init_from_env(device_setting: str) -> DistInfo:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_*).
+
+    NCCL where the run uses CUDA, gloo on CPU. Without torchrun this is a single process.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return SINGLE
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_setting.startswith("cuda") or (device_setting == "auto" and torch.cuda.is_available())
+    if device_setting.startswith("cuda:"):
+        raise ConfigError(f"config trainer.device={device_setting!r}: under torchrun each rank takes "
+                          "cuda:LOCAL_RANK; use trainer.device=cuda")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    return DistInfo(rank, world, local_rank)
+
+
+def any_rank(flags: List[bool], info: DistInfo) -> List[bool]:
+    """Each flag true on every rank if it is true on any (budgets, signals, checkpoint
+    times: all ranks stop, or checkpoint, together). One small all-reduce."""
+    if not info.enabled:
+        return list(flags)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([1 if f else 0 for f in flags], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in tensor.tolist()]
+
+
+def gather_objects(obj: Any, info: DistInfo) -> List[Any]:
+    """Every rank's `obj`, in rank order (on every rank)."""
+    if not info.enabled:
+        return [obj]
+    out: List[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's `obj` on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

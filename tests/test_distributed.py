@@ -1,0 +1,70 @@
+"""Data-parallel training: 2 processes under the real torchrun with the gloo backend train
+the same parameters as one process with the same global batch; only rank 0 writes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY_MODEL, run_train, text_data_overrides
+from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+
+NO_DROPOUT = ["model.dropout_embedding=0", "model.dropout_input=0", "model.dropout_hidden=0",
+              "model.dropout_output=0", "model.weight_drop=0"]
+BUDGET = ["trainer.max_steps=6", "trainer.max_epochs=null", "trainer.max_time=null", "optim.schedule=none"]
+
+
+def run_torchrun(run_dir: Path, overrides, data_dir: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NLP_LSTM_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def final_parameters(run_dir: Path):
+    return torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
+
+
+def assert_same_parameters(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def assert_only_rank_zero_wrote(run_dir: Path):
+    assert (run_dir / "metrics.json").is_file()
+    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]
+
+
+def test_two_process_lm_equals_one_process_with_the_global_batch(text_corpus, tmp_path):
+    common = text_data_overrides(text_corpus) + TINY_MODEL + NO_DROPOUT + BUDGET + ["optim.lr=2"]
+    single = tmp_path / "single"
+    run_train(single, common + ["task.batch_size=4"], tmp_path / "data")
+    parallel = tmp_path / "ddp"
+    run_torchrun(parallel, common + ["task.batch_size=2"], tmp_path / "data")
+    assert_same_parameters(final_parameters(single), final_parameters(parallel))
+    assert_only_rank_zero_wrote(parallel)
+    # A control: a different global batch really does train different parameters.
+    other = tmp_path / "other"
+    run_train(other, common + ["task.batch_size=2"], tmp_path / "data")
+    with pytest.raises(AssertionError):
+        assert_same_parameters(final_parameters(other), final_parameters(parallel))
+
+
+def test_two_process_tagger_equals_one_process_with_the_global_batch(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    common = conll_overrides(corpus) + TINY_TAGGER + BUDGET + [
+        "model.word_dropout=0", "model.dropout_input=0", "model.dropout_hidden=0", "model.dropout_output=0"]
+    single = tmp_path / "single"
+    run_train(single, common + ["task.batch_size=8"], tmp_path / "data")
+    parallel = tmp_path / "ddp"
+    run_torchrun(parallel, common + ["task.batch_size=4"], tmp_path / "data")
+    assert_same_parameters(final_parameters(single), final_parameters(parallel))
+    assert_only_rank_zero_wrote(parallel)
+    assert len(list((parallel / "predictions").iterdir())) >= 1
