@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nlp_lstm.errors import ConfigError
 
 
 # --------------------------------------------------------------------------- measuring
@@ -248,31 +247,12 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
 
 
 # --------------------------------------------------------------------------- entry
-def compose(overrides: List[str]):
-    """The validated Config for these overrides, composed exactly as train.py does."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from nlp_lstm.config import register_configs, validate
-    from nlp_lstm.train_entry import CONFIG_DIR
-
-    register_configs()
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="bench"):
-            cfg = hydra_compose("config", overrides=list(overrides) + ["paths.output_dir=" + tempfile.mkdtemp()])
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"config overrides {' '.join(overrides)!r}: {str(exc).splitlines()[0]}") from None
-    return validate(cfg)
-
-
 def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference: bool = True) -> Dict[str, Any]:
     from nlp_lstm.api import resolve_device
-    from nlp_lstm.train_entry import build_task, configure_torch
+    from nlp_lstm.train_entry import build_task, compose_config, configure_torch
     from nlp_lstm.training.trainer import Trainer
 
-    config = compose(overrides)
+    config = compose_config(overrides)
     configure_torch(config)
     device = resolve_device(config.trainer.device)
     task = build_task(config, device)

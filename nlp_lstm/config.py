@@ -256,6 +256,11 @@ class TrainerConfig:
     num_threads: Optional[int] = None  # torch intra-op threads; null = physical cores
     deterministic: bool = False
     progress_bar: bool = True
+    # A step whose loss or gradient is NaN/Inf: `skip` it (no update; counted as
+    # train/skipped_steps) or `stop` the run. Either way the run stops after
+    # max_nonfinite_steps such steps in a row: the model has diverged.
+    nonfinite: str = "skip"
+    max_nonfinite_steps: int = 20
 
     def __post_init__(self) -> None:
         _check(self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
@@ -270,6 +275,8 @@ class TrainerConfig:
         _check(self.val_check_interval is None or self.val_check_interval >= 1, "trainer.val_check_interval",
                self.val_check_interval, "must be >= 1 or null")
         _check(self.num_threads is None or self.num_threads >= 1, "trainer.num_threads", self.num_threads, "must be >= 1")
+        _check_choice("trainer.nonfinite", self.nonfinite, ("skip", "stop"))
+        _check(self.max_nonfinite_steps >= 1, "trainer.max_nonfinite_steps", self.max_nonfinite_steps, "must be >= 1")
 
 
 # --------------------------------------------------------------------------- logger

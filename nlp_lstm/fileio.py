@@ -37,9 +37,16 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # A full disk, a quota, a read-only mount: one line naming the file; the
+            # previous version of the file is untouched.
+            from nlp_lstm.errors import NlpLstmError
+
+            raise NlpLstmError(f"{path}: cannot write ({exc.strerror or exc}); the previous version, if any, "
+                               "is intact") from None
         raise
 
 
@@ -78,6 +85,15 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def recover_directory(path: PathLike) -> None:
+    """Finish an `atomic_directory` replacement that a crash interrupted between its two
+    renames (the old version is then only under `.<name>.old`)."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
 
 
 def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:

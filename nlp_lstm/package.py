@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict
 import torch
 
 from nlp_lstm.errors import ModelPackageError
-from nlp_lstm.fileio import atomic_directory
+from nlp_lstm.fileio import atomic_directory, recover_directory
 
 PACKAGE_FORMAT = 1
 REQUIRED_FILES = ("package.json", "weights.pt")
@@ -44,6 +44,7 @@ def read_package(directory: Path, map_location: str | torch.device = "cpu"):
     """(metadata, state_dict) of a package, with one-line errors for bad ones; the task's
     loader reads its own assets from the directory."""
     directory = Path(directory)
+    recover_directory(directory)  # a crash between atomic_directory's two renames
     if not directory.is_dir():
         raise ModelPackageError(f"{directory}: no such model directory")
     missing = [f for f in REQUIRED_FILES if not (directory / f).exists()]

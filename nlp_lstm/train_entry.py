@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import random
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import hydra
 import torch
@@ -14,12 +15,34 @@ from omegaconf import DictConfig, OmegaConf
 
 from nlp_lstm.api import resolve_device
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
-from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
 from nlp_lstm.training.distributed import SINGLE, DistInfo, broadcast_object, init_from_env, shutdown
 
 log = logging.getLogger("nlp_lstm")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def compose_config(overrides: List[str], output_dir: Optional[str] = None) -> Config:
+    """The validated Config that `python train.py OVERRIDES` would train, via Hydra's
+    compose API (same files, same schemas); any composition problem is one ConfigError line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="compose"):
+            cfg = compose("config", overrides=list(overrides) + [f"paths.output_dir={output_dir or tempfile.mkdtemp()}"])
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as exc:
+        # (Hydra raises a bare ValueError for some bad overrides, e.g. `data=0`.)
+        raise ConfigError(f"config overrides {' '.join(overrides)!r}: {_first_line(exc)}") from None
+    return validate(cfg)
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def configure_torch(cfg: Config) -> None:
@@ -101,8 +124,23 @@ def hydra_main(cfg: DictConfig) -> float:
     return float(result["best_valid"]["loss"])
 
 
+def _precheck_overrides(argv: List[str]) -> None:
+    """Compose the command line's overrides once before Hydra does, so that a typo in a key,
+    a wrong type or an unknown group option is one `error:` line and exit 2 rather than
+    Hydra's multi-line report. Runs, sweeps and Hydra's own flags are left to Hydra."""
+    if any(arg.startswith("-") for arg in argv):
+        return  # --multirun, --cfg, --help ...: Hydra's business
+    overrides = [arg for arg in argv if not arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
+    try:
+        compose_config(overrides, output_dir=tempfile.gettempdir())
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> None:
     register_configs()
+    _precheck_overrides(sys.argv[1:])
     hydra_main()
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY_MODEL, run_train, text_data_overrides
+from nlp_lstm.training.checkpoint import load_checkpoint
 from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
 
 NO_DROPOUT = ["model.dropout_embedding=0", "model.dropout_input=0", "model.dropout_hidden=0",
@@ -27,7 +28,7 @@ def run_torchrun(run_dir: Path, overrides, data_dir: Path, nproc: int = 2) -> su
 
 
 def final_parameters(run_dir: Path):
-    return torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
 
 
 def assert_same_parameters(a, b):

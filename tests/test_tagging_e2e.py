@@ -6,6 +6,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import nlp_lstm
+from nlp_lstm.training.checkpoint import load_checkpoint
 from conftest import run_cli, run_train
 from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
 
@@ -149,8 +150,8 @@ def test_tagging_resume_is_exact(tmp_path):
     run_train(tmp_path / "a", common + ["trainer.max_steps=30"], tmp_path / "data")
     run_train(tmp_path / "b", common + ["trainer.max_steps=12"], tmp_path / "data")
     run_train(tmp_path / "b", common + ["trainer.max_steps=30", "trainer.resume=true"], tmp_path / "data")
-    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
     assert a["trainer"]["epoch"] >= 1
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name

@@ -9,6 +9,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import nlp_lstm
+from nlp_lstm.training.checkpoint import load_checkpoint
 from conftest import TINY_MODEL, run_train, text_data_overrides
 
 
@@ -82,12 +83,12 @@ def test_resume_continues_exactly(tmp_path, text_corpus):
     straight, split = tmp_path / "straight", tmp_path / "split"
     run_train(straight, common + ["trainer.max_steps=14"], tmp_path / "data")
     run_train(split, common + ["trainer.max_steps=7"], tmp_path / "data")
-    first = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
+    first = load_checkpoint(split / "checkpoints" / "last.pt")
     assert first["trainer"]["step"] == 7 and first["task"]["position"] > 0  # mid-epoch, hidden carried
     assert first["task"]["hidden"] is not None
     run_train(split, common + ["trainer.max_steps=14", "trainer.resume=true"], tmp_path / "data")
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
+    b = load_checkpoint(split / "checkpoints" / "last.pt")
     assert a["trainer"]["step"] == b["trainer"]["step"] == 14
     assert a["trainer"]["epoch"] >= 1  # the run crossed an epoch boundary
     for name, tensor in a["model"].items():

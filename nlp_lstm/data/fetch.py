@@ -36,8 +36,17 @@ def fetch_corpus(name: str, data_dir: Optional[os.PathLike] = None, mirror: Opti
     return {split: _fetch_file(corpus, f, data_dir / corpus.name, mirror) for split, f in corpus.files.items()}
 
 
+def safe_target(target_dir: Path, filename: str) -> Path:
+    """`target_dir / filename`, refusing a name that would land outside target_dir
+    (absolute, `..`, a symlink out): fetched names come from a registry or a mirror."""
+    target = (target_dir / filename).resolve()
+    if not target.is_relative_to(target_dir.resolve()) or target == target_dir.resolve():
+        raise DataError(f"{filename!r}: a corpus file name must stay inside {target_dir}")
+    return target_dir / filename
+
+
 def _fetch_file(corpus: Corpus, cfile: CorpusFile, target_dir: Path, mirror: Optional[str]) -> Path:
-    target = target_dir / cfile.filename
+    target = safe_target(target_dir, cfile.filename)
     if target.exists():
         if sha256_file(target) == cfile.sha256:
             return target

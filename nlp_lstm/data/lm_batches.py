@@ -21,10 +21,28 @@ IGNORE_INDEX = -100  # target that is not scored (PyTorch's cross_entropy defaul
 
 
 def shifted_pairs(ids: np.ndarray, eos_id: int, reverse: bool = False) -> Tuple[Tensor, Tensor]:
-    """(inputs, targets) for the stream, read backwards when `reverse` (the backward LM)."""
-    seq = torch.from_numpy(np.ascontiguousarray(ids[::-1] if reverse else ids)).long()
-    inputs = torch.cat([torch.tensor([eos_id]), seq[:-1]])
-    return inputs, seq
+    """(inputs, targets) for the whole stream, read backwards when `reverse` (the backward LM)."""
+    positions = np.arange(len(ids))[None, :]
+    inputs, targets, _ = gather_windows(ids, positions, eos_id, reverse)
+    return inputs[0], targets[0]
+
+
+def gather_windows(ids: np.ndarray, positions: np.ndarray, eos_id: int,
+                   reverse: bool = False) -> Tuple[Tensor, Tensor, np.ndarray]:
+    """Inputs and targets at `positions` (rows x time) of the stream, as int64 tensors.
+
+    Position p's target is token p of the stream (of the reversed stream when `reverse`),
+    its input is token p - 1, or <eos> at p = 0. Positions past the end are padding:
+    input <eos>, target IGNORE_INDEX. Only the indexed tokens are read, so `ids` may be a
+    memory map of a corpus larger than memory.
+    """
+    n = len(ids)
+    inside = positions < n
+    tokens = np.where(inside, n - 1 - positions, 0) if reverse else np.minimum(positions, n - 1)
+    previous = np.where(inside & (positions > 0), tokens + 1 if reverse else tokens - 1, 0)
+    targets = np.where(inside, np.asarray(ids[tokens.ravel()]).reshape(tokens.shape), IGNORE_INDEX)
+    inputs = np.where(inside & (positions > 0), np.asarray(ids[previous.ravel()]).reshape(tokens.shape), eos_id)
+    return torch.from_numpy(inputs.astype(np.int64)), torch.from_numpy(targets.astype(np.int64)), inside
 
 
 class TrainStream:
@@ -33,7 +51,8 @@ class TrainStream:
     Truncated BPTT reads windows of columns left to right and carries the hidden state
     from one window to the next, so each row is one long continuous text. The last
     `len % batch_size` (< batch_size) tokens do not fit a row and are left out of training
-    (they are counted in `left_out`); evaluation always scores every token.
+    (they are counted in `left_out`); evaluation always scores every token. Windows are
+    gathered from `ids` when asked for, never the whole stream at once.
 
     Data-parallel: the stream is cut into `batch_size * world_size` rows and rank r keeps
     rows [r * batch_size, (r + 1) * batch_size), so the ranks together read exactly the
@@ -42,21 +61,20 @@ class TrainStream:
 
     def __init__(self, ids: np.ndarray, eos_id: int, batch_size: int, reverse: bool = False,
                  rank: int = 0, world_size: int = 1) -> None:
-        inputs, targets = shifted_pairs(ids, eos_id, reverse)
         rows = batch_size * world_size
-        n = len(targets) // rows * rows
-        if n == 0:
-            raise ValueError(f"the train split has {len(targets)} tokens, fewer than task.batch_size={batch_size}"
+        self.length = len(ids) // rows
+        if self.length == 0:
+            raise ValueError(f"the train split has {len(ids)} tokens, fewer than task.batch_size={batch_size}"
                              + (f" x {world_size} processes" if world_size > 1 else ""))
-        mine = slice(rank * batch_size, (rank + 1) * batch_size)
-        self.inputs = inputs[:n].view(rows, -1)[mine]
-        self.targets = targets[:n].view(rows, -1)[mine]
-        self.length = self.inputs.size(1)
-        self.left_out = len(targets) - n
+        self.ids, self.eos_id, self.reverse = ids, eos_id, reverse
+        self.row_starts = (np.arange(batch_size) + rank * batch_size)[:, None] * self.length
+        self.left_out = len(ids) - rows * self.length
 
     def window(self, start: int, length: int) -> Tuple[Tensor, Tensor]:
         end = min(start + length, self.length)
-        return self.inputs[:, start:end], self.targets[:, start:end]
+        inputs, targets, _ = gather_windows(self.ids, self.row_starts + np.arange(start, end)[None, :],
+                                            self.eos_id, self.reverse)
+        return inputs, targets
 
 
 def window_length(bptt: int, variable: bool, rng: random.Random) -> int:
@@ -73,12 +91,11 @@ def eval_batches(ids: np.ndarray, eos_id: int, batch_size: int, bptt: int,
 
     The last row is padded with IGNORE_INDEX targets, which are not scored.
     """
-    inputs, targets = shifted_pairs(ids, eos_id, reverse)
-    n = len(targets)
+    n = len(ids)
     rows = max(1, min(batch_size, n))
     row_len = math.ceil(n / rows)
-    pad = rows * row_len - n
-    inputs = torch.cat([inputs, torch.full((pad,), eos_id)]).view(rows, row_len)
-    targets = torch.cat([targets, torch.full((pad,), IGNORE_INDEX)]).view(rows, row_len)
+    row_starts = np.arange(rows)[:, None] * row_len
     for start in range(0, row_len, bptt):
-        yield inputs[:, start:start + bptt], targets[:, start:start + bptt]
+        positions = row_starts + np.arange(start, min(start + bptt, row_len))[None, :]
+        inputs, targets, _ = gather_windows(ids, positions, eos_id, reverse)
+        yield inputs, targets

@@ -3,27 +3,35 @@
 The tokenizer and the encoded ids are cached under `<data_dir>/cache/`, keyed by a hash of
 the corpus content and the tokenizer settings, so a second run with the same data and
 tokenizer skips that work (and any change to either makes a new entry).
+
+Corpora larger than memory work the same way: the text is streamed line by line (once to
+fit the tokenizer, once to encode), ids are appended to a raw int32 file in chunks, and
+training reads windows from a read-only memory map of that file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List
 
 import numpy as np
 
 from nlp_lstm.data.fetch import fetch_corpus
-from nlp_lstm.data.readers import read_lines
+from nlp_lstm.data.readers import iter_lines, open_for_reading, read_lines
 from nlp_lstm.data.registry import get_corpus
 from nlp_lstm.data.tokenizers import Tokenizer, fit_tokenizer, load_tokenizer, save_tokenizer
 from nlp_lstm.errors import ConfigError, DataError
 from nlp_lstm.fileio import atomic_directory, sha256_file
 
-CACHE_FORMAT = 1  # bump when the cached layout or the encoding changes
+CACHE_FORMAT = 2  # bump when the cached layout or the encoding changes (2: raw int32 .bin files)
+ENCODE_CHUNK_LINES = 20_000
 SPLITS = ("train", "valid", "test")
 
 
@@ -46,7 +54,7 @@ class SplitStats:
 @dataclass
 class LMCorpus:
     tokenizer: Tokenizer
-    ids: Dict[str, np.ndarray]  # split -> int64 ids; a split may be absent (no test file)
+    ids: Dict[str, np.ndarray]  # split -> int32 ids (a read-only memory map); a split may be absent
     stats: Dict[str, SplitStats]
     cache_dir: Path
 
@@ -71,6 +79,44 @@ def read_lm_splits(data_cfg, data_dir: Path) -> Dict[str, List[str]]:
     return {"train": lines[:n_train], "valid": lines[n_train:n_train + n_valid], "test": lines[n_train + n_valid:]}
 
 
+def split_line_sources(data_cfg, data_dir: Path) -> Dict[str, Callable[[], Iterator[str]]]:
+    """For each split, a function that streams its lines (the same lines `read_lm_splits` reads)."""
+    if data_cfg.name == "text":
+        files = {s: Path(getattr(data_cfg, s)) for s in SPLITS if getattr(data_cfg, s)}
+        for split, path in files.items():
+            open_for_reading(path, f"data.{split} file").close()  # fail now, naming the key
+        return {s: partial(iter_lines, p, f"data.{s} file") for s, p in files.items()}
+    try:
+        corpus = get_corpus(data_cfg.name)
+    except DataError as exc:
+        raise ConfigError(f"config data.name: {exc}") from None
+    if corpus.format != "lines":
+        raise ConfigError(f"config data.name={data_cfg.name!r}: a {corpus.format} tagging corpus, not a text corpus for task=lm")
+    paths = fetch_corpus(corpus.name, data_dir)
+    if corpus.split_fractions is None:
+        return {s: partial(iter_lines, p) for s, p in paths.items()}
+    count = sum(1 for _ in iter_lines(paths["all"]))
+    n_train = int(count * corpus.split_fractions[0])
+    n_valid = int(count * corpus.split_fractions[1])
+    bounds = {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, count)}
+    return {s: (lambda lo, hi: lambda: itertools.islice(iter_lines(paths["all"]), lo, hi))(lo, hi)
+            for s, (lo, hi) in bounds.items()}
+
+
+def encode_to_file(tokenizer: Tokenizer, lines: Iterable[str], path: Path) -> SplitStats:
+    """Encode a stream of lines into a raw int32 file, a chunk of lines at a time."""
+    stats = SplitStats(lines=0, tokens=0, words=0, chars=0)
+    with open(path, "wb") as out:
+        for chunk in iter(lambda: list(itertools.islice(lines, ENCODE_CHUNK_LINES)), []):
+            ids = np.asarray(tokenizer.encode_lines(chunk), dtype=np.int32)
+            ids.tofile(out)
+            stats.lines += len(chunk)
+            stats.tokens += len(ids)
+            stats.words += sum(len(line.split()) for line in chunk) + len(chunk)
+            stats.chars += sum(len(line) for line in chunk) + len(chunk)
+    return stats
+
+
 def _source_files(data_cfg, data_dir: Path) -> List[str]:
     if data_cfg.name == "text":
         return [str(getattr(data_cfg, s)) for s in SPLITS if getattr(data_cfg, s)]
@@ -93,22 +139,25 @@ def cache_key(data_cfg, tok_cfg, data_dir: Path) -> str:
 
 def prepare_lm_corpus(data_cfg, tok_cfg, data_dir: os.PathLike, log=print) -> LMCorpus:
     data_dir = Path(data_dir)
-    splits = read_lm_splits(data_cfg, data_dir)  # also fetches and validates the files
-    if not any(line.strip() for line in splits["train"]):
-        raise DataError(f"data.train of {data_cfg.name}: no text in the train split")
+    sources = split_line_sources(data_cfg, data_dir)  # also fetches and validates the files
     cache_dir = data_dir / "cache" / f"lm-{data_cfg.name}-{tok_cfg.kind}-{cache_key(data_cfg, tok_cfg, data_dir)}"
     if (cache_dir / "stats.json").exists():
         log(f"tokenized corpus: cached in {cache_dir}")
         return _load_cached(cache_dir)
-    log(f"fitting {tok_cfg.kind} tokenizer on {data_cfg.name}/train ({len(splits['train']):,} lines)")
+    log(f"fitting {tok_cfg.kind} tokenizer on {data_cfg.name}/train")
     with atomic_directory(cache_dir) as tmp:
-        tokenizer = fit_tokenizer(tok_cfg, splits["train"], tmp / "work", lowercase=data_cfg.lowercase)
+        tokenizer = fit_tokenizer(tok_cfg, sources["train"](), tmp / "work", lowercase=data_cfg.lowercase)
         save_tokenizer(tokenizer, tmp / "tokenizer")
         stats = {}
-        for split, lines in splits.items():
-            ids = np.asarray(tokenizer.encode_lines(lines), dtype=np.int32)
-            np.save(tmp / f"{split}.npy", ids)
-            stats[split] = asdict(SplitStats.of(lines, len(ids)))
+        for split, lines in sources.items():
+            start = time.perf_counter()
+            split_stats = encode_to_file(tokenizer, lines(), tmp / f"{split}.bin")
+            seconds = max(1e-9, time.perf_counter() - start)
+            log(f"encoded {split}: {split_stats.tokens:,} tokens in {seconds:.1f} s "
+                f"({split_stats.tokens / seconds:,.0f} tokens/s)")
+            stats[split] = asdict(split_stats)
+        if not stats["train"]["tokens"] > stats["train"]["lines"]:
+            raise DataError(f"data.train of {data_cfg.name}: no text in the train split")
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
         import shutil
 
@@ -119,7 +168,8 @@ def prepare_lm_corpus(data_cfg, tok_cfg, data_dir: os.PathLike, log=print) -> LM
 
 def _load_cached(cache_dir: Path) -> LMCorpus:
     stats = {s: SplitStats(**v) for s, v in json.loads((cache_dir / "stats.json").read_text()).items()}
-    ids = {s: np.load(cache_dir / f"{s}.npy").astype(np.int64) for s in stats}
+    ids = {s: np.memmap(cache_dir / f"{s}.bin", dtype=np.int32, mode="r") if stats[s].tokens else
+           np.zeros(0, dtype=np.int32) for s in stats}
     return LMCorpus(load_tokenizer(cache_dir / "tokenizer"), ids, stats, cache_dir)
 
 

@@ -85,6 +85,10 @@ class LanguageModelingTask(TrainingTask):
         units = batch[0][0].numel()
         return StepOutput(loss=loss, nll_sum=loss.detach() * units, units=units)
 
+    def discard_step(self) -> None:
+        # The skipped step's carried hidden state may be NaN: start the rows afresh.
+        self.hidden = self.model.initial_state(self.cfg.task.batch_size, self.device)
+
     def lr_scale(self, batch) -> float:
         # With variable windows, scale the lr by length/bptt so every token weighs the same.
         return batch[0][0].size(1) / self.cfg.task.bptt if self.cfg.task.variable_bptt else 1.0

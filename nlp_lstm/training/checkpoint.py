@@ -1,11 +1,15 @@
 """Training checkpoints: everything needed to continue a run exactly.
 
 Written atomically (temporary file, fsync, rename), so a crash mid-write leaves the
-previous checkpoint intact; read with `weights_only=True`, so loading runs no pickled code.
+previous checkpoint intact; a sha256 of the body in the header catches a truncated or
+corrupted file before anything is loaded; read with `weights_only=True`, so loading runs
+no pickled code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import random
 from pathlib import Path
 from typing import Any, Dict
@@ -13,9 +17,9 @@ from typing import Any, Dict
 import torch
 
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.fileio import atomic_save_with
+from nlp_lstm.fileio import atomic_open
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: checksummed header
 
 
 def rng_state() -> Dict[str, Any]:
@@ -32,18 +36,40 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+MAGIC = b"NLP_LSTM_CHECKPOINT\n"
+
+
 def save_checkpoint(path: Path, payload: Dict[str, Any]) -> None:
+    """MAGIC, a line with the sha256 of the body, then the body (torch.save's zip)."""
     payload = {"format": CHECKPOINT_FORMAT, "rng": rng_state(), **payload}
-    atomic_save_with(path, lambda handle: torch.save(payload, handle))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getbuffer()
+    with atomic_open(path, "wb") as handle:
+        handle.write(MAGIC + f"sha256 {hashlib.sha256(body).hexdigest()} {len(body)}\n".encode())
+        handle.write(body)
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
+    """The checkpoint's payload; a truncated, corrupt or foreign file is named, never loaded."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as handle:
+            magic, header, body = handle.readline(), handle.readline(), handle.read()
     except FileNotFoundError:
         raise NlpLstmError(f"{path}: no checkpoint to resume from (trainer.resume=true needs the "
                            f"run dir of an earlier run: hydra.run.dir=<that dir>)") from None
-    except Exception as exc:  # a truncated or corrupt file: name it, never half-load it
+    except OSError as exc:
+        raise NlpLstmError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
+    fields = header.split()
+    if magic != MAGIC or len(fields) != 3 or fields[0] != b"sha256":
+        raise NlpLstmError(f"{path}: not an nlp_lstm checkpoint (or one from before checksums): cannot resume from it")
+    if len(body) != int(fields[2]):
+        raise NlpLstmError(f"{path}: truncated checkpoint ({len(body):,} of {int(fields[2]):,} bytes): not loaded")
+    if hashlib.sha256(body).hexdigest().encode() != fields[1]:
+        raise NlpLstmError(f"{path}: corrupt checkpoint (sha256 mismatch): not loaded")
+    try:
+        payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except Exception as exc:  # e.g. pickled code, which weights_only refuses to run
         raise NlpLstmError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise NlpLstmError(f"{path}: checkpoint format {payload.get('format')!r}, this version reads {CHECKPOINT_FORMAT}")

@@ -44,6 +44,9 @@ class TrainingTask(ABC):
     def training_step(self, batch: Any) -> StepOutput:
         ...
 
+    def discard_step(self) -> None:
+        """The last training step was skipped (non-finite loss): drop any state it produced."""
+
     def lr_scale(self, batch: Any) -> float:
         """Factor on the learning rate for this batch (variable-length BPTT)."""
         return 1.0

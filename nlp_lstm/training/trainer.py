@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import signal
@@ -22,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.fileio import recover_directory
 from nlp_lstm.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, gather_objects
 from nlp_lstm.training.monitor import Monitor
@@ -81,7 +83,7 @@ class Trainer:
         self.state: Dict[str, Any] = {
             "epoch": 0, "step": 0, "in_epoch": False, "wall_time": 0.0, "train_time": 0.0,
             "train_units": 0, "train_tokens": 0, "best": None, "best_step": None, "history": [], "evals_since_best": 0,
-            "last_eval_step": -1, "stop_reason": None,
+            "last_eval_step": -1, "stop_reason": None, "skipped_steps": 0, "nonfinite_in_a_row": 0,
         }
         self._stop_signal: Optional[str] = None
 
@@ -119,7 +121,7 @@ class Trainer:
             self.averaged.load_state_dict(payload["averaged"])
         if (self.model_dir / "weights.pt").exists():  # the best model so far is its package
             self.best_state = torch.load(self.model_dir / "weights.pt", map_location=self.device, weights_only=True)
-        self.state = payload["trainer"]
+        self.state = {**self.state, **payload["trainer"]}  # keys added since keep their defaults
         self.state["stop_reason"] = None  # the budgets may have been raised for this resume
         task_state, rng = payload["task"], payload["rng"]
         if isinstance(task_state, list):  # written by a data-parallel run: one entry per rank
@@ -144,7 +146,17 @@ class Trainer:
                         f"resume with the same overrides as the original run")
 
     # ------------------------------------------------------------------ loop
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of writes that a kill -9 interrupted (never complete, never read)."""
+        for folder in (self.checkpoint_path.parent, self.run_dir):
+            for stale in folder.glob(".*.tmp"):
+                if stale.is_file():
+                    stale.unlink(missing_ok=True)
+        recover_directory(self.model_dir)
+
     def fit(self) -> Dict[str, Any]:
+        if self.dist.is_main:
+            self._remove_stale_temporaries()
         if self.tcfg.resume:
             self._restore()
         self.monitor = Monitor(self.run_dir, self.cfg.logger.tensorboard,
@@ -273,6 +285,12 @@ class Trainer:
         if self.cfg.optim.clip_grad_norm:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, self.cfg.optim.clip_grad_norm)
+        if not self.scaler.is_enabled() and not self._finite_step(out.loss, grad_norm):
+            # (fp16's GradScaler skips overflowing steps itself, as part of loss scaling.)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.task.discard_step()
+            zero = torch.zeros((), device=out.nll_sum.device)
+            return dataclasses.replace(out, nll_sum=zero, units=0, tokens=0), None
         scale = self.task.lr_scale(batch)
         if scale != 1.0:
             for group in self.optimizer.param_groups:
@@ -286,6 +304,31 @@ class Trainer:
             self.averaged.update_parameters(self.model)
         return out, grad_norm
 
+    def _finite_step(self, loss: torch.Tensor, grad_norm: Optional[torch.Tensor]) -> bool:
+        """Whether the loss and every gradient are finite; counts and polices the rest.
+
+        One device-to-host sync of a single flag per step (free on CPU).
+        """
+        if grad_norm is None:
+            grads = [p.grad for p in self._trainable if p.grad is not None]
+            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss
+        if bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+            self.state["nonfinite_in_a_row"] = 0
+            return True
+        s, t = self.state, self.tcfg
+        s["skipped_steps"] += 1
+        s["nonfinite_in_a_row"] += 1
+        what = f"non-finite {'loss' if not torch.isfinite(loss) else 'gradient'} at step {s['step'] + 1}"
+        if t.nonfinite == "stop":
+            raise NlpLstmError(f"{what} (trainer.nonfinite=stop): lower optim.lr, set optim.clip_grad_norm, "
+                               "or check the data")
+        if s["nonfinite_in_a_row"] >= t.max_nonfinite_steps:
+            raise NlpLstmError(f"{what}: {s['nonfinite_in_a_row']} non-finite steps in a row "
+                               f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
+                               "lower optim.lr or set optim.clip_grad_norm")
+        log.warning(f"{what}: step skipped ({s['skipped_steps']} so far)")
+        return False
+
     def _log_train(self, window_nll, window_units, window_start, grad_norm, bar) -> None:
         s = self.state
         mean = float(window_nll) / max(1, window_units)
@@ -293,6 +336,7 @@ class Trainer:
             raise NlpLstmError(f"training loss is {mean} at step {s['step']}: lower optim.lr or set optim.clip_grad_norm")
         metrics = self.task.running_metrics(mean)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics["skipped_steps"] = s["skipped_steps"]
         metrics[f"{self.task.unit}_per_sec"] = window_units / max(1e-9, time.perf_counter() - window_start)
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
@@ -325,6 +369,8 @@ class Trainer:
         with self._evaluation_weights(), autocast_context(self.device, self.tcfg.precision):
             metrics = self.task.evaluate("valid")
             improved = self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))
+            # A model with a NaN/Inf weight is never the best, whatever its metric says.
+            improved = improved and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
             if improved:
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 if self.dist.is_main:
@@ -361,6 +407,7 @@ class Trainer:
                  "tokens_per_sec": world * s["train_tokens"] / seconds}
         return {**rates,
                 "steps": s["step"], "epochs": s["epoch"], "wall_time_s": round(s["wall_time"], 2),
+                "skipped_steps": s.get("skipped_steps", 0),
                 self.task.unit: s["train_units"], "stop_reason": s["stop_reason"]}
 
     def _write_metrics(self, status: str, **extra) -> None:
