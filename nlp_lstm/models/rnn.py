@@ -1,7 +1,8 @@
 """Stacked LSTM/GRU built from single-layer fused kernels.
 
 Each layer owns its weights and calls `torch.lstm` / `torch.gru`, the same fused kernels
-(oneDNN on CPU, cuDNN on GPU) that nn.LSTM calls. Owning the weights is what lets weight
+(oneDNN on CPU, cuDNN on GPU) that nn.LSTM calls; a GRU on CPU, which has no fused kernel,
+runs `gru_cpu.gru_window`. Owning the weights is what lets weight
 drop (DropConnect on the hidden-to-hidden matrix) be a plain `F.dropout` of a tensor
 passed to the kernel: no deleting and re-registering parameters, the trick that broke
 AWD-LSTM's WeightDrop on newer PyTorch versions. Layers are separate so that locked
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlp_lstm.models.dropout import SequenceDropout
+from nlp_lstm.models.gru_cpu import gru_window
 
 # Per layer: (h, c) for an LSTM, (h,) for a GRU; each (1, batch, hidden).
 LayerState = Tuple[Tensor, ...]
@@ -58,6 +60,9 @@ class RNNLayer(nn.Module):
         if self.cell == "lstm":
             out, h, c = torch.lstm(x, state, params, True, 1, 0.0, self.training, False, True)
             return out, (h, c)
+        if x.device.type == "cpu" and x.size(1) > 0:
+            out, h = gru_window(x, state[0][0], *params)  # CPU has no fused GRU kernel
+            return out, (h.unsqueeze(0),)
         out, h = torch.gru(x, state[0], params, True, 1, 0.0, self.training, False, True)
         return out, (h,)
 
