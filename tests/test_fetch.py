@@ -66,3 +66,23 @@ def test_corrupt_cached_file_is_replaced(tmp_path, toy_corpus):
 def test_unknown_corpus_lists_known_ones(tmp_path):
     with pytest.raises(DataError, match="unknown corpus 'wikitext3'; known: .*wikitext2"):
         fetch_corpus("wikitext3", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/tmp/absolute.txt", "sub/../../escape.txt", "."])
+def test_file_names_cannot_escape_the_data_dir(tmp_path, toy_corpus, monkeypatch, name):
+    origin = tmp_path / "origin" / "train.txt.gz"
+    bad = Corpus(name="toy", format="lines", license="test", description="test corpus",
+                 files={"train": CorpusFile(name, f"file://{origin}", SHA, gzip=True)})
+    monkeypatch.setitem(registry.CORPORA, "toy", bad)
+    with pytest.raises(DataError, match="must stay inside"):
+        fetch_corpus("toy", tmp_path / "cache", mirror="")
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "cache" / "escape.txt").exists()
+
+
+def test_a_symlink_out_of_the_data_dir_is_refused(tmp_path, toy_corpus):
+    target_dir = tmp_path / "cache" / "toy"
+    target_dir.mkdir(parents=True)
+    (target_dir / "train.txt").symlink_to(tmp_path / "elsewhere.txt")
+    with pytest.raises(DataError, match="must stay inside"):
+        fetch_corpus("toy", tmp_path / "cache", mirror="")
+    assert not (tmp_path / "elsewhere.txt").exists()

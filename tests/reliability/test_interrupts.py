@@ -1,0 +1,45 @@
+"""SIGINT/SIGTERM during training: the step finishes, a checkpoint is written, TensorBoard
+and metrics are flushed, the exit says how to resume, and that command works."""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, TINY_MODEL, text_data_overrides
+from nlp_lstm.training.checkpoint import load_checkpoint
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_flushes_and_prints_the_resume_command(tmp_path, text_corpus, sig):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "NLP_LSTM_DATA_DIR": str(tmp_path / "data")}
+    overrides = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.max_epochs=200", "trainer.max_time=null"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.json").exists() and time.monotonic() < deadline:  # first epoch done
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    name = signal.Signals(sig).name
+    assert last.startswith(f"interrupted: {name} at step ") and "checkpoint saved to" in last
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted"
+    step = load_checkpoint(run_dir / "checkpoints" / "last.pt")["trainer"]["step"]
+    assert metrics["train"]["steps"] == step > 0
+    assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
+    # The printed command resumes the run (with a budget, so that it ends).
+    command = shlex.split(last.split("Resume with: ", 1)[1])
+    assert command[:2] == ["python", "train.py"] and "trainer.resume=true" in command
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), *command[2:], f"trainer.max_steps={step + 5}"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["train"]["steps"] == step + 5
