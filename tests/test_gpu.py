@@ -29,3 +29,20 @@ def test_training_on_cuda(tmp_path, text_corpus, precision):
         "trainer.device=cuda", f"trainer.precision={precision}", "trainer.max_steps=20"], tmp_path / "data")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["ppl"] < 1000
+
+
+def test_fused_cross_entropy_on_cuda_matches_textbook():
+    import torch.nn.functional as F
+
+    from nlp_lstm.models.softmax import linear_cross_entropy
+
+    torch.manual_seed(0)
+    features = torch.randn(300, 32, device="cuda", requires_grad=True)
+    weight = torch.randn(1000, 32, device="cuda", requires_grad=True)
+    bias = torch.zeros(1000, device="cuda", requires_grad=True)
+    targets = torch.randint(0, 1000, (300,), device="cuda")
+    expected = F.cross_entropy(F.linear(features, weight, bias), targets, reduction="sum")
+    got = linear_cross_entropy(features, weight, bias, targets)
+    assert torch.allclose(got, expected, rtol=1e-4)
+    for a, b in zip(torch.autograd.grad(got, (features, weight)), torch.autograd.grad(expected, (features, weight))):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5)

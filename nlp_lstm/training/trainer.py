@@ -285,7 +285,8 @@ class Trainer:
         if self.cfg.optim.clip_grad_norm:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, self.cfg.optim.clip_grad_norm)
-        if not self.scaler.is_enabled() and not self._finite_step(out.loss, grad_norm):
+        if (self.tcfg.nonfinite != "off" and not self.scaler.is_enabled()
+                and not self._finite_step(out.loss, grad_norm)):
             # (fp16's GradScaler skips overflowing steps itself, as part of loss scaling.)
             self.optimizer.zero_grad(set_to_none=True)
             self.task.discard_step()
