@@ -126,18 +126,26 @@ def _sgd_step(model: nn.Module, optimizer, loss, clip: Optional[float]) -> None:
     optimizer.step()
 
 
+def _training_batches(task, count: int) -> List[Any]:
+    """The task's first `count` training batches (epochs repeat if one is shorter)."""
+    batches: List[Any] = []
+    epoch = 0
+    task.start_epoch(epoch)
+    while len(batches) < count:
+        batch = task.next_batch()
+        if batch is None:
+            epoch += 1
+            task.start_epoch(epoch)
+            continue
+        batches.append(batch)
+    return batches
+
+
 def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bool) -> Dict[str, Any]:
     from nlp_lstm.models.rnn import detach_state
     from nlp_lstm.training.trainer import autocast_context
 
-    task.start_epoch(0)
-    batches = []
-    while len(batches) < warmup + steps:
-        batch = task.next_batch()
-        if batch is None:
-            task.start_epoch(0)
-            continue
-        batches.append(batch)
+    batches = _training_batches(task, warmup + steps)
     tokens = lambda batch: batch[0][0].numel()  # noqa: E731
 
     def ours_train(batch) -> int:
@@ -192,14 +200,7 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
     from nlp_lstm.data.tagging_corpus import batch_indices, collate
     from nlp_lstm.tasks.tagging import predict
 
-    task.start_epoch(0)
-    batches = []
-    while len(batches) < warmup + steps:
-        batch = task.next_batch()
-        if batch is None:
-            task.start_epoch(1)
-            continue
-        batches.append(batch)
+    batches = _training_batches(task, warmup + steps)
     sentences = lambda batch: int(batch[0].lengths.numel())  # noqa: E731
 
     def ours_train(batch) -> int:

@@ -24,7 +24,7 @@ from typing import Callable, Dict, Iterable, Iterator, List
 import numpy as np
 
 from nlp_lstm.data.fetch import fetch_corpus
-from nlp_lstm.data.readers import iter_lines, open_for_reading, read_lines
+from nlp_lstm.data.readers import iter_lines, open_for_reading
 from nlp_lstm.data.registry import get_corpus
 from nlp_lstm.data.tokenizers import Tokenizer, fit_tokenizer, load_tokenizer, save_tokenizer
 from nlp_lstm.errors import ConfigError, DataError
@@ -60,27 +60,13 @@ class LMCorpus:
 
 
 def read_lm_splits(data_cfg, data_dir: Path) -> Dict[str, List[str]]:
-    """The lines of each split of a registry corpus or of `data=text` files."""
-    if data_cfg.name == "text":
-        files = {s: getattr(data_cfg, s) for s in SPLITS if getattr(data_cfg, s)}
-        return {s: read_lines(p, f"data.{s} file") for s, p in files.items()}
-    try:
-        corpus = get_corpus(data_cfg.name)
-    except DataError as exc:
-        raise ConfigError(f"config data.name: {exc}") from None
-    if corpus.format != "lines":
-        raise ConfigError(f"config data.name={data_cfg.name!r}: a {corpus.format} tagging corpus, not a text corpus for task=lm")
-    paths = fetch_corpus(corpus.name, data_dir)
-    if corpus.split_fractions is None:
-        return {s: read_lines(p) for s, p in paths.items()}
-    lines = read_lines(paths["all"])
-    n_train = int(len(lines) * corpus.split_fractions[0])
-    n_valid = int(len(lines) * corpus.split_fractions[1])
-    return {"train": lines[:n_train], "valid": lines[n_train:n_train + n_valid], "test": lines[n_train + n_valid:]}
+    """The lines of each split of a registry corpus or of `data=text` files, in memory
+    (for evaluation and statistics; training streams them)."""
+    return {split: list(lines()) for split, lines in split_line_sources(data_cfg, data_dir).items()}
 
 
 def split_line_sources(data_cfg, data_dir: Path) -> Dict[str, Callable[[], Iterator[str]]]:
-    """For each split, a function that streams its lines (the same lines `read_lm_splits` reads)."""
+    """For each split, a function that streams its lines."""
     if data_cfg.name == "text":
         files = {s: Path(getattr(data_cfg, s)) for s in SPLITS if getattr(data_cfg, s)}
         for split, path in files.items():

@@ -15,14 +15,8 @@ def read_lines(path: os.PathLike, what: str = "corpus file") -> List[str]:
     Blank lines are kept: in WikiText they are part of the data (each one is an <eos>).
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a {what}") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    with open_for_reading(path, what) as handle:
+        data = handle.read()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
