@@ -92,6 +92,8 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         device = resolve_device(f"cuda:{dist.local_rank}" if dist.enabled and config.trainer.device in ("auto", "cuda")
                                 and torch.cuda.is_available() else config.trainer.device)
         task = build_task(config, device, dist)
+        if dist.enabled:  # same initial weights everywhere (DDP broadcasts them); own dropout masks per rank
+            torch.manual_seed(config.seed + dist.rank)
         from nlp_lstm.training.trainer import Trainer
 
         run_config = OmegaConf.to_container(cfg, resolve=True)

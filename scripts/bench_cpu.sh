@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The CPU benchmark set recorded in BENCHMARKS.md: `nlp-lstm bench` for the LM and tagging
+# presets, each beside the textbook reference loop in the same process. Run from the
+# repository root with nothing else running; JSON and text reports go to $OUT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-/tmp/bench_cpu}"
+mkdir -p "$out"
+export NLP_LSTM_DATA_MIRROR="${NLP_LSTM_DATA_MIRROR:-$(cd .. && pwd)/shared/data}"
+
+bench() {  # name, then overrides
+  local name="$1"; shift
+  nlp-lstm bench "$@" --json "$out/$name.json" 2>&1 | tee "$out/$name.txt"
+}
+bench wt2_medium_fp32 experiment=wt2_medium --steps 10 --warmup 2
+bench wt2_medium_bf16 experiment=wt2_medium trainer.precision=bf16 --steps 10 --warmup 2
+bench wt2_gru_fp32 experiment=wt2_gru --steps 10 --warmup 2
+bench wt2_gru_bf16 experiment=wt2_gru trainer.precision=bf16 --steps 10 --warmup 2
+bench wt2_medium_adaptive_bf16 experiment=wt2_medium model.softmax=adaptive model.tie_weights=false \
+  trainer.precision=bf16 --steps 10 --warmup 2
+bench wt2_small_fp32 experiment=wt2_small --steps 20 --warmup 3
+bench conll2000_chunk_fp32 experiment=conll2000_chunk --steps 60 --warmup 5
+bench conll2000_chunk_bf16 experiment=conll2000_chunk trainer.precision=bf16 --steps 60 --warmup 5
