@@ -147,7 +147,9 @@ class TaggingBatch:
     lm_ids: Optional[Tensor] = None  # (B, T) ids for the feature LM
 
     def to(self, device, non_blocking: bool = True) -> "TaggingBatch":
-        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        # To a GPU from pinned memory, so the copies overlap with compute.
+        pin = torch.device(device).type == "cuda" and non_blocking
+        move = lambda t: (t.pin_memory() if pin else t).to(device, non_blocking=non_blocking)  # noqa: E731
         return TaggingBatch(move(self.words), move(self.chars), move(self.char_lengths),
                             {n: move(t) for n, t in self.features.items()}, move(self.tags), move(self.mask),
                             move(self.lengths), move(self.has_gold),

@@ -69,6 +69,8 @@ class LanguageModelingTask(TrainingTask):
             return None
         length = window_length(self.cfg.task.bptt, self.cfg.task.variable_bptt, self.window_rng)
         windows = [s.window(self.position, length) for s in self.streams]
+        if self.device.type == "cuda":  # pinned, so training_step's non-blocking copies overlap
+            windows = [(x.pin_memory(), y.pin_memory()) for x, y in windows]
         self.position += windows[0][0].size(1)
         return windows
 

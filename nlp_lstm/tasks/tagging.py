@@ -211,12 +211,12 @@ class TaggingTask(TrainingTask):
 
     def training_step(self, batch) -> StepOutput:
         batch, weight = batch
+        tokens = batch.num_tokens if weight else 0  # counted on the host batch: no device sync
+        sentences = int(batch.lengths.numel()) if weight else 0
         batch = batch.to(self.device)
         emissions = self.model(batch)
         nll = self.model.loss(emissions, batch)
-        sentences = int(batch.lengths.numel()) if weight else 0
-        return StepOutput(loss=nll * weight, nll_sum=nll.detach() * (weight > 0), units=sentences,
-                          tokens=batch.num_tokens if weight else 0)
+        return StepOutput(loss=nll * weight, nll_sum=nll.detach() * (weight > 0), units=sentences, tokens=tokens)
 
     # ------------------------------------------------------------- evaluation
     def has_split(self, split: str) -> bool:
