@@ -226,6 +226,9 @@ class OptimConfig:
     decay_start_epoch: int = 1  # exponential: lr *= decay_factor after each epoch from this one
     decay_factor: float = 0.5
     nonmono: int = 5  # ntasgd: start averaging when valid is worse than the best of the last n
+    # Any optimiser: average the weights of every step from the start of this epoch on
+    # (stochastic weight averaging); evaluation and the saved model use the average.
+    average_from_epoch: Optional[int] = None
 
     def __post_init__(self) -> None:
         _check_choice("optim.name", self.name, ("sgd", "adamw", "ntasgd"))
@@ -237,6 +240,8 @@ class OptimConfig:
                self.clip_grad_norm, "must be > 0 or null")
         _check(len(self.betas) == 2, "optim.betas", self.betas, "must have two values")
         _check(self.nonmono >= 1, "optim.nonmono", self.nonmono, "must be >= 1")
+        _check(self.average_from_epoch is None or self.average_from_epoch >= 1, "optim.average_from_epoch",
+               self.average_from_epoch, "must be >= 1 or null")
 
 
 # --------------------------------------------------------------------------- trainer

@@ -223,3 +223,22 @@ def test_early_stopping(tmp_path, text_corpus):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["stop_reason"] == "early_stopping"
     assert metrics["train"]["steps"] < 1000
+
+
+def test_weight_averaging_from_an_epoch(tmp_path, text_corpus):
+    from nlp_lstm.train_entry import build_task, compose_config
+    from nlp_lstm.training.trainer import Trainer
+
+    cfg = compose_config(text_data_overrides(text_corpus) + TINY_MODEL + [
+        f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=3", "trainer.max_time=null",
+        "optim.average_from_epoch=2", "logger.tensorboard=false"])
+    task = build_task(cfg, torch.device("cpu"))
+    trainer = Trainer(cfg, task, tmp_path / "run", torch.device("cpu"))
+    trainer.fit()
+    steps_per_epoch = trainer.state["step"] // 3
+    # Averaging began at the start of epoch 3: its initial weights plus every step of it.
+    assert int(trainer.averaged.n_averaged) == steps_per_epoch + 1
+    saved = nlp_lstm.load(tmp_path / "run" / "model").model.state_dict()
+    if trainer.state["best_step"] == trainer.state["step"]:  # the last evaluation was the best
+        for name, value in trainer.averaged.module.state_dict().items():
+            assert torch.equal(saved[name], value), name

@@ -78,7 +78,8 @@ class Trainer:
         total = self.tcfg.max_steps or (self.tcfg.max_epochs * task.steps_per_epoch() if self.tcfg.max_epochs else None)
         self.scheduler, self.schedule_when = build_scheduler(cfg.optim, self.optimizer, total, task.monitor_mode)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.tcfg.precision == "fp16")
-        self.averaged: Optional[AveragedModel] = None  # NT-ASGD iterate average, once triggered
+        # Iterate average: NT-ASGD's once triggered, or from optim.average_from_epoch.
+        self.averaged: Optional[AveragedModel] = None
         self.best_state: Optional[Dict[str, torch.Tensor]] = None
         self.state: Dict[str, Any] = {
             "epoch": 0, "step": 0, "in_epoch": False, "wall_time": 0.0, "train_time": 0.0,
@@ -240,6 +241,11 @@ class Trainer:
                 bar = None
                 if self.schedule_when == "epoch":
                     self.scheduler.step()
+                start = self.cfg.optim.average_from_epoch
+                if start is not None and self.averaged is None and s["epoch"] >= start:
+                    log.info(f"averaging the weights of every step from epoch {s['epoch'] + 1} on")
+                    self.averaged = AveragedModel(self.model)
+                    self.averaged.update_parameters(self.model)
                 self._evaluate()
                 self.save_checkpoint()
                 last_checkpoint = time.monotonic()
@@ -347,7 +353,7 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @contextlib.contextmanager
     def _evaluation_weights(self):
-        """Evaluate (and export) the averaged iterate once NT-ASGD averaging has started."""
+        """Evaluate (and export) the averaged iterate once averaging has started."""
         if self.averaged is None:
             yield
             return
