@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from nlp_lstm.data.lm_batches import IGNORE_INDEX
 
 
 # --------------------------------------------------------------------------- measuring
@@ -179,7 +180,7 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
             hidden = carried["hidden"]
             logits, hidden = ref(x, hidden)
             carried["hidden"] = detach_state(hidden)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX)
             _sgd_step(ref, optimizer, loss, cfg.optim.clip_grad_norm)
             return tokens(batch)
 
@@ -188,7 +189,7 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
             ref.eval()
             x, y = (t.t().contiguous().to(device) for t in batch[0])
             logits, _ = ref(x, None)
-            F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum")
+            F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
             return tokens(batch)
 
         results["reference"] = {"train": measure(ref_train, batches, warmup, device),
@@ -239,7 +240,8 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
             for indices in batch_indices([len(s.words) for s in part], eval_size, shuffle=False):
                 batch = collate([part[i] for i in indices]).to(device)
                 best = ref(batch.words, batch.lengths).argmax(-1).cpu()
-                [best[b, :n].tolist() for b, n in enumerate(batch.lengths.tolist())]
+                # per-sentence tag lists, as `predict` hands them back: part of the cost
+                _ = [best[b, :n].tolist() for b, n in enumerate(batch.lengths.tolist())]
             return len(part)
 
         results["reference"] = {"train": measure(ref_train, batches, warmup, device),
@@ -253,11 +255,11 @@ def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference:
     from nlp_lstm.train_entry import build_task, compose_config, configure_torch
     from nlp_lstm.training.trainer import Trainer
 
-    config = compose_config(overrides)
-    configure_torch(config)
-    device = resolve_device(config.trainer.device)
-    task = build_task(config, device)
     with tempfile.TemporaryDirectory() as run_dir:
+        config = compose_config(overrides, run_dir)
+        configure_torch(config)
+        device = resolve_device(config.trainer.device)
+        task = build_task(config, device)
         trainer = Trainer(config, task, Path(run_dir), device)
         bench = _bench_lm if config.task.name == "lm" else _bench_tagging
         results = bench(config, task, trainer, device, steps, warmup, reference)

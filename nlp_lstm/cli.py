@@ -25,6 +25,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 < value <= 1.0:
@@ -91,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "plain fp32 nn.LSTM/nn.GRU loop of the same shapes on the same batches.")
     bench.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py (experiment=wt2_medium ...)")
     bench.add_argument("--steps", type=_positive_int, default=20, help="timed steps (batches) per measurement")
-    bench.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    bench.add_argument("--warmup", type=_non_negative_int, default=3, help="untimed steps first")
     bench.add_argument("--no-reference", action="store_true", help="time only the configured model")
     bench.add_argument("--json", default=None, help="also write the numbers to this file")
 
@@ -111,8 +118,6 @@ def _cmd_bench(args) -> None:
     from nlp_lstm.bench import format_report, run_bench
     from nlp_lstm.fileio import atomic_write_json
 
-    if args.warmup < 0:
-        raise NlpLstmError(f"--warmup {args.warmup}: must be >= 0")
     report = run_bench(args.overrides, args.steps, args.warmup, reference=not args.no_reference)
     print(format_report(report))
     if args.json:
@@ -250,8 +255,8 @@ def _cmd_data(args) -> None:
               f"chars={row['chars']:,} oov_rate={row['oov_rate']:.4%}")
 
 
-COMMANDS = {"generate": _cmd_generate, "score": _cmd_score, "evaluate": _cmd_evaluate, "tag": _cmd_tag, "bench": _cmd_bench,
-            "data": _cmd_data}
+COMMANDS = {"generate": _cmd_generate, "score": _cmd_score, "evaluate": _cmd_evaluate, "tag": _cmd_tag,
+            "bench": _cmd_bench, "data": _cmd_data}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

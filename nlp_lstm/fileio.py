@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO, Iterator, Union
+from typing import Any, IO, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -57,12 +57,6 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 
 def atomic_write_json(path: PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def atomic_save_with(path: PathLike, save: Callable[[IO], None]) -> None:
-    """`save(handle)` writes a binary file (torch.save, np.save) atomically."""
-    with atomic_open(path, "wb") as handle:
-        save(handle)
 
 
 @contextlib.contextmanager

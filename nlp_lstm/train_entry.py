@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import hydra
 import torch
@@ -17,15 +18,18 @@ from nlp_lstm.api import resolve_device
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
 from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
-from nlp_lstm.training.distributed import SINGLE, DistInfo, broadcast_object, init_from_env, shutdown
+from nlp_lstm.training.distributed import (SINGLE, DistInfo, broadcast_object, init_from_env, rank_device,
+                                           shutdown)
 
 log = logging.getLogger("nlp_lstm")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def compose_config(overrides: List[str], output_dir: Optional[str] = None) -> Config:
+def compose_config(overrides: List[str], output_dir: os.PathLike) -> Config:
     """The validated Config that `python train.py OVERRIDES` would train, via Hydra's
-    compose API (same files, same schemas); any composition problem is one ConfigError line."""
+    compose API (same files, same schemas), with `output_dir` as the run dir (Hydra's
+    own `hydra.run.dir` only exists under `@hydra.main`); any composition problem is one
+    ConfigError line."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -33,7 +37,7 @@ def compose_config(overrides: List[str], output_dir: Optional[str] = None) -> Co
     register_configs()
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="compose"):
-            cfg = compose("config", overrides=list(overrides) + [f"paths.output_dir={output_dir or tempfile.mkdtemp()}"])
+            cfg = compose("config", overrides=list(overrides) + [f"paths.output_dir={output_dir}"])
     except (HydraException, OmegaConfBaseException, ValueError, TypeError) as exc:
         # (Hydra raises a bare ValueError for some bad overrides, e.g. `data=0`.)
         raise ConfigError(f"config overrides {' '.join(overrides)!r}: {_first_line(exc)}") from None
@@ -89,8 +93,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
             check_writable_dir(run_dir, "run dir")
             check_writable_dir(config.paths.data_dir, "data dir (paths.data_dir)")
         configure_torch(config)
-        device = resolve_device(f"cuda:{dist.local_rank}" if dist.enabled and config.trainer.device in ("auto", "cuda")
-                                and torch.cuda.is_available() else config.trainer.device)
+        device = resolve_device(rank_device(config.trainer.device, dist))
         task = build_task(config, device, dist)
         if dist.enabled:  # same initial weights everywhere (DDP broadcasts them); own dropout masks per rank
             torch.manual_seed(config.seed + dist.rank)

@@ -3,9 +3,15 @@ import random
 import numpy as np
 import torch
 
-from nlp_lstm.data.lm_batches import IGNORE_INDEX, TrainStream, eval_batches, shifted_pairs, window_length
+from nlp_lstm.data.lm_batches import IGNORE_INDEX, TrainStream, eval_batches, gather_windows, window_length
 
 EOS = 0
+
+
+def shifted_pairs(ids, eos_id, reverse=False):
+    """The whole stream's (inputs, targets)."""
+    x, y = gather_windows(ids, np.arange(len(ids))[None, :], eos_id, reverse)
+    return x[0], y[0]
 
 
 def test_shifted_pairs_predict_every_token_from_a_line_start():

@@ -1,11 +1,9 @@
 """Real Hydra composition of the config tree: every preset composes and validates."""
 
-from pathlib import Path
-
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf.errors import ValidationError
 
 from nlp_lstm.config import (Config, LMTaskConfig, TaggerModelConfig, TaggingDataConfig, TaggingTaskConfig,
                              register_configs, validate)

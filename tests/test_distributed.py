@@ -43,14 +43,20 @@ def assert_only_rank_zero_wrote(run_dir: Path):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]
 
 
-def test_two_process_lm_equals_one_process_with_the_global_batch(text_corpus, tmp_path):
-    common = text_data_overrides(text_corpus) + TINY_MODEL + NO_DROPOUT + BUDGET + ["optim.lr=2"]
-    single = tmp_path / "single"
-    run_train(single, common + ["task.batch_size=4"], tmp_path / "data")
-    parallel = tmp_path / "ddp"
-    run_torchrun(parallel, common + ["task.batch_size=2"], tmp_path / "data")
+def train_single_and_parallel(tmp_path, common, per_process_batch: int) -> Path:
+    """One process with batch 2B and two under torchrun with batch B each: the same final
+    parameters, and only rank 0's outputs. Returns the parallel run dir."""
+    single, parallel = tmp_path / "single", tmp_path / "ddp"
+    run_train(single, common + [f"task.batch_size={2 * per_process_batch}"], tmp_path / "data")
+    run_torchrun(parallel, common + [f"task.batch_size={per_process_batch}"], tmp_path / "data")
     assert_same_parameters(final_parameters(single), final_parameters(parallel))
     assert_only_rank_zero_wrote(parallel)
+    return parallel
+
+
+def test_two_process_lm_equals_one_process_with_the_global_batch(text_corpus, tmp_path):
+    common = text_data_overrides(text_corpus) + TINY_MODEL + NO_DROPOUT + BUDGET + ["optim.lr=2"]
+    parallel = train_single_and_parallel(tmp_path, common, per_process_batch=2)
     # A control: a different global batch really does train different parameters.
     other = tmp_path / "other"
     run_train(other, common + ["task.batch_size=2"], tmp_path / "data")
@@ -62,10 +68,5 @@ def test_two_process_tagger_equals_one_process_with_the_global_batch(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
     common = conll_overrides(corpus) + TINY_TAGGER + BUDGET + [
         "model.word_dropout=0", "model.dropout_input=0", "model.dropout_hidden=0", "model.dropout_output=0"]
-    single = tmp_path / "single"
-    run_train(single, common + ["task.batch_size=8"], tmp_path / "data")
-    parallel = tmp_path / "ddp"
-    run_torchrun(parallel, common + ["task.batch_size=4"], tmp_path / "data")
-    assert_same_parameters(final_parameters(single), final_parameters(parallel))
-    assert_only_rank_zero_wrote(parallel)
+    parallel = train_single_and_parallel(tmp_path, common, per_process_batch=4)
     assert len(list((parallel / "predictions").iterdir())) >= 1

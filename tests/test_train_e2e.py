@@ -231,7 +231,7 @@ def test_weight_averaging_from_an_epoch(tmp_path, text_corpus):
 
     cfg = compose_config(text_data_overrides(text_corpus) + TINY_MODEL + [
         f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=3", "trainer.max_time=null",
-        "optim.average_from_epoch=2", "logger.tensorboard=false"])
+        "optim.average_from_epoch=2", "logger.tensorboard=false"], tmp_path / "run")
     task = build_task(cfg, torch.device("cpu"))
     trainer = Trainer(cfg, task, tmp_path / "run", torch.device("cpu"))
     trainer.fit()

@@ -20,15 +20,8 @@ from torch import Tensor
 IGNORE_INDEX = -100  # target that is not scored (PyTorch's cross_entropy default)
 
 
-def shifted_pairs(ids: np.ndarray, eos_id: int, reverse: bool = False) -> Tuple[Tensor, Tensor]:
-    """(inputs, targets) for the whole stream, read backwards when `reverse` (the backward LM)."""
-    positions = np.arange(len(ids))[None, :]
-    inputs, targets, _ = gather_windows(ids, positions, eos_id, reverse)
-    return inputs[0], targets[0]
-
-
 def gather_windows(ids: np.ndarray, positions: np.ndarray, eos_id: int,
-                   reverse: bool = False) -> Tuple[Tensor, Tensor, np.ndarray]:
+                   reverse: bool = False) -> Tuple[Tensor, Tensor]:
     """Inputs and targets at `positions` (rows x time) of the stream, as int64 tensors.
 
     Position p's target is token p of the stream (of the reversed stream when `reverse`),
@@ -42,7 +35,7 @@ def gather_windows(ids: np.ndarray, positions: np.ndarray, eos_id: int,
     previous = np.where(inside & (positions > 0), tokens + 1 if reverse else tokens - 1, 0)
     targets = np.where(inside, np.asarray(ids[tokens.ravel()]).reshape(tokens.shape), IGNORE_INDEX)
     inputs = np.where(inside & (positions > 0), np.asarray(ids[previous.ravel()]).reshape(tokens.shape), eos_id)
-    return torch.from_numpy(inputs.astype(np.int64)), torch.from_numpy(targets.astype(np.int64)), inside
+    return torch.from_numpy(inputs.astype(np.int64)), torch.from_numpy(targets.astype(np.int64))
 
 
 class TrainStream:
@@ -72,9 +65,7 @@ class TrainStream:
 
     def window(self, start: int, length: int) -> Tuple[Tensor, Tensor]:
         end = min(start + length, self.length)
-        inputs, targets, _ = gather_windows(self.ids, self.row_starts + np.arange(start, end)[None, :],
-                                            self.eos_id, self.reverse)
-        return inputs, targets
+        return gather_windows(self.ids, self.row_starts + np.arange(start, end)[None, :], self.eos_id, self.reverse)
 
 
 def window_length(bptt: int, variable: bool, rng: random.Random) -> int:
@@ -97,5 +88,4 @@ def eval_batches(ids: np.ndarray, eos_id: int, batch_size: int, bptt: int,
     row_starts = np.arange(rows)[:, None] * row_len
     for start in range(0, row_len, bptt):
         positions = row_starts + np.arange(start, min(start + bptt, row_len))[None, :]
-        inputs, targets, _ = gather_windows(ids, positions, eos_id, reverse)
-        yield inputs, targets
+        yield gather_windows(ids, positions, eos_id, reverse)

@@ -16,7 +16,7 @@ import itertools
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List
@@ -43,6 +43,9 @@ class SplitStats:
     tokens: int  # tokenizer units, one end-of-line token per line included
     words: int  # whitespace words plus one <eos> per line (the word-level LM convention)
     chars: int  # characters plus one newline per line
+
+    def __add__(self, other: "SplitStats") -> "SplitStats":
+        return SplitStats(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
     @classmethod
     def of(cls, lines: List[str], tokens: int) -> "SplitStats":
@@ -96,10 +99,7 @@ def encode_to_file(tokenizer: Tokenizer, lines: Iterable[str], path: Path) -> Sp
         for chunk in iter(lambda: list(itertools.islice(lines, ENCODE_CHUNK_LINES)), []):
             ids = np.asarray(tokenizer.encode_lines(chunk), dtype=np.int32)
             ids.tofile(out)
-            stats.lines += len(chunk)
-            stats.tokens += len(ids)
-            stats.words += sum(len(line.split()) for line in chunk) + len(chunk)
-            stats.chars += sum(len(line) for line in chunk) + len(chunk)
+            stats = stats + SplitStats.of(chunk, len(ids))
     return stats
 
 

@@ -10,26 +10,11 @@ from nlp_lstm.errors import DataError
 
 
 def read_lines(path: os.PathLike, what: str = "corpus file") -> List[str]:
-    """All lines of a UTF-8 text file, without line terminators.
+    """All lines of a UTF-8 text file, without line terminators (`iter_lines`, collected).
 
     Blank lines are kept: in WikiText they are part of the data (each one is an <eos>).
     """
-    path = Path(path)
-    with open_for_reading(path, what) as handle:
-        data = handle.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line_no = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}:{line_no}: not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip():  # nothing but whitespace (Unicode's, as str.strip sees it)
-        raise DataError(f"{path}: {what} is empty")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline does not start another line
-    return [line.rstrip("\r") for line in lines]
+    return list(iter_lines(path, what))
 
 
 def open_for_reading(path: Path, what: str):
@@ -45,9 +30,9 @@ def open_for_reading(path: Path, what: str):
 
 
 def iter_lines(path: os.PathLike, what: str = "corpus file") -> Iterator[str]:
-    """The lines of a UTF-8 text file one at a time, exactly as `read_lines` gives them,
-    for corpora larger than memory. Errors name the file and line; an empty file is an
-    error once the end is reached."""
+    """The lines of a UTF-8 text file one at a time (corpora larger than memory stream),
+    split on "\n" only, a trailing "\r" and a leading BOM removed. Errors name the file
+    and line; a file with nothing but whitespace is an error once the end is reached."""
     path = Path(path)
     handle = open_for_reading(path, what)
     has_text = False

@@ -46,12 +46,13 @@ class CRF(nn.Module):
         trans, start, end = self._params()
         shift = trans.max(dim=0).values  # per target tag
         exp_trans = torch.exp(trans - shift).double()
+        shift = shift.double()
         emissions = emissions.double()
         alpha = start.double() + emissions[:, 0]
         for t in range(1, emissions.size(1)):
             top = alpha.max(dim=1, keepdim=True).values
             reach = torch.exp(alpha - top) @ exp_trans
-            step = torch.log(reach.clamp_min(1e-300)) + top + shift.double() + emissions[:, t]
+            step = torch.log(reach.clamp_min(1e-300)) + top + shift + emissions[:, t]
             alpha = torch.where(mask[:, t, None], step, alpha)
         return torch.logsumexp(alpha + end.double(), dim=1).float()
 

@@ -10,10 +10,7 @@ kernels that PackedSequence makes 5-100x slower on CPU.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlp_lstm.models.dropout import SequenceDropout

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX

@@ -6,12 +6,12 @@ import logging
 import math
 import random
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
-from nlp_lstm.config import LMTaskConfig, ModelConfig
+from nlp_lstm.config import ModelConfig
 from nlp_lstm.data.lm_batches import TrainStream, window_length
 from nlp_lstm.data.lm_corpus import LMCorpus, SplitStats, prepare_lm_corpus
 from nlp_lstm.data.readers import read_lines

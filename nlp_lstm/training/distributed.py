@@ -46,7 +46,7 @@ def init_from_env(device_setting: str) -> DistInfo:
     if world <= 1:
         return SINGLE
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_setting.startswith("cuda") or (device_setting == "auto" and torch.cuda.is_available())
+    use_cuda = _uses_cuda(device_setting)
     if device_setting.startswith("cuda:"):
         raise ConfigError(f"config trainer.device={device_setting!r}: under torchrun each rank takes "
                           "cuda:LOCAL_RANK; use trainer.device=cuda")
@@ -55,6 +55,16 @@ def init_from_env(device_setting: str) -> DistInfo:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     return DistInfo(rank, world, local_rank)
+
+
+def _uses_cuda(device_setting: str) -> bool:
+    return device_setting.startswith("cuda") or (device_setting == "auto" and torch.cuda.is_available())
+
+
+def rank_device(device_setting: str, info: DistInfo) -> str:
+    """The trainer.device to resolve on this rank: cuda:LOCAL_RANK for a data-parallel
+    CUDA run, the setting itself otherwise."""
+    return f"cuda:{info.local_rank}" if info.enabled and _uses_cuda(device_setting) else device_setting
 
 
 def any_rank(flags: List[bool], info: DistInfo) -> List[bool]:
@@ -84,11 +94,6 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
 
 
 def shutdown(info: DistInfo) -> None:

@@ -19,7 +19,7 @@ def test_resident_memory_does_not_grow_over_thousands_of_steps(tmp_path):
     cfg = compose_config(text_data_overrides(corpus) + TINY_MODEL + [
         f"paths.data_dir={tmp_path / 'data'}", "trainer.max_steps=1200", "trainer.max_epochs=null",
         "trainer.max_time=null", "logger.tensorboard=false", "logger.histogram_every_n_steps=0",
-        "trainer.log_every_n_steps=10"])
+        "trainer.log_every_n_steps=10"], tmp_path / "run")
     torch.manual_seed(0)
     task = build_task(cfg, torch.device("cpu"))
     trainer = Trainer(cfg, task, tmp_path / "run", torch.device("cpu"))

@@ -29,7 +29,7 @@ def _trainer(tmp_path, *overrides):
     corpus = _corpus(tmp_path)
     cfg = compose_config(["data=text", *(f"data.{s}={p}" for s, p in corpus.items()), *TINY_MODEL,
                    f"paths.data_dir={tmp_path / 'data'}", "trainer.max_time=null",
-                   "logger.tensorboard=false", *overrides])
+                   "logger.tensorboard=false", *overrides], tmp_path / "run")
     torch.manual_seed(0)
     task = build_task(cfg, torch.device("cpu"))
     # The fault: an overflowed embedding row, as a bad initialisation or an fp16 overflow leaves.
