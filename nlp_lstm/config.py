@@ -198,6 +198,12 @@ class TaggerModelConfig(ModelConfig):
     # into the tagger's package; frozen unless lm_fine_tune.
     lm_features: Optional[str] = None
     lm_fine_tune: bool = False
+    # Auxiliary language-modelling cost (Rei 2017): the first layer's forward state predicts
+    # the next word and its backward state the previous word; the loss adds lm_loss_weight
+    # times their summed NLL. Training only: it shapes the encoder, inference is unchanged.
+    lm_loss_weight: float = 0.0
+    lm_loss_vocab: int = 7500  # the most frequent train words (specials included); others are <unk>
+    lm_loss_hidden: int = 50  # tanh layer between each direction's state and its softmax
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -205,8 +211,10 @@ class TaggerModelConfig(ModelConfig):
         _check_choice("model.head", self.head, ("crf", "softmax"))
         _check(self.bidirectional, "model.bidirectional", self.bidirectional, "taggers are bidirectional")
         _check(0.0 <= self.word_dropout < 1.0, "model.word_dropout", self.word_dropout, "must be in [0, 1)")
-        for key in ("char_emb_size", "char_hidden_size", "feature_emb_size"):
+        for key in ("char_emb_size", "char_hidden_size", "feature_emb_size", "lm_loss_hidden"):
             _check(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "must be >= 1")
+        _check(self.lm_loss_weight >= 0.0, "model.lm_loss_weight", self.lm_loss_weight, "must be >= 0")
+        _check(self.lm_loss_vocab >= 3, "model.lm_loss_vocab", self.lm_loss_vocab, "must be >= 3")
 
 
 # --------------------------------------------------------------------------- optim

@@ -84,6 +84,15 @@ def test_task_tagging_alone_selects_a_tagger_corpus_and_optimiser():
     assert validate(_compose(["experiment=conll2000_pos"])).data.tag_scheme == "none"
 
 
+def test_conll2000_presets_read_pos_as_input_only_when_it_is_not_the_target():
+    # Hydra merges dicts key by key, so a preset cannot empty a corpus's feature_columns:
+    # the POS feature lives in the chunking preset, never in the shared corpus config.
+    pos = validate(_compose(["experiment=conll2000_pos"])).data
+    assert (pos.tag_column, pos.feature_columns) == (1, {})
+    chunk = validate(_compose(["experiment=conll2000_chunk"])).data
+    assert (chunk.tag_column, chunk.feature_columns) == (2, {"pos": 1})
+
+
 def test_data_text_needs_paths():
     with pytest.raises(ConfigError, match="data.train"):
         validate(_compose(["data=text"]))

@@ -21,6 +21,14 @@ def test_conll_wrong_column_count_names_file_and_line(tmp_path):
         read_conll(path, 0, 2)
 
 
+def test_feature_column_that_is_the_tag_column_is_refused(tmp_path):
+    path = tmp_path / "leak.conll"
+    path.write_text("Dogs NNS B-NP\nbark VBP B-VP\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"leak\.conll:1: data.feature_columns.pos=-1 is the tag column"):
+        read_conll(path, 0, 2, {"pos": -1})
+    assert read_conll(path, 0, 2, {"pos": 1})[0].features == {"pos": ["NNS", "VBP"]}
+
+
 def test_conll_missing_tag_column(tmp_path):
     path = tmp_path / "two.conll"
     path.write_text("a B-NP\n", encoding="utf-8")

@@ -198,3 +198,17 @@ def test_lm_features_need_a_word_lm(tmp_path):
     assert proc.returncode == 2
     assert f"config model.lm_features='{tmp_path / 'nothing'}': " in proc.stderr
     assert "no such model directory" in proc.stderr
+
+
+def test_tagger_trained_with_language_modelling_cost(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    run_dir = tmp_path / "run"
+    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["model.lm_loss_weight=0.1", "model.lm_loss_vocab=20",
+                                                                "trainer.max_epochs=6", "trainer.max_time=null"],
+              tmp_path / "data")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_valid"]["f1"] > 90
+    tagger = nlp_lstm.load(run_dir / "model", device="cpu")
+    assert tagger.model.neighbour_words.num_classes == 20
+    assert [t["tag"] for t in tagger.tag(["the old cat saw a dog ."])[0]] == \
+        ["B-NP", "I-NP", "I-NP", "B-VP", "B-NP", "I-NP", "O"]

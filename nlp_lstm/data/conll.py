@@ -50,6 +50,11 @@ def read_conll(path: os.PathLike, word_column: int = 0, tag_column: int = -1,
                 if not -n_columns <= index < n_columns:
                     raise DataError(f"{path}:{line_no}: {n_columns} column(s), but column {index} is configured "
                                     f"(data.word_column / data.tag_column / data.feature_columns)")
+            for name, index in feature_columns.items():
+                # An input column that is the tag column hands the model its answer.
+                if index % n_columns == tag_column % n_columns:
+                    raise DataError(f"{path}:{line_no}: data.feature_columns.{name}={index} is the tag column "
+                                    f"(data.tag_column={tag_column}); the model would read the answer")
         elif len(columns) != n_columns:
             raise DataError(f"{path}:{line_no}: {len(columns)} column(s), expected {n_columns} as on the first token line")
         if current is None:

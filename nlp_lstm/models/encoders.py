@@ -10,6 +10,8 @@ kernels that PackedSequence makes 5-100x slower on CPU.
 
 from __future__ import annotations
 
+from typing import List
+
 import torch
 from torch import Tensor, nn
 
@@ -44,14 +46,20 @@ class BiRNN(nn.Module):
         self.output_size = 2 * hidden_size
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        return self.forward_layers_out(x, lengths)[-1]
+
+    def forward_layers_out(self, x: Tensor, lengths: Tensor) -> List[Tensor]:
+        """Every layer's output (B, T, 2h): forward direction in [..., :h], backward in [..., h:]."""
         batch = x.size(0)
+        outputs = []
         for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
             if i > 0:
                 x = self.between(x)
             out_f, _ = fwd(x, fwd.initial_state(batch, x.device, x.dtype))
             out_b, _ = bwd(reverse_padded(x, lengths), bwd.initial_state(batch, x.device, x.dtype))
             x = torch.cat([out_f, reverse_padded(out_b, lengths)], dim=-1)
-        return x
+            outputs.append(x)
+        return outputs
 
 
 class CharCNN(nn.Module):

@@ -3,7 +3,7 @@ softmax or CRF head."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,43 @@ from nlp_lstm.models.dropout import SequenceDropout
 from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
 
 UNK_INDEX = 1  # <unk> in the word vocabulary (0 is padding)
+
+
+class NeighbourWordObjective(nn.Module):
+    """Rei (2017)'s auxiliary language-modelling cost on a bidirectional layer: the forward
+    state at word t predicts word t+1, the backward state predicts word t-1, each through its
+    own tanh layer and softmax. Only the first layer qualifies: above it, the forward
+    direction has already read the next word through the layer below's backward direction.
+
+    Classes are word-vocabulary ids below `num_classes` (the vocabulary is ordered by
+    frequency, so these are the most frequent words); rarer words are <unk>. Id 0, padding
+    in the word vocabulary and never a word, is the sentence-boundary class: what follows
+    the last word and precedes the first.
+    """
+
+    def __init__(self, state_size: int, hidden_size: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.next_word = nn.Sequential(nn.Linear(state_size, hidden_size), nn.Tanh(),
+                                       nn.Linear(hidden_size, num_classes))
+        self.previous_word = nn.Sequential(nn.Linear(state_size, hidden_size), nn.Tanh(),
+                                           nn.Linear(hidden_size, num_classes))
+
+    def forward(self, states: Tensor, words: Tensor, mask: Tensor) -> Tensor:
+        """Summed NLL over the real words of both directions. states (B, T, 2s), words (B, T)."""
+        half = states.size(-1) // 2
+        boundary = words.new_zeros(words.size(0), 1)
+        # Padding is 0 = boundary, so the last real word's successor is the boundary class.
+        following = torch.cat([words[:, 1:], boundary], dim=1)
+        preceding = torch.cat([boundary, words[:, :-1]], dim=1)
+
+        def nll(head: nn.Module, x: Tensor, targets: Tensor) -> Tensor:
+            targets = targets[mask]
+            targets = targets.masked_fill(targets >= self.num_classes, UNK_INDEX)
+            return F.cross_entropy(head(x[mask]).float(), targets, reduction="sum")
+
+        return (nll(self.next_word, states[..., :half], following)
+                + nll(self.previous_word, states[..., half:], preceding))
 
 
 class SequenceTagger(nn.Module):
@@ -47,9 +84,27 @@ class SequenceTagger(nn.Module):
         self.output_dropout = SequenceDropout(cfg.dropout_output, cfg.locked_dropout)
         self.emissions = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = CRF(num_tags, **(crf_constraints or {})) if cfg.head == "crf" else None
+        self.neighbour_words = None
+        if cfg.lm_loss_weight > 0:
+            self.neighbour_words = NeighbourWordObjective(cfg.hidden_size, cfg.lm_loss_hidden,
+                                                          min(cfg.lm_loss_vocab, num_words))
 
     def forward(self, batch) -> Tensor:
         """Emission scores (B, T, num_tags)."""
+        return self.emissions(self.output_dropout(self.encode(batch)[-1]))
+
+    def training_losses(self, batch) -> Tuple[Tensor, Tensor]:
+        """Summed tagging NLL over the batch's sentences, and the weighted auxiliary
+        language-modelling NLL (zero without model.lm_loss_weight)."""
+        layers = self.encode(batch)
+        nll = self.loss(self.emissions(self.output_dropout(layers[-1])), batch)
+        if self.neighbour_words is None:
+            return nll, nll.new_zeros(())
+        lm_nll = self.neighbour_words(self.output_dropout(layers[0]), batch.words, batch.mask)
+        return nll, self.cfg.lm_loss_weight * lm_nll
+
+    def encode(self, batch) -> List[Tensor]:
+        """Every encoder layer's output (B, T, 2 * hidden_size)."""
         words = batch.words
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(words.shape, device=words.device) < self.cfg.word_dropout
@@ -66,8 +121,7 @@ class SequenceTagger(nn.Module):
             with torch.set_grad_enabled(self.cfg.lm_fine_tune and torch.is_grad_enabled()):
                 parts.append(self.lm_features(batch.lm_ids, batch.lengths))
         x = self.input_dropout(torch.cat(parts, dim=-1))
-        h = self.output_dropout(self.encoder(x, batch.lengths))
-        return self.emissions(h)
+        return self.encoder.forward_layers_out(x, batch.lengths)
 
     def train(self, mode: bool = True):
         super().train(mode)

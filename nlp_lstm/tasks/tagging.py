@@ -214,9 +214,8 @@ class TaggingTask(TrainingTask):
         tokens = batch.num_tokens if weight else 0  # counted on the host batch: no device sync
         sentences = int(batch.lengths.numel()) if weight else 0
         batch = batch.to(self.device)
-        emissions = self.model(batch)
-        nll = self.model.loss(emissions, batch)
-        return StepOutput(loss=nll * weight, nll_sum=nll.detach() * (weight > 0), units=sentences, tokens=tokens)
+        nll, lm_nll = self.model.training_losses(batch)
+        return StepOutput(loss=(nll + lm_nll) * weight, nll_sum=nll.detach() * (weight > 0), units=sentences, tokens=tokens)
 
     # ------------------------------------------------------------- evaluation
     def has_split(self, split: str) -> bool:

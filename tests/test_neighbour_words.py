@@ -1,0 +1,91 @@
+"""The auxiliary language-modelling cost (model.lm_loss_weight, Rei 2017)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nlp_lstm.config import TaggerModelConfig
+from nlp_lstm.data.conll import Sentence
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, collate, encode
+from nlp_lstm.errors import ConfigError
+from nlp_lstm.models.tagger import UNK_INDEX, NeighbourWordObjective
+from nlp_lstm.tasks.tagging import build_tagger
+
+SENTENCES = [Sentence("the cat sat on the mat".split(), ["B-NP", "I-NP", "B-VP", "B-PP", "B-NP", "I-NP"]),
+             Sentence(["dogs", "bark"], ["B-NP", "B-VP"]), Sentence(["Hi"], ["O"])]
+
+
+def _tagger(weight=0.5, vocab=7500):
+    vocabs = TaggingVocabs.fit(SENTENCES, "iobes", "iob2", lowercase_words=True)
+    cfg = TaggerModelConfig(emb_size=8, hidden_size=6, num_layers=2, char_emb_size=4, char_hidden_size=5,
+                            lm_loss_weight=weight, lm_loss_vocab=vocab, word_dropout=0.0)
+    batch = collate([encode(s, vocabs, "iobes", "iob2") for s in SENTENCES])
+    return build_tagger(cfg, vocabs, "iobes"), batch
+
+
+def test_objective_equals_per_word_cross_entropy_written_out():
+    torch.manual_seed(0)
+    objective = NeighbourWordObjective(state_size=3, hidden_size=4, num_classes=5)
+    words = torch.tensor([[2, 7, 4, 3], [6, 2, 0, 0]])  # 7 and 6 are past the 5 classes: <unk>
+    mask = words > 0
+    states = torch.randn(2, 4, 6)
+    expected = 0.0
+    for b in range(2):
+        n = int(mask[b].sum())
+        row = [w if w < 5 else UNK_INDEX for w in words[b, :n].tolist()]
+        for t in range(n):
+            following = row[t + 1] if t + 1 < n else 0  # 0: the sentence boundary
+            preceding = row[t - 1] if t > 0 else 0
+            expected += F.cross_entropy(objective.next_word(states[b, t, :3]).unsqueeze(0),
+                                        torch.tensor([following]))
+            expected += F.cross_entropy(objective.previous_word(states[b, t, 3:]).unsqueeze(0),
+                                        torch.tensor([preceding]))
+    assert torch.allclose(objective(states, words, mask), expected, atol=1e-5)
+
+
+def test_next_word_prediction_never_sees_the_next_word():
+    """The forward half of the first layer at word t must not depend on word t+1 (or any
+    later input); otherwise the objective is trivially solved by copying."""
+    torch.manual_seed(0)
+    model, batch = _tagger()
+    model.eval()
+    first = model.encode(batch)[0]
+    changed = batch.words.clone()
+    changed[0, 3:] = UNK_INDEX
+    first_changed = model.encode(type(batch)(changed, batch.chars, batch.char_lengths, batch.features, batch.tags,
+                                             batch.mask, batch.lengths, batch.has_gold))[0]
+    half = first.size(-1) // 2
+    assert torch.equal(first[0, :3, :half], first_changed[0, :3, :half])
+    assert not torch.allclose(first[0, 3:, :half], first_changed[0, 3:, :half])  # the change does reach it
+    assert not torch.allclose(first[0, :3, half:], first_changed[0, :3, half:])  # and the backward half
+
+
+def test_lm_loss_is_added_in_training_and_absent_from_inference():
+    torch.manual_seed(0)
+    model, batch = _tagger(weight=0.5)
+    model.eval()  # no dropout: the two calls see the same network
+    nll, lm_nll = model.training_losses(batch)
+    assert lm_nll > 0
+    assert torch.allclose(nll, model.loss(model(batch), batch))
+    raw = model.neighbour_words(model.encode(batch)[0], batch.words, batch.mask)
+    assert torch.allclose(lm_nll, 0.5 * raw)
+    lm_nll.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.forward_layers[0].parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.forward_layers[1].parameters())
+
+    plain, _ = _tagger(weight=0.0)
+    assert plain.neighbour_words is None
+    assert float(plain.training_losses(batch)[1]) == 0.0
+
+
+def test_lm_vocab_is_capped_by_the_word_vocabulary():
+    model, _ = _tagger(vocab=7500)
+    assert model.neighbour_words.num_classes == model.word_embedding.num_embeddings
+    model, _ = _tagger(vocab=4)
+    assert model.neighbour_words.next_word[-1].out_features == 4
+
+
+@pytest.mark.parametrize("key,value", [("lm_loss_weight", -0.1), ("lm_loss_vocab", 2), ("lm_loss_hidden", 0)])
+def test_bad_lm_loss_settings_name_the_key(key, value):
+    with pytest.raises(ConfigError, match=f"model.{key}"):
+        TaggerModelConfig(**{key: value})
