@@ -91,6 +91,7 @@ def test_conll2000_presets_read_pos_as_input_only_when_it_is_not_the_target():
     assert (pos.tag_column, pos.feature_columns) == (1, {})
     chunk = validate(_compose(["experiment=conll2000_chunk"])).data
     assert (chunk.tag_column, chunk.feature_columns) == (2, {"pos": 1})
+    assert validate(_compose(["experiment=conll2000_chunk"])).model.lm_loss_weight == 0.1
 
 
 def test_data_text_needs_paths():

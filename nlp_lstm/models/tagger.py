@@ -14,6 +14,7 @@ from nlp_lstm.models.dropout import SequenceDropout
 from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
 
 UNK_INDEX = 1  # <unk> in the word vocabulary (0 is padding)
+TRAINING_ONLY_PREFIX = "neighbour_words."  # state_dict keys a model package leaves out
 
 
 class NeighbourWordObjective(nn.Module):
@@ -56,7 +57,8 @@ class NeighbourWordObjective(nn.Module):
 class SequenceTagger(nn.Module):
     def __init__(self, cfg, num_words: int, num_chars: int, num_tags: int, feature_sizes: Dict[str, int],
                  crf_constraints: Optional[Dict[str, Tensor]] = None, lm: Optional[nn.Module] = None,
-                 lm_eos: int = 0) -> None:
+                 lm_eos: int = 0, for_inference: bool = False) -> None:
+        """`for_inference`: leave out what only training uses (the auxiliary LM heads)."""
         super().__init__()
         self.cfg = cfg
         self.num_tags = num_tags
@@ -85,7 +87,7 @@ class SequenceTagger(nn.Module):
         self.emissions = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = CRF(num_tags, **(crf_constraints or {})) if cfg.head == "crf" else None
         self.neighbour_words = None
-        if cfg.lm_loss_weight > 0:
+        if cfg.lm_loss_weight > 0 and not for_inference:
             self.neighbour_words = NeighbourWordObjective(cfg.hidden_size, cfg.lm_loss_hidden,
                                                           min(cfg.lm_loss_vocab, num_words))
 

@@ -19,7 +19,7 @@ from nlp_lstm.data.tagging_corpus import (EncodedSentence, TaggingVocabs, batch_
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import atomic_write_text
 from nlp_lstm.metrics import confusion_matrix, conlleval, strict_span_f1
-from nlp_lstm.models.tagger import SequenceTagger
+from nlp_lstm.models.tagger import TRAINING_ONLY_PREFIX, SequenceTagger
 from nlp_lstm.package import save_package
 from nlp_lstm.training.distributed import SINGLE, DistInfo
 from nlp_lstm.training.task import StepOutput, TrainingTask
@@ -37,14 +37,16 @@ def crf_constraints(tags: Sequence[str], scheme: str) -> Dict[str, torch.Tensor]
     return {"allowed": allowed, "allowed_start": start, "allowed_end": end}
 
 
-def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm=None) -> SequenceTagger:
-    """`feature_lm`: a loaded word-level LanguageModel whose states become input features."""
+def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm=None,
+                 for_inference: bool = False) -> SequenceTagger:
+    """`feature_lm`: a loaded word-level LanguageModel whose states become input features;
+    `for_inference`: without the training-only parts (what a model package holds)."""
     tags = vocabs.tags.get_itos()
     return SequenceTagger(model_cfg, len(vocabs.words), len(vocabs.chars), len(tags),
                           {n: len(v) for n, v in vocabs.features.items()},
                           crf_constraints(tags, train_scheme) if model_cfg.head == "crf" else None,
                           lm=feature_lm.model if feature_lm else None,
-                          lm_eos=feature_lm.tokenizer.eos_id if feature_lm else 0)
+                          lm_eos=feature_lm.tokenizer.eos_id if feature_lm else 0, for_inference=for_inference)
 
 
 def load_feature_lm(path: str, device):
@@ -267,7 +269,8 @@ class TaggingTask(TrainingTask):
                 save_feature_lm(self.feature_lm, d)
 
         save_package(directory, "tagging", {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data},
-                     write_assets, self.model.state_dict())
+                     write_assets, {k: v for k, v in self.model.state_dict().items()
+                                    if not k.startswith(TRAINING_ONLY_PREFIX)})
 
     def hparams(self) -> Dict[str, Any]:
         c = self.cfg
@@ -309,7 +312,7 @@ class Tagger:
         model_cfg = TaggerModelConfig(**meta["configs"]["model"])
         scheme = "none" if meta["configs"]["data"]["tag_scheme"] == "none" else meta["configs"]["task"]["train_scheme"]
         feature_lm = read_feature_lm(Path(path), device) if model_cfg.lm_features else None
-        model = build_tagger(model_cfg, vocabs, scheme, feature_lm)
+        model = build_tagger(model_cfg, vocabs, scheme, feature_lm, for_inference=True)
         model.load_state_dict(state_dict)
         return cls(model.to(device), vocabs, meta["configs"], device, feature_lm.tokenizer if feature_lm else None)
 
