@@ -1,6 +1,7 @@
 """Data-parallel training: 2 processes under the real torchrun with the gloo backend train
 the same parameters as one process with the same global batch; only rank 0 writes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,13 @@ def train_single_and_parallel(tmp_path, common, per_process_batch: int) -> Path:
     run_torchrun(parallel, common + [f"task.batch_size={per_process_batch}"], tmp_path / "data")
     assert_same_parameters(final_parameters(single), final_parameters(parallel))
     assert_only_rank_zero_wrote(parallel)
+    # Evaluation is sharded over the ranks and summed: the metrics are one process's.
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (single, parallel)]
+    for block in ("best_valid", "test"):
+        expected, got = metrics[0][block], metrics[1][block]
+        assert expected.keys() == got.keys()
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (block, key)
     return parallel
 
 

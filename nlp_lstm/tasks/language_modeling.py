@@ -37,7 +37,7 @@ class LanguageModelingTask(TrainingTask):
     unit = "tokens"
 
     def __init__(self, cfg, device: torch.device, corpus: Optional[LMCorpus] = None, dist: DistInfo = SINGLE) -> None:
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.dist = cfg, device, dist
         self.corpus = corpus or prepare_lm_corpus(cfg.data, cfg.tokenizer, cfg.paths.data_dir, log=log.info)
         self.tokenizer: Tokenizer = self.corpus.tokenizer
         self.eos = self.tokenizer.eos_id
@@ -109,7 +109,7 @@ class LanguageModelingTask(TrainingTask):
         stats: SplitStats = self.corpus.stats[split]
         return score_stream(self.model, self.corpus.ids[split], self.eos, self.cfg.task.eval_batch_size,
                             self.cfg.task.bptt, self.device, stats.words, stats.chars, self.tokenizer.kind,
-                            self.cfg.trainer.limit_eval_batches)
+                            self.cfg.trainer.limit_eval_batches, shard=self.dist)
 
     def describe(self, metrics: Dict[str, float]) -> str:
         keys = ("loss", "ppl", "word_ppl", "bpc", "ppl_forward", "ppl_backward")

@@ -11,35 +11,44 @@ import torch
 from nlp_lstm.data.lm_batches import eval_batches
 from nlp_lstm.metrics import lm_metrics
 from nlp_lstm.models.rnn import detach_state
+from nlp_lstm.training.distributed import SINGLE, DistInfo, sum_over_ranks
 
 
 @torch.no_grad()
 def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int, device: torch.device,
                  words: Optional[int] = None, chars: Optional[int] = None, unit: str = "word",
-                 limit_batches: Optional[int] = None) -> Dict[str, float]:
+                 limit_batches: Optional[int] = None, shard: DistInfo = SINGLE) -> Dict[str, float]:
     """Metrics over every token of `ids` (each line ended by eos), for each direction.
 
     For a bidirectional LM, `loss`/`ppl` are those of the two directions averaged in log
-    space, and `ppl_forward`/`ppl_backward` are reported as well.
+    space, and `ppl_forward`/`ppl_backward` are reported as well. Data-parallel (`shard`):
+    the rows of the stream are independent, so rank r scores every world-th row and the
+    sums are added over ranks; every rank returns the one-process metrics.
     """
     was_training = model.training
     model.eval()
+    rows = range(max(1, min(batch_size, len(ids))))[shard.rank::shard.world_size]
     per_direction = []
     for direction in range(model.num_directions):
         total, count = torch.zeros((), dtype=torch.float64, device=device), 0
-        state = model.initial_state(min(batch_size, len(ids)), device)[direction]
+        state = model.initial_state(len(rows), device)[direction]
         for i, (x, y) in enumerate(eval_batches(ids, eos_id, batch_size, bptt, reverse=direction == 1)):
             if limit_batches is not None and i >= limit_batches:
                 break
+            if not rows:
+                continue  # more ranks than rows: this one has nothing to score
+            x, y = x[rows.start::rows.step], y[rows.start::rows.step]
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             features, state = model(x, state, direction)
             state = detach_state(state)
             nll, n = model.nll(features, y)
             total += nll.double()
             count += int(n)
+        total, count = sum_over_ranks([float(total), count], shard)
+        count = int(count)
         partial = count < len(ids)
         # Word- and character-normalised numbers only make sense over the whole split.
-        per_direction.append(lm_metrics(float(total), count, None if partial else words,
+        per_direction.append(lm_metrics(total, count, None if partial else words,
                                         None if partial else chars, unit))
     model.train(was_training)
     if len(per_direction) == 1:

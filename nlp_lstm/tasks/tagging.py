@@ -21,7 +21,7 @@ from nlp_lstm.fileio import atomic_write_text
 from nlp_lstm.metrics import confusion_matrix, conlleval, strict_span_f1
 from nlp_lstm.models.tagger import TRAINING_ONLY_PREFIX, SequenceTagger
 from nlp_lstm.package import save_package
-from nlp_lstm.training.distributed import SINGLE, DistInfo
+from nlp_lstm.training.distributed import SINGLE, DistInfo, gather_objects
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
 log = logging.getLogger("nlp_lstm")
@@ -224,8 +224,18 @@ class TaggingTask(TrainingTask):
         return split in self.splits
 
     def evaluate(self, split: str) -> Dict[str, Any]:
-        predicted, loss, scored = predict(self.model, self.encoded[split], self.vocabs, self.cfg.task.eval_batch_size,
-                                          self.device)
+        # Data-parallel: rank r tags every world-th sentence; the shares are put back in order
+        # on every rank, so all ranks compute the same (one-process) metrics.
+        rank, world = self.dist.rank, self.dist.world_size
+        encoded = self.encoded[split]
+        predicted, loss, scored = predict(self.model, encoded[rank::world], self.vocabs,
+                                          self.cfg.task.eval_batch_size, self.device)
+        if self.dist.enabled:
+            shares = gather_objects((predicted, loss, scored), self.dist)
+            predicted = [None] * len(encoded)
+            for r, (share, _, _) in enumerate(shares):
+                predicted[r::world] = share
+            loss, scored = sum(s[1] for s in shares), sum(s[2] for s in shares)
         predicted = [convert(p, self.scheme, self.corpus_scheme) for p in predicted]
         gold = [s.tags for s in self.splits[split]]
         metrics = tagging_metrics(gold, predicted, self.corpus_scheme)

@@ -3,8 +3,10 @@
 Every process (rank) builds the same model (DDP broadcasts rank 0's weights at wrap
 time), reads its own shard of each global batch, and DDP averages the gradients, so N
 ranks with `task.batch_size=B` train exactly like one process with batch N*B. Only rank 0
-writes checkpoints, TensorBoard, metrics and the model package; every rank evaluates, so
-schedules and early stopping see the same numbers everywhere and the ranks stay in step.
+writes checkpoints, TensorBoard, metrics and the model package. Evaluation is sharded too:
+each rank scores its share of the split and the totals are summed over ranks, so every
+rank ends with the same metrics (those of one process), and schedules and early stopping
+keep the ranks in step.
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ def any_rank(flags: List[bool], info: DistInfo) -> List[bool]:
     tensor = torch.tensor([1 if f else 0 for f in flags], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return [bool(v) for v in tensor.tolist()]
+
+
+def sum_over_ranks(values: List[float], info: DistInfo) -> List[float]:
+    """Each value summed over all ranks (float64), on every rank."""
+    if not info.enabled:
+        return list(values)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
 
 
 def gather_objects(obj: Any, info: DistInfo) -> List[Any]:
