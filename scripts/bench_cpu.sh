@@ -21,3 +21,5 @@ bench wt2_medium_adaptive_bf16 experiment=wt2_medium model.softmax=adaptive mode
 bench wt2_small_fp32 experiment=wt2_small --steps 20 --warmup 3
 bench conll2000_chunk_fp32 experiment=conll2000_chunk --steps 60 --warmup 5
 bench conll2000_chunk_bf16 experiment=conll2000_chunk trainer.precision=bf16 --steps 60 --warmup 5
+# the chunker without its auxiliary language-modelling cost (extra work per training sentence)
+bench conll2000_chunk_nolm_fp32 experiment=conll2000_chunk model.lm_loss_weight=0 --steps 60 --warmup 5
