@@ -32,10 +32,11 @@ class NeighbourWordObjective(nn.Module):
     def __init__(self, state_size: int, hidden_size: int, num_classes: int) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.next_word = nn.Sequential(nn.Linear(state_size, hidden_size), nn.Tanh(),
-                                       nn.Linear(hidden_size, num_classes))
-        self.previous_word = nn.Sequential(nn.Linear(state_size, hidden_size), nn.Tanh(),
-                                           nn.Linear(hidden_size, num_classes))
+
+        def head() -> nn.Module:
+            return nn.Sequential(nn.Linear(state_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, num_classes))
+
+        self.next_word, self.previous_word = head(), head()
 
     def forward(self, states: Tensor, words: Tensor, mask: Tensor) -> Tensor:
         """Summed NLL over the real words of both directions. states (B, T, 2s), words (B, T)."""

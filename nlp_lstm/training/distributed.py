@@ -69,25 +69,27 @@ def rank_device(device_setting: str, info: DistInfo) -> str:
     return f"cuda:{info.local_rank}" if info.enabled and _uses_cuda(device_setting) else device_setting
 
 
+def _all_reduce(values: List, dtype: torch.dtype, op) -> List:
+    """One all-reduce of a short list of numbers, on the device the backend needs."""
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor(values, dtype=dtype, device=device)
+    dist.all_reduce(tensor, op=op)
+    return tensor.tolist()
+
+
 def any_rank(flags: List[bool], info: DistInfo) -> List[bool]:
     """Each flag true on every rank if it is true on any (budgets, signals, checkpoint
     times: all ranks stop, or checkpoint, together). One small all-reduce."""
     if not info.enabled:
         return list(flags)
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    tensor = torch.tensor([1 if f else 0 for f in flags], device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in tensor.tolist()]
+    return [bool(v) for v in _all_reduce([1 if f else 0 for f in flags], torch.int64, dist.ReduceOp.MAX)]
 
 
 def sum_over_ranks(values: List[float], info: DistInfo) -> List[float]:
     """Each value summed over all ranks (float64), on every rank."""
     if not info.enabled:
         return list(values)
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor.tolist()
+    return _all_reduce(values, torch.float64, dist.ReduceOp.SUM)
 
 
 def gather_objects(obj: Any, info: DistInfo) -> List[Any]:
