@@ -42,12 +42,11 @@ def _conlleval_split(tag: str):
 
 
 def _chunk_end(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
-    # conlleval.pl endOfChunk, rule for rule
+    # conlleval.pl endOfChunk, rule for rule (its E is IOE's, used between chunks of a type)
     return ((prev_tag, tag) in {("B", "B"), ("B", "O"), ("I", "B"), ("I", "O"), ("E", "E"), ("E", "I"),
                                 ("E", "O")}
             or (prev_tag not in ("O", ".") and prev_type != typ)
-            or prev_tag in ("]", "[")
-            or prev_tag == "S")  # IOBES single-token chunks, as the common Python ports do
+            or prev_tag in ("]", "["))
 
 
 def _chunk_start(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
@@ -55,8 +54,23 @@ def _chunk_start(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
     return ((prev_tag, tag) in {("B", "B"), ("I", "B"), ("O", "B"), ("O", "I"), ("E", "E"), ("E", "I"),
                                 ("O", "E")}
             or (tag not in ("O", ".") and prev_type != typ)
-            or tag in ("[", "]")
-            or tag == "S")
+            or tag in ("[", "]"))
+
+
+def _iobes_chunk_end(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
+    # IOBES: a chunk ends after E and S, and before B, S and O; conlleval's leniency kept
+    # (a change of type ends a chunk; an I or E that starts nothing still continues one).
+    return (prev_tag in ("E", "S")
+            or (prev_tag in ("B", "I") and tag in ("B", "S", "O"))
+            or (prev_tag not in ("O", ".") and prev_type != typ))
+
+
+def _iobes_chunk_start(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
+    # IOBES: B and S always start a chunk; an I or E starts one where none is open (after
+    # O, E or S), as conlleval reads an I after O.
+    return (tag in ("B", "S")
+            or (prev_tag in ("E", "S", "O") and tag in ("I", "E"))
+            or (tag not in ("O", ".") and prev_type != typ))
 
 
 def _prf(correct: int, guessed: int, gold: int) -> Dict[str, float]:
@@ -66,9 +80,18 @@ def _prf(correct: int, guessed: int, gold: int) -> Dict[str, float]:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def conlleval(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> Dict:
+def conlleval(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: str = "iob2") -> Dict:
     """Chunk precision/recall/F1 and token accuracy with exactly conlleval.pl's semantics,
-    in percent. `gold` and `predicted` are lists of sentences (lists of tags)."""
+    in percent. `gold` and `predicted` are lists of sentences (lists of tags).
+
+    conlleval.pl reads IOB1 and IOB2 (and plain labels, for accuracy). Its `E` is IOE's, so
+    for `scheme="iobes"` chunk boundaries follow IOBES instead (a chunk closes at E and S),
+    with conlleval's leniency otherwise, as seqeval's default mode reads IOBES.
+    """
+    if scheme == "iobes":
+        chunk_end, chunk_start = _iobes_chunk_end, _iobes_chunk_start
+    else:
+        chunk_end, chunk_start = _chunk_end, _chunk_start
     correct_chunks = found_gold = found_guessed = correct_tags = tokens = 0
     per_type: Dict[str, List[int]] = {}  # type -> [correct, guessed, gold]
 
@@ -84,10 +107,10 @@ def conlleval(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]])
         for g, p in list(zip(gold_tags, pred_tags)) + [(None, None)]:
             gold_tag, gold_type = ("O", "") if g is None else _conlleval_split(g)
             guess_tag, guess_type = ("O", "") if p is None else _conlleval_split(p)
-            gold_end = _chunk_end(last_gold, gold_tag, last_gold_type, gold_type)
-            guess_end = _chunk_end(last_guess, guess_tag, last_guess_type, guess_type)
-            gold_start = _chunk_start(last_gold, gold_tag, last_gold_type, gold_type)
-            guess_start = _chunk_start(last_guess, guess_tag, last_guess_type, guess_type)
+            gold_end = chunk_end(last_gold, gold_tag, last_gold_type, gold_type)
+            guess_end = chunk_end(last_guess, guess_tag, last_guess_type, guess_type)
+            gold_start = chunk_start(last_gold, gold_tag, last_gold_type, gold_type)
+            guess_start = chunk_start(last_guess, guess_tag, last_guess_type, guess_type)
             if in_correct:
                 if gold_end and guess_end and last_guess_type == last_gold_type:
                     in_correct = False

@@ -67,3 +67,43 @@ def test_strict_mode_ignores_ill_formed_chunks():
 def test_confusion_matrix_counts_tokens():
     m = confusion_matrix([["A", "B", "B"]], [["A", "A", "C"]], ["A", "B"])
     assert m == [[1, 0, 0], [1, 0, 1], [0, 0, 0]]
+
+
+# ------------------------------------------------------------------ IOBES
+def test_iobes_chunks_close_at_e_and_s():
+    # B-X E-X S-X is two chunks; read with IOB rules, E-X S-X merged them (F1 50 against itself)
+    gold = [["B-X", "E-X", "S-X"], ["S-X", "B-X", "I-X", "E-X", "S-Y"]]
+    r = conlleval(gold, gold, "iobes")
+    assert (r["chunks_gold"], r["chunks_correct"], r["f1"]) == (5, 5, 100)
+
+
+def test_iobes_boundary_errors_count():
+    # gold: X[0,2) X[2,3); predicted one chunk X[0,3): 0 correct of 2 gold, 1 predicted
+    r = conlleval([["B-X", "E-X", "S-X"]], [["B-X", "I-X", "E-X"]], "iobes")
+    assert (r["chunks_gold"], r["chunks_predicted"], r["chunks_correct"]) == (2, 1, 0)
+
+
+def _random_tags(rng, length: int, prefixes: str) -> list:
+    return [rng.choice(["O"] + [f"{p}-{t}" for p in prefixes for t in ("NP", "VP")]) for _ in range(length)]
+
+
+@pytest.mark.parametrize("scheme, prefixes", [("iobes", "BIES"), ("iob2", "BI"), ("iob1", "BI")])
+def test_chunk_counts_match_seqeval_on_random_sequences(scheme, prefixes):
+    """Cross-check against an independent implementation (seqeval's default, conlleval-style
+    mode) on random, often ill-formed, sequences: same chunk counts, same F1."""
+    import random
+
+    from seqeval.metrics import f1_score
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    rng = random.Random(7)
+    for _ in range(300):
+        gold = [_random_tags(rng, rng.randint(1, 8), prefixes) for _ in range(rng.randint(1, 4))]
+        pred = [[t if rng.random() < 0.7 else _random_tags(rng, 1, prefixes)[0] for t in s] for s in gold]
+        r = conlleval(gold, pred, scheme)
+        gold_chunks, pred_chunks = set(get_entities(gold)), set(get_entities(pred))
+        assert r["chunks_gold"] == len(gold_chunks), (gold, pred)
+        assert r["chunks_predicted"] == len(pred_chunks), (gold, pred)
+        assert r["chunks_correct"] == len(gold_chunks & pred_chunks), (gold, pred)
+        if gold_chunks and pred_chunks:
+            assert r["f1"] == pytest.approx(100 * f1_score(gold, pred)), (gold, pred)

@@ -21,6 +21,11 @@ def brute_force(crf, emissions):
     return sorted(scored, key=lambda x: -x[1])
 
 
+def path_allowed(crf, seq) -> bool:
+    return (bool(crf.allowed_start[seq[0]]) and bool(crf.allowed_end[seq[-1]])
+            and all(bool(crf.allowed[a, b]) for a, b in zip(seq, seq[1:])))
+
+
 def make_crf(n=3, constrained=False, seed=0):
     torch.manual_seed(seed)
     allowed = None
@@ -50,8 +55,9 @@ def test_partition_score_viterbi_nbest_and_marginals_match_brute_force(constrain
         assert float(log_z[b]) == pytest.approx(float(torch.logsumexp(scores, 0)), abs=1e-4)
         assert paths[b] == table[0][0]
         best = crf.nbest(emissions[b, :n], 5)
-        assert [seq for seq, _ in best] == [seq for seq, _ in table[:5]]
-        assert [s for _, s in best] == pytest.approx([s for _, s in table[:5]], abs=1e-4)
+        allowed = [(seq, s) for seq, s in table if path_allowed(crf, seq)]
+        assert [seq for seq, _ in best] == [seq for seq, _ in allowed[:5]]
+        assert [s for _, s in best] == pytest.approx([s for _, s in allowed[:5]], abs=1e-4)
         probs = torch.softmax(scores, 0)
         for t in range(n):
             for tag in range(3):
@@ -70,6 +76,18 @@ def test_constrained_decoder_never_outputs_a_forbidden_transition():
     for path in crf.viterbi(emissions, mask):
         assert path[0] != 2
         assert all(not (a == 0 and b == 2) for a, b in zip(path, path[1:]))
+
+
+def test_nbest_returns_only_allowed_paths_even_when_fewer_than_k():
+    """A one-token sentence has 2 allowed tags (tag 2 may not start): asking for 6 gives
+    those 2, not forbidden paths scored about -1e4."""
+    crf = make_crf(constrained=True, seed=1)
+    best = crf.nbest(torch.randn(1, 3), 6)
+    assert sorted(seq for seq, _ in best) == [[0], [1]]
+    emissions = torch.randn(3, 3)
+    best = crf.nbest(emissions, 50)
+    allowed = [seq for seq in itertools.product(range(3), repeat=3) if path_allowed(crf, list(seq))]
+    assert len(best) == len(allowed) and all(path_allowed(crf, seq) for seq, _ in best)
 
 
 def test_nll_is_positive_and_trainable():

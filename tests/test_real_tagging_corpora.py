@@ -39,3 +39,17 @@ def test_wnut17_counts(tmp_path):
     assert entities == {"train": 1_975, "valid": 836, "test": 1_079}
     types = {label for s in splits["train"] for label, _, _ in spans_from_tags(s.tags, "iob2")}
     assert len(types) == 6
+
+
+def test_conll2000_test_in_iobes_scores_perfectly_against_itself(tmp_path):
+    """conlleval on IOBES: the CoNLL-2000 test split rewritten in IOBES keeps every chunk
+    (it scored 98.98 when E and S were read with IOB rules)."""
+    from nlp_lstm.data.tag_schemes import convert
+    from nlp_lstm.metrics import conlleval
+
+    test = read_conll(fetch_corpus("conll2000", tmp_path, mirror=MIRROR)["test"], 0, 2)
+    iob2 = [s.tags for s in test]
+    iobes = [convert(t, "iob2", "iobes") for t in iob2]
+    reference = conlleval(iob2, iob2, "iob2")
+    result = conlleval(iobes, iobes, "iobes")
+    assert result["f1"] == 100 and result["chunks_gold"] == reference["chunks_gold"] == 23_852

@@ -95,9 +95,19 @@ class CRF(nn.Module):
         lengths = mask.sum(1).tolist()
         return [tags[b, :n].tolist() for b, n in enumerate(lengths)]
 
+    def allows(self, seq: List[int]) -> bool:
+        """Whether a tag sequence uses only allowed starts, transitions and ends."""
+        allowed = self.allowed.tolist()
+        return (bool(self.allowed_start[seq[0]]) and bool(self.allowed_end[seq[-1]])
+                and all(allowed[a][b] for a, b in zip(seq, seq[1:])))
+
     @torch.no_grad()
     def nbest(self, emissions: Tensor, k: int) -> List[Tuple[List[int], float]]:
-        """The k best sequences of one sentence (emissions (T, N)) with their scores, best first."""
+        """The k best allowed sequences of one sentence (emissions (T, N)) with their scores,
+        best first; fewer than k where the constraints allow fewer sequences.
+
+        A forbidden transition costs NEG, far below any allowed path, so allowed paths fill
+        the beam first and the forbidden ones that make up the numbers are dropped here."""
         trans, start, end = self._params()
         emissions = emissions.float()
         length, n = emissions.shape
@@ -121,7 +131,8 @@ class CRF(nn.Module):
             for t in range(length - 1, 0, -1):
                 tag, rank = divmod(int(back[t - 1][tag, rank]), widths[t - 1])
                 seq.append(tag)
-            out.append((seq[::-1], value))
+            if self.allows(seq[::-1]):
+                out.append((seq[::-1], value))
         return out
 
     def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:

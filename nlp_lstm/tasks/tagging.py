@@ -134,7 +134,7 @@ def write_conll_predictions(path: Path, sentences: Sequence[Sentence], predicted
 
 
 def tagging_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: str) -> Dict[str, Any]:
-    result = conlleval(gold, predicted)
+    result = conlleval(gold, predicted, scheme)
     metrics: Dict[str, Any] = {"acc": result["acc"]}
     if scheme != "none":
         metrics.update({k: result[k] for k in ("precision", "recall", "f1", "macro_f1")})
