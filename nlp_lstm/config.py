@@ -8,6 +8,7 @@ cannot express live in `__post_init__` and run when `to_object` builds the datac
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -337,8 +338,29 @@ def register_configs() -> None:
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
 
 
+def check_known_keys(node: DictConfig, prefix: str = "") -> None:
+    """Every key of a schema-typed node must be one of its schema's fields.
+
+    Struct mode already refuses a misspelt key set without `+`; a key added with `+`, `++`
+    or by a user's own config file bypasses it (Hydra opens the node to add it) and
+    `to_object` would drop it silently, training something other than what was asked.
+    """
+    schema = OmegaConf.get_type(node)
+    fields = getattr(schema, "__dataclass_fields__", None)
+    for key in node.keys():
+        name = f"{prefix}{key}"
+        if fields is not None and key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(sorted(fields))}"
+            raise ConfigError(f"config {name}: no such key in {prefix.rstrip('.') or 'the config'} ({hint})")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            check_known_keys(child, f"{name}.")
+
+
 def validate(cfg: DictConfig) -> Config:
     """Build the dataclasses (running every `__post_init__` check) from a composed config."""
+    check_known_keys(cfg)
     try:
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -40,8 +41,20 @@ def compose_config(overrides: List[str], output_dir: os.PathLike) -> Config:
             cfg = compose("config", overrides=list(overrides) + [f"paths.output_dir={output_dir}"])
     except (HydraException, OmegaConfBaseException, ValueError, TypeError) as exc:
         # (Hydra raises a bare ValueError for some bad overrides, e.g. `data=0`.)
-        raise ConfigError(f"config overrides {' '.join(overrides)!r}: {_first_line(exc)}") from None
+        raise ConfigError(_composition_error(overrides, exc)) from None
     return validate(cfg)
+
+
+def _composition_error(overrides: List[str], exc: Exception) -> str:
+    """One line for a composition failure; the key by its full name where Hydra gives it
+    (a key that a config file sets but the schema lacks)."""
+    text = str(exc)
+    key = re.search(r"full_key: (\S+)", text)
+    where = re.match(r"In '([^']+)'", text)
+    if key:
+        reason = next((line.strip() for line in text.splitlines()[1:] if line.strip()), "invalid key")
+        return f"config {key.group(1)}: {reason}" + (f" (in {where.group(1)})" if where else "")
+    return f"config overrides {' '.join(overrides)!r}: {_first_line(exc)}"
 
 
 def _first_line(exc: Exception) -> str:
@@ -133,9 +146,16 @@ def _precheck_overrides(argv: List[str]) -> None:
     """Compose the command line's overrides once before Hydra does, so that a typo in a key,
     a wrong type or an unknown group option is one `error:` line and exit 2 rather than
     Hydra's multi-line report. Runs, sweeps and Hydra's own flags are left to Hydra."""
-    if any(arg.startswith("-") for arg in argv):
-        return  # --multirun, --cfg, --help ...: Hydra's business
-    overrides = [arg for arg in argv if not arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
+    overrides, args = [], iter(argv)
+    for arg in args:
+        if arg in ("--config-dir", "-cd") or arg.startswith("--config-dir="):
+            # a user's own config directory: searched as Hydra searches it
+            directory = arg.partition("=")[2] if "=" in arg else next(args, "")
+            overrides.append(f"hydra.searchpath=[file://{Path(directory).resolve()}]")
+        elif arg.startswith("-"):
+            return  # --multirun, --cfg, --help ...: Hydra's business
+        elif not arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra")):
+            overrides.append(arg)
     try:
         compose_config(overrides, output_dir=tempfile.gettempdir())
     except ConfigError as exc:

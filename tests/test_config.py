@@ -111,3 +111,39 @@ def test_cli_unknown_key_exits_non_zero_naming_it(tmp_path):
     proc = run_train(tmp_path / "run", ["trainer.max_epoch=3"], tmp_path / "data", check=False)
     assert proc.returncode != 0
     assert "max_epoch" in proc.stderr
+
+
+@pytest.mark.parametrize("override, key", [("+model.hidden_sizee=3", "model.hidden_sizee"),
+                                           ("++model.hidden_sizee=3", "model.hidden_sizee"),
+                                           ("+trainer.max_epoch=3", "trainer.max_epoch"),
+                                           ("+seeds=3", "seeds")])
+def test_key_added_with_plus_must_exist_in_the_schema(override, key):
+    """`+`/`++` open the node to add a key; validation still refuses one the schema lacks."""
+    with pytest.raises(ConfigError) as info:
+        validate(_compose([override]))
+    assert str(info.value).startswith(f"config {key}: no such key")
+
+
+def test_plus_keeps_working_for_free_form_dicts_and_known_keys():
+    cfg = validate(_compose(["task=tagging", "+data.feature_columns.chunk=2", "++model.cell=gru"]))
+    assert cfg.data.feature_columns["chunk"] == 2 and cfg.model.cell == "gru"
+
+
+def test_cli_plus_misspelt_key_is_one_line_before_reading_data(tmp_path):
+    proc = run_train(tmp_path / "run", ["+model.hidden_sizee=3"], tmp_path / "data", check=False)
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert lines == ["error: config model.hidden_sizee: no such key in model (did you mean model.hidden_size?)"]
+    assert not (tmp_path / "data" / "wikitext2").exists()
+
+
+def test_users_own_experiment_file_with_a_misspelt_key_is_refused(tmp_path):
+    """A user's config directory (`--config-dir`) whose experiment adds an unknown key."""
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /trainer: smoke\nmodel:\n  hidden_sizee: 3\n")
+    proc = run_train(tmp_path / "run", ["experiment=mine", "--config-dir", str(tmp_path / "conf")],
+                     tmp_path / "data", check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "model.hidden_sizee" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "data" / "wikitext2").exists()
