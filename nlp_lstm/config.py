@@ -211,6 +211,9 @@ class TaggerModelConfig(ModelConfig):
         _check_choice("model.char_features", self.char_features, ("none", "cnn", "lstm"))
         _check_choice("model.head", self.head, ("crf", "softmax"))
         _check(self.bidirectional, "model.bidirectional", self.bidirectional, "taggers are bidirectional")
+        # LM output-layer options: a tagger has no word softmax to tie or to make adaptive.
+        _check(not self.tie_weights, "model.tie_weights", self.tie_weights, "must be false for a tagger (no word softmax)")
+        _check(self.softmax == "full", "model.softmax", self.softmax, "must be full for a tagger (no word softmax)")
         _check(0.0 <= self.word_dropout < 1.0, "model.word_dropout", self.word_dropout, "must be in [0, 1)")
         for key in ("char_emb_size", "char_hidden_size", "feature_emb_size", "lm_loss_hidden"):
             _check(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "must be >= 1")

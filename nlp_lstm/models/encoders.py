@@ -34,14 +34,14 @@ class BiRNN(nn.Module):
     directions of the layer below (as nn.LSTM(bidirectional=True) does)."""
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int,
-                 dropout_hidden: float = 0.0, locked_dropout: bool = True) -> None:
+                 dropout_hidden: float = 0.0, locked_dropout: bool = True, weight_drop: float = 0.0) -> None:
         super().__init__()
         self.forward_layers = nn.ModuleList()
         self.backward_layers = nn.ModuleList()
         for i in range(num_layers):
             size = input_size if i == 0 else 2 * hidden_size
-            self.forward_layers.append(RNNLayer(cell, size, hidden_size))
-            self.backward_layers.append(RNNLayer(cell, size, hidden_size))
+            self.forward_layers.append(RNNLayer(cell, size, hidden_size, weight_drop))
+            self.backward_layers.append(RNNLayer(cell, size, hidden_size, weight_drop))
         self.between = SequenceDropout(dropout_hidden, locked_dropout)
         self.output_size = 2 * hidden_size
 

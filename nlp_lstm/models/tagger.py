@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlp_lstm.models.crf import CRF
-from nlp_lstm.models.dropout import SequenceDropout
+from nlp_lstm.models.dropout import SequenceDropout, embedding_dropout
 from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
 
 UNK_INDEX = 1  # <unk> in the word vocabulary (0 is padding)
@@ -83,7 +83,8 @@ class SequenceTagger(nn.Module):
                 for p in lm.parameters():
                     p.requires_grad_(False)
         self.input_dropout = SequenceDropout(cfg.dropout_input, cfg.locked_dropout)
-        self.encoder = BiRNN(cfg.cell, size, cfg.hidden_size, cfg.num_layers, cfg.dropout_hidden, cfg.locked_dropout)
+        self.encoder = BiRNN(cfg.cell, size, cfg.hidden_size, cfg.num_layers, cfg.dropout_hidden, cfg.locked_dropout,
+                             cfg.weight_drop)
         self.output_dropout = SequenceDropout(cfg.dropout_output, cfg.locked_dropout)
         self.emissions = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = CRF(num_tags, **(crf_constraints or {})) if cfg.head == "crf" else None
@@ -112,7 +113,7 @@ class SequenceTagger(nn.Module):
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(words.shape, device=words.device) < self.cfg.word_dropout
             words = words.masked_fill(drop & batch.mask, UNK_INDEX)
-        parts = [self.word_embedding(words)]
+        parts = [embedding_dropout(self.word_embedding, words, self.cfg.dropout_embedding, self.training)]
         if self.char_encoder is not None:
             per_word = self.char_encoder(batch.chars, batch.char_lengths)  # (W, c) for the real words
             grid = per_word.new_zeros(*words.shape, per_word.size(1))
