@@ -89,3 +89,56 @@ def test_lm_vocab_is_capped_by_the_word_vocabulary():
 def test_bad_lm_loss_settings_name_the_key(key, value):
     with pytest.raises(ConfigError, match=f"model.{key}"):
         TaggerModelConfig(**{key: value})
+
+
+def _tagger_with_feature_lm(bidirectional: bool, weight: float = 0.5):
+    from nlp_lstm.config import ModelConfig
+    from nlp_lstm.models.lm import RNNLanguageModel
+
+    vocabs = TaggingVocabs.fit(SENTENCES, "iobes", "iob2", lowercase_words=True)
+    torch.manual_seed(0)
+    lm = RNNLanguageModel(ModelConfig(emb_size=5, hidden_size=7, num_layers=1, bidirectional=bidirectional), 12)
+    cfg = TaggerModelConfig(emb_size=8, hidden_size=6, num_layers=2, char_emb_size=4, char_hidden_size=5,
+                            lm_loss_weight=weight, word_dropout=0.0, lm_features="lm")
+    model = build_tagger(cfg, vocabs, "iobes")
+    model = type(model)(cfg, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), {}, lm=lm, lm_eos=2)
+    batch = collate([encode(s, vocabs, "iobes", "iob2") for s in SENTENCES])
+    batch.lm_ids = torch.where(batch.mask, batch.words % 8 + 3, torch.zeros_like(batch.words))
+    return model.eval(), batch
+
+
+def _with_word_changed(batch, position: int):
+    """The batch with sentence 0's word at `position` replaced (word, its characters, its LM id)."""
+    import dataclasses
+
+    words, lm_ids, chars = batch.words.clone(), batch.lm_ids.clone(), batch.chars.clone()
+    words[0, position] = UNK_INDEX
+    lm_ids[0, position] = 11
+    chars[position] = torch.where(chars[position] > 0, 3, 0)  # sentence 0's words come first in chars
+    return dataclasses.replace(batch, words=words, lm_ids=lm_ids, chars=chars)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lm_cost_never_sees_its_targets_through_feature_lm_states(bidirectional):
+    """Changing word 3 must leave the states that predict it unchanged: the first layer's
+    forward state at word 2 (which predicts word 3) and its backward state at word 4 (which
+    predicts word 3), whatever the feature LM's directions."""
+    model, batch = _tagger_with_feature_lm(bidirectional)
+    first = model.encode(batch)[0]
+    changed = model.encode(_with_word_changed(batch, 3))[0]
+    half = first.size(-1) // 2
+    assert torch.equal(first[0, :3, :half], changed[0, :3, :half])  # forward states up to word 2
+    assert torch.equal(first[0, 4:6, half:], changed[0, 4:6, half:])  # backward states from word 4
+    assert not torch.allclose(first[0, 3, :half], changed[0, 3, :half])  # the change does reach word 3
+    assert not torch.allclose(first[0, 3, half:], changed[0, 3, half:])
+
+
+def test_without_the_lm_cost_both_directions_read_every_feature_lm_state():
+    """Without the auxiliary cost there is nothing to leak: the first layer reads the whole
+    input in both directions (ELMo-style), as before."""
+    model, batch = _tagger_with_feature_lm(True, weight=0.0)
+    assert not model.lm_directions_split
+    first = model.encode(batch)[0]
+    changed = model.encode(_with_word_changed(batch, 3))[0]
+    half = first.size(-1) // 2
+    assert not torch.allclose(first[0, 2, :half], changed[0, 2, :half])  # via the backward LM state

@@ -10,7 +10,7 @@ kernels that PackedSequence makes 5-100x slower on CPU.
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -34,29 +34,37 @@ class BiRNN(nn.Module):
     directions of the layer below (as nn.LSTM(bidirectional=True) does)."""
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int,
-                 dropout_hidden: float = 0.0, locked_dropout: bool = True, weight_drop: float = 0.0) -> None:
+                 dropout_hidden: float = 0.0, locked_dropout: bool = True, weight_drop: float = 0.0,
+                 backward_input_size: Optional[int] = None) -> None:
+        """`backward_input_size`: the first layer's backward direction reads an input of its
+        own (of this size) instead of the forward direction's; see forward_layers_out."""
         super().__init__()
         self.forward_layers = nn.ModuleList()
         self.backward_layers = nn.ModuleList()
         for i in range(num_layers):
             size = input_size if i == 0 else 2 * hidden_size
+            backward_size = backward_input_size if i == 0 and backward_input_size is not None else size
             self.forward_layers.append(RNNLayer(cell, size, hidden_size, weight_drop))
-            self.backward_layers.append(RNNLayer(cell, size, hidden_size, weight_drop))
+            self.backward_layers.append(RNNLayer(cell, backward_size, hidden_size, weight_drop))
         self.between = SequenceDropout(dropout_hidden, locked_dropout)
         self.output_size = 2 * hidden_size
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         return self.forward_layers_out(x, lengths)[-1]
 
-    def forward_layers_out(self, x: Tensor, lengths: Tensor) -> List[Tensor]:
-        """Every layer's output (B, T, 2h): forward direction in [..., :h], backward in [..., h:]."""
+    def forward_layers_out(self, x: Tensor, lengths: Tensor, x_backward: Optional[Tensor] = None) -> List[Tensor]:
+        """Every layer's output (B, T, 2h): forward direction in [..., :h], backward in [..., h:].
+
+        `x_backward`, where given, is what the first layer's backward direction reads
+        instead of `x` (inputs that must not reach one of the directions)."""
         batch = x.size(0)
         outputs = []
         for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
             if i > 0:
                 x = self.between(x)
+            backward_input = x_backward if i == 0 and x_backward is not None else x
             out_f, _ = fwd(x, fwd.initial_state(batch, x.device, x.dtype))
-            out_b, _ = bwd(reverse_padded(x, lengths), bwd.initial_state(batch, x.device, x.dtype))
+            out_b, _ = bwd(reverse_padded(backward_input, lengths), bwd.initial_state(batch, x.device, x.dtype))
             x = torch.cat([out_f, reverse_padded(out_b, lengths)], dim=-1)
             outputs.append(x)
         return outputs

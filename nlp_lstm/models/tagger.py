@@ -77,14 +77,25 @@ class SequenceTagger(nn.Module):
             {name: nn.Embedding(n, cfg.feature_emb_size, padding_idx=0) for name, n in sorted(feature_sizes.items())})
         size += cfg.feature_emb_size * len(feature_sizes)
         self.lm, self.lm_eos = lm, lm_eos
+        self.base_input_size = size
+        # With the auxiliary LM cost, each direction of the first layer reads only the feature
+        # LM's direction that has not seen the word it predicts: a backward LM state at word t
+        # has read word t+1 (the forward direction's target), a forward LM state has read word
+        # t-1 (the backward direction's). Upper layers read both directions as usual.
+        self.lm_directions_split = lm is not None and cfg.lm_loss_weight > 0
+        backward_size = None  # the first layer's backward input, where it differs
         if lm is not None:
-            size += lm.decoder_in * lm.num_directions
+            if self.lm_directions_split:
+                backward_size = size + (lm.decoder_in if lm.num_directions == 2 else 0)
+                size += lm.decoder_in
+            else:
+                size += lm.decoder_in * lm.num_directions
             if not cfg.lm_fine_tune:
                 for p in lm.parameters():
                     p.requires_grad_(False)
         self.input_dropout = SequenceDropout(cfg.dropout_input, cfg.locked_dropout)
         self.encoder = BiRNN(cfg.cell, size, cfg.hidden_size, cfg.num_layers, cfg.dropout_hidden, cfg.locked_dropout,
-                             cfg.weight_drop)
+                             cfg.weight_drop, backward_input_size=backward_size)
         self.output_dropout = SequenceDropout(cfg.dropout_output, cfg.locked_dropout)
         self.emissions = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = CRF(num_tags, **(crf_constraints or {})) if cfg.head == "crf" else None
@@ -125,7 +136,13 @@ class SequenceTagger(nn.Module):
             with torch.set_grad_enabled(self.cfg.lm_fine_tune and torch.is_grad_enabled()):
                 parts.append(self.lm_features(batch.lm_ids, batch.lengths))
         x = self.input_dropout(torch.cat(parts, dim=-1))
-        return self.encoder.forward_layers_out(x, batch.lengths)
+        if not self.lm_directions_split:
+            return self.encoder.forward_layers_out(x, batch.lengths)
+        # [base | forward LM | backward LM]: the forward direction reads base + forward LM,
+        # the backward direction base + backward LM (nothing of a forward-only LM).
+        split = self.base_input_size + self.lm.decoder_in
+        x_backward = torch.cat([x[..., :self.base_input_size], x[..., split:]], dim=-1)
+        return self.encoder.forward_layers_out(x[..., :split], batch.lengths, x_backward)
 
     def train(self, mode: bool = True):
         super().train(mode)
