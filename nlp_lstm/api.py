@@ -31,11 +31,15 @@ def load(path: os.PathLike, device: str = "auto"):
     dev = resolve_device(device)
     meta, state_dict = read_package(path, map_location=dev)
     if meta.get("task") == "lm":
-        from nlp_lstm.tasks.language_modeling import LanguageModel
-
-        return LanguageModel.from_package(path, meta, state_dict, dev)
-    if meta.get("task") == "tagging":
-        from nlp_lstm.tasks.tagging import Tagger
-
-        return Tagger.from_package(path, meta, state_dict, dev)
-    raise ModelPackageError(f"{path}: unknown task {meta.get('task')!r} in package.json")
+        from nlp_lstm.tasks.language_modeling import LanguageModel as loader
+    elif meta.get("task") == "tagging":
+        from nlp_lstm.tasks.tagging import Tagger as loader
+    else:
+        raise ModelPackageError(f"{path}: unknown task {meta.get('task')!r} in package.json")
+    try:
+        return loader.from_package(path, meta, state_dict, dev)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        # an edited or mixed-up package: configs missing or not matching the weights
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ModelPackageError(f"{path}: package.json and weights.pt do not describe one model "
+                                f"({type(exc).__name__}: {detail})") from None

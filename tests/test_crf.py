@@ -90,6 +90,13 @@ def test_nbest_returns_only_allowed_paths_even_when_fewer_than_k():
     assert len(best) == len(allowed) and all(path_allowed(crf, seq) for seq, _ in best)
 
 
+def test_nbest_without_any_allowed_path_gives_viterbis_choice():
+    crf = CRF(2, allowed_start=torch.tensor([True, False]), allowed_end=torch.tensor([False, True]))
+    emissions = torch.tensor([[0.0, 1.0]])
+    best = crf.nbest(emissions, 3)
+    assert [seq for seq, _ in best] == crf.viterbi(emissions.unsqueeze(0), torch.ones(1, 1, dtype=torch.bool))
+
+
 def test_nll_is_positive_and_trainable():
     crf = make_crf()
     emissions = torch.randn(2, 5, 3, requires_grad=True)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nlp_lstm.errors import ConfigError
+
 IGNORE_INDEX = -100  # target that is not scored (PyTorch's cross_entropy default)
 
 
@@ -57,8 +59,10 @@ class TrainStream:
         rows = batch_size * world_size
         self.length = len(ids) // rows
         if self.length == 0:
-            raise ValueError(f"the train split has {len(ids)} tokens, fewer than task.batch_size={batch_size}"
-                             + (f" x {world_size} processes" if world_size > 1 else ""))
+            raise ConfigError(f"config task.batch_size={batch_size}: the train split has only {len(ids)} tokens, "
+                              f"fewer than the batch's {rows} rows"
+                              + (f" ({batch_size} x {world_size} processes)" if world_size > 1 else "")
+                              + ": lower task.batch_size or train on more text")
         self.ids, self.eos_id, self.reverse = ids, eos_id, reverse
         self.row_starts = (np.arange(batch_size) + rank * batch_size)[:, None] * self.length
         self.left_out = len(ids) - rows * self.length

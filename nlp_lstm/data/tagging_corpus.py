@@ -52,6 +52,9 @@ def read_tagging_splits(data_cfg, data_dir: Path, log=print) -> Dict[str, List[S
             check_tags(sentence.tags, data_cfg.tag_scheme, where=f"{path}:{sentence.line}: ")
         splits[split] = sentences
     if "valid" not in splits:
+        if len(splits["train"]) < 2:
+            raise DataError(f"{paths['train']}: data.train file has {len(splits['train'])} sentence(s), too few to "
+                            "hold out a dev split: give data.valid")
         order = list(range(len(splits["train"])))
         random.Random(data_cfg.split_seed).shuffle(order)
         n_dev = max(1, int(len(order) * data_cfg.dev_fraction))

@@ -104,7 +104,8 @@ class CRF(nn.Module):
     @torch.no_grad()
     def nbest(self, emissions: Tensor, k: int) -> List[Tuple[List[int], float]]:
         """The k best allowed sequences of one sentence (emissions (T, N)) with their scores,
-        best first; fewer than k where the constraints allow fewer sequences.
+        best first; fewer than k where the constraints allow fewer sequences (and the single
+        best where they allow none).
 
         A forbidden transition costs NEG, far below any allowed path, so allowed paths fill
         the beam first and the forbidden ones that make up the numbers are dropped here."""
@@ -131,9 +132,11 @@ class CRF(nn.Module):
             for t in range(length - 1, 0, -1):
                 tag, rank = divmod(int(back[t - 1][tag, rank]), widths[t - 1])
                 seq.append(tag)
-            if self.allows(seq[::-1]):
-                out.append((seq[::-1], value))
-        return out
+            out.append((seq[::-1], value))
+        allowed = [(seq, value) for seq, value in out if self.allows(seq)]
+        # Where the constraints allow no sequence at all (a one-word sentence and a tag set
+        # that never had an S- tag), the best one is what Viterbi outputs too.
+        return allowed or out[:1]
 
     def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """P(tag at t | sentence), (B, T, N): the gradient of log Z with respect to the emissions."""

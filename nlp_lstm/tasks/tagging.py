@@ -29,11 +29,9 @@ log = logging.getLogger("nlp_lstm")
 
 def crf_constraints(tags: Sequence[str], scheme: str) -> Dict[str, torch.Tensor]:
     """Allowed transitions of the CRF from the tag scheme (no I-X after O in IOB2...)."""
-    n = len(tags)
     allowed = torch.tensor([[allowed_transition(a, b, scheme) for b in tags] for a in tags], dtype=torch.bool)
     start = torch.tensor([allowed_transition("START", t, scheme) for t in tags], dtype=torch.bool)
     end = torch.tensor([allowed_transition(t, "END", scheme) for t in tags], dtype=torch.bool)
-    assert allowed.shape == (n, n)
     return {"allowed": allowed, "allowed_start": start, "allowed_end": end}
 
 

@@ -69,3 +69,22 @@ def test_data_commands_name_an_unknown_corpus(tmp_path):
 
 def test_bench_with_a_bad_override_is_one_line():
     _assert_one_line_error(run_cli(["bench", "model.hidden_size=0", "--steps", "1"]), "model.hidden_size")
+
+
+def test_an_edited_or_mixed_up_package_is_one_line(trained_lm, tmp_path):
+    import json
+    import shutil
+
+    import torch
+
+    source = trained_lm["run_dir"] / "model"
+    no_configs, other_weights = tmp_path / "no_configs", tmp_path / "other_weights"
+    shutil.copytree(source, no_configs)
+    meta = json.loads((no_configs / "package.json").read_text())
+    del meta["configs"]
+    (no_configs / "package.json").write_text(json.dumps(meta))
+    shutil.copytree(source, other_weights)
+    weights = torch.load(other_weights / "weights.pt", weights_only=True)
+    torch.save({k: v[:1] if v.dim() else v for k, v in weights.items()}, other_weights / "weights.pt")
+    for model in (no_configs, other_weights):
+        _assert_one_line_error(run_cli(["generate", str(model)]), str(model), "do not describe one model")
