@@ -19,6 +19,7 @@ from nlp_lstm.api import resolve_device
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
 from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
+from nlp_lstm.training.checkpoint import mark_run_started
 from nlp_lstm.training.distributed import (SINGLE, DistInfo, broadcast_object, init_from_env, rank_device,
                                            shutdown)
 
@@ -102,9 +103,13 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     try:
         # Under torchrun every rank composes its own config; rank 0's run dir is the run's.
         run_dir = Path(broadcast_object(config.paths.output_dir, dist))
+        run_config = OmegaConf.to_container(cfg, resolve=True)
+        run_config["paths"]["output_dir"] = str(run_dir)
         if dist.is_main:
             check_writable_dir(run_dir, "run dir")
             check_writable_dir(config.paths.data_dir, "data dir (paths.data_dir)")
+            if not config.trainer.resume:
+                mark_run_started(run_dir, run_config)
         configure_torch(config)
         device = resolve_device(rank_device(config.trainer.device, dist))
         task = build_task(config, device, dist)
@@ -112,8 +117,6 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
             torch.manual_seed(config.seed + dist.rank)
         from nlp_lstm.training.trainer import Trainer
 
-        run_config = OmegaConf.to_container(cfg, resolve=True)
-        run_config["paths"]["output_dir"] = str(run_dir)
         trainer = Trainer(config, task, run_dir, device, run_config=run_config, dist=dist)
         return trainer.fit()
     finally:

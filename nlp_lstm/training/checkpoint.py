@@ -17,7 +17,7 @@ from typing import Any, Dict
 import torch
 
 from nlp_lstm.errors import NlpLstmError
-from nlp_lstm.fileio import atomic_open
+from nlp_lstm.fileio import atomic_open, atomic_write_json
 
 CHECKPOINT_FORMAT = 2  # 2: checksummed header
 
@@ -74,3 +74,28 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise NlpLstmError(f"{path}: checkpoint format {payload.get('format')!r}, this version reads {CHECKPOINT_FORMAT}")
     return payload
+
+
+# A run marks its run dir as soon as it starts, before any data is read: `trainer.resume=true`
+# then tells a run killed before its first checkpoint (start it again from the beginning)
+# from a dir that never held a run (refused: most likely a wrong hydra.run.dir).
+RUN_MARKER = Path("checkpoints") / "run.json"
+
+
+def mark_run_started(run_dir: Path, run_config: Dict[str, Any]) -> None:
+    atomic_write_json(Path(run_dir) / RUN_MARKER, {"config": run_config})
+
+
+def run_started(run_dir: Path) -> bool:
+    return (Path(run_dir) / RUN_MARKER).is_file()
+
+
+def read_run_marker(run_dir: Path) -> Dict[str, Any]:
+    """The config the run was started with."""
+    import json
+
+    path = Path(run_dir) / RUN_MARKER
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NlpLstmError(f"{path}: unreadable run marker ({type(exc).__name__}): delete the run dir to start afresh") from None

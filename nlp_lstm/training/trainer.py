@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import recover_directory
-from nlp_lstm.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nlp_lstm.training.checkpoint import (load_checkpoint, read_run_marker, rng_state, run_started,
+                                          save_checkpoint, set_rng_state)
 from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, gather_objects
 from nlp_lstm.training.monitor import Monitor
 from nlp_lstm.training.optim import build_optimizer, build_scheduler
@@ -96,6 +97,9 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),
             "averaged": self.averaged.state_dict() if self.averaged else None,
+            # The best weights so far, whole: the model package leaves out training-only
+            # parts, and a budget stop's final evaluation may overwrite the package.
+            "best_model": self.best_state,
             "trainer": self.state,
             "task": self.task.state_dict(),
             "config": self.run_config,
@@ -120,8 +124,12 @@ class Trainer:
         if payload["averaged"] is not None:
             self.averaged = AveragedModel(self.model)
             self.averaged.load_state_dict(payload["averaged"])
-        if (self.model_dir / "weights.pt").exists():  # the best model so far is its package
-            self.best_state = torch.load(self.model_dir / "weights.pt", map_location=self.device, weights_only=True)
+        self.best_state = payload.get("best_model")
+        if "best_model" not in payload and (self.model_dir / "weights.pt").exists():
+            # A checkpoint from before best_model was kept: the package holds the best weights,
+            # less the training-only parts, which only training reads (the current ones do).
+            package = torch.load(self.model_dir / "weights.pt", map_location=self.device, weights_only=True)
+            self.best_state = {**self.model.state_dict(), **package}
         self.state = {**self.state, **payload["trainer"]}  # keys added since keep their defaults
         self.state["stop_reason"] = None  # the budgets may have been raised for this resume
         task_state, rng = payload["task"], payload["rng"]
@@ -158,7 +166,12 @@ class Trainer:
     def fit(self) -> Dict[str, Any]:
         if self.dist.is_main:
             self._remove_stale_temporaries()
-        if self.tcfg.resume:
+        if self.tcfg.resume and not self.checkpoint_path.exists() and run_started(self.run_dir):
+            # Killed before its first checkpoint: a requeued job passes the same command.
+            self._check_same_run(read_run_marker(self.run_dir))
+            log.warning(f"{self.checkpoint_path}: no checkpoint yet (the run stopped before its first one): "
+                        "starting the run from the beginning")
+        elif self.tcfg.resume:
             self._restore()
         self.monitor = Monitor(self.run_dir, self.cfg.logger.tensorboard,
                                purge_step=self.state["step"] + 1 if self.tcfg.resume else None,
@@ -424,14 +437,38 @@ class Trainer:
             "train": self._train_summary(), "params": self._params, "history": s["history"],
         })
 
+    def _final_evaluation(self) -> None:
+        """Score the last weights when the run stopped between scheduled evaluations (a
+        max_steps or max_time budget), so they can still be the best. Off the schedule: it
+        steps no scheduler, starts no averaging and moves no early-stopping counter, and it
+        runs after the checkpoint is saved, so a run resumed with a larger budget continues
+        exactly as one that was never stopped."""
+        s = self.state
+        with self._evaluation_weights(), autocast_context(self.device, self.tcfg.precision):
+            metrics = self.task.evaluate("valid")
+            improved = (self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))
+                        and all(bool(torch.isfinite(p).all()) for p in self.model.parameters()))
+            if improved:
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.task.on_evaluation(self.monitor, s["step"])
+        self.monitor.scalars("valid", metrics, s["step"])
+        if improved:
+            s["best"], s["best_step"] = metrics, s["step"]
+        s["history"].append({"epoch": s["epoch"], "step": s["step"], "wall_time_s": round(s["wall_time"], 2),
+                             "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics, "final": True})
+        log.info(f"end of training (step {s['step']}) valid: {self.task.describe(metrics)}"
+                 + ("  (best)" if improved else ""))
+
     def _finish(self) -> Dict[str, Any]:
         s = self.state
-        if s["step"] > s["last_eval_step"]:
-            self._evaluate()
         self.save_checkpoint()
+        if s["step"] > s["last_eval_step"]:
+            self._final_evaluation()
         if self.best_state is None:
             raise NlpLstmError("no finite validation result: no model was saved (check the learning rate)")
         self.model.load_state_dict(self.best_state)
+        if self.dist.is_main:  # the package holds the run's best, whichever evaluation chose it
+            self.task.export(self.model_dir)
         best_valid = s["best"]  # scored on exactly these weights when they became the best
         with autocast_context(self.device, self.tcfg.precision):
             test = self.task.evaluate("test") if self.task.has_split("test") else None
