@@ -71,8 +71,19 @@ def configure_torch(cfg: Config) -> None:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.trainer.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+        make_deterministic()
+
+
+def make_deterministic() -> None:
+    """trainer.deterministic: the same run twice gives the same weights. On CPU every op
+    this project calls is bitwise repeatable. On CUDA: cuBLAS with a fixed workspace (read
+    when its first handle is made, so set here, before any CUDA work), cuDNN's
+    deterministic algorithms, and PyTorch's deterministic implementations of scatter/
+    index/embedding backward; an op with none warns once instead of failing the run."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def build_task(cfg: Config, device: torch.device, dist: DistInfo = SINGLE):

@@ -46,3 +46,35 @@ def test_fused_cross_entropy_on_cuda_matches_textbook():
     assert torch.allclose(got, expected, rtol=1e-4)
     for a, b in zip(torch.autograd.grad(got, (features, weight)), torch.autograd.grad(expected, (features, weight))):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16),
+                                              ("fp32", torch.float32)])
+def test_cudnn_rnn_runs_in_the_configured_precision(precision, dtype):
+    """trainer.precision=bf16 means bf16 in cuDNN too (autocast's RNN wrapper once cast to
+    fp16 whatever the autocast dtype): input, weights and states, and the returned state."""
+    from test_gpu_path_on_cpu import _RecordDtypes
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    for cell in ("lstm", "gru"):
+        layer = RNNLayer(cell, 16, 32).cuda()
+        x, state = torch.randn(4, 9, 16, device="cuda"), layer.initial_state(4, "cuda")
+        recorder = _RecordDtypes()
+        context = (torch.autocast("cuda", dtype=dtype) if precision != "fp32"
+                   else torch.autocast("cuda", enabled=False))
+        with context, recorder:
+            out, new_state = layer(x, state)
+        assert recorder.calls and all(dtypes == {dtype} for _, dtypes in recorder.calls), recorder.calls
+        assert out.dtype == dtype and all(s.dtype == dtype for s in new_state)
+
+
+def test_deterministic_training_on_cuda_repeats_bitwise(tmp_path, text_corpus):
+    from nlp_lstm.training.checkpoint import load_checkpoint
+
+    common = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.device=cuda", "trainer.max_steps=15",
+                                                               "trainer.deterministic=true"]
+    for name in ("a", "b"):
+        run_train(tmp_path / name, common, tmp_path / "data")
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

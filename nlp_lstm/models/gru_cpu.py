@@ -16,7 +16,7 @@ window); the state and the gate arithmetic stay in fp32. Exact against torch.gru
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -88,9 +88,11 @@ class _GRUWindow(torch.autograd.Function):
                 d_gh_flat.sum(0).to(b_hh_dtype), None)
 
 
-def gru_window(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tuple[Tensor, Tensor]:
-    """x (B, T, D), h0 (B, H) -> outputs (B, T, H), last state (B, H)."""
-    mm_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+def gru_window(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
+               mm_dtype: Optional[torch.dtype] = None) -> Tuple[Tensor, Tensor]:
+    """x (B, T, D), h0 (B, H) -> outputs (B, T, H) in `mm_dtype` (default: x's), last state
+    (B, H) in h0's dtype; matrix products in `mm_dtype`, gates and state in fp32."""
+    mm_dtype = mm_dtype or x.dtype
     with torch.autocast("cpu", enabled=False):
         out, h = _GRUWindow.apply(x, h0, w_ih, w_hh, b_ih, b_hh, mm_dtype)
     if mm_dtype != x.dtype:

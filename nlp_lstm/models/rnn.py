@@ -28,6 +28,13 @@ State = List[LayerState]
 _GATES = {"lstm": 4, "gru": 3}
 
 
+def rnn_dtype(x: Tensor) -> torch.dtype:
+    """The dtype an RNN kernel runs in: autocast's where it is on, else the input's."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
 class RNNLayer(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, weight_drop: float = 0.0) -> None:
         super().__init__()
@@ -51,20 +58,30 @@ class RNNLayer(nn.Module):
         return (zeros(), zeros()) if self.cell == "lstm" else (zeros(),)
 
     def forward(self, x: Tensor, state: LayerState) -> Tuple[Tensor, LayerState]:
-        """x: (batch, time, input) -> (batch, time, hidden), new state."""
+        """x: (batch, time, input) -> (batch, time, hidden), new state.
+
+        The precision is decided here, not by autocast's RNN wrappers (which on CUDA have
+        cast cuDNN RNNs to fp16 whatever the autocast dtype): the kernel gets its input,
+        weights and states in `rnn_dtype` (bf16 under trainer.precision=bf16, fp16 under
+        fp16, else the input's dtype) with autocast off, and returns them in that dtype.
+        The CPU GRU kernel runs its products in that dtype and keeps its state in fp32.
+        """
+        dtype = rnn_dtype(x)
         w_hh = self.weight_hh
         if self.training and self.weight_drop > 0:
             w_hh = F.dropout(w_hh, self.weight_drop, True)
         params = [self.weight_ih, w_hh, self.bias_ih, self.bias_hh]
-        state = tuple(s.to(x.dtype) for s in state)
-        if self.cell == "lstm":
-            out, h, c = torch.lstm(x, state, params, True, 1, 0.0, self.training, False, True)
-            return out, (h, c)
-        if x.device.type == "cpu" and x.size(1) > 0:
-            out, h = gru_window(x, state[0][0], *params)  # CPU has no fused GRU kernel
-            return out, (h.unsqueeze(0),)
-        out, h = torch.gru(x, state[0], params, True, 1, 0.0, self.training, False, True)
-        return out, (h,)
+        with torch.autocast(x.device.type, enabled=False):
+            if self.cell == "gru" and x.device.type == "cpu" and x.size(1) > 0:
+                out, h = gru_window(x, state[0][0], *params, mm_dtype=dtype)  # CPU has no fused GRU kernel
+                return out, (h.unsqueeze(0),)
+            x, params = x.to(dtype), [p.to(dtype) for p in params]
+            state = tuple(s.to(dtype) for s in state)
+            if self.cell == "lstm":
+                out, h, c = torch.lstm(x, state, params, True, 1, 0.0, self.training, False, True)
+                return out, (h, c)
+            out, h = torch.gru(x, state[0], params, True, 1, 0.0, self.training, False, True)
+            return out, (h,)
 
     def extra_repr(self) -> str:
         return f"{self.cell}, {self.input_size}, {self.hidden_size}, weight_drop={self.weight_drop}"

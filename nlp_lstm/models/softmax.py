@@ -20,9 +20,19 @@ from torch import Tensor, nn
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
 
-ROW_CHUNK = 128  # rows of logits per chunk: 128 x 33k fp32 is 17 MB, within a server's L3
-EVAL_ROW_CHUNK = 1024  # without a gradient to write, larger products are faster
+ROW_CHUNK = 128  # CPU: rows of logits per chunk: 128 x 33k fp32 is 17 MB, within a server's L3
+EVAL_ROW_CHUNK = 1024  # CPU: without a gradient to write, larger products are faster
 VOCAB_CHUNK = 4096  # rows of the weight gradient computed (and cast to fp32) at a time
+# GPU: a 128-row chunk leaves the card idle between small kernel launches; what bounds a
+# chunk there is memory, so it takes as many rows as fit this many bytes of fp32 logits.
+ACCELERATOR_CHUNK_BYTES = 256 * 2**20
+
+
+def row_chunk(device_type: str, vocab_size: int, training: bool) -> int:
+    """Rows of logits computed at a time: cache-sized on a CPU, memory-sized elsewhere."""
+    if device_type == "cpu":
+        return ROW_CHUNK if training else EVAL_ROW_CHUNK
+    return max(ROW_CHUNK, ACCELERATOR_CHUNK_BYTES // (4 * max(1, vocab_size)))
 
 
 def _compute_dtype(tensor: Tensor) -> torch.dtype:
@@ -46,8 +56,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         safe = targets.clamp(min=0)[:, None]
         grad_logits = torch.empty(x.size(0), w.size(0), dtype=dtype, device=x.device)
         nll = torch.zeros((), dtype=torch.float32, device=x.device)
-        for i in range(0, x.size(0), ROW_CHUNK):
-            rows = slice(i, i + ROW_CHUNK)
+        chunk = row_chunk(x.device.type, w.size(0), training=True)
+        for i in range(0, x.size(0), chunk):
+            rows = slice(i, i + chunk)
             log_probs = torch.log_softmax(torch.addmm(b, x[rows], w.t()), dim=1, dtype=torch.float32)
             nll -= (log_probs.gather(1, safe[rows]).squeeze(1) * valid[rows]).sum()
             probs = log_probs.exp_()
@@ -83,10 +94,10 @@ def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, targets
     if not needs_grad:  # evaluation: chunked log-softmax, no gradient buffer
         x, w, b = features.to(dtype), weight.to(dtype), bias.to(dtype)
         total = torch.zeros((), dtype=torch.float32, device=features.device)
-        for i in range(0, x.size(0), EVAL_ROW_CHUNK):
-            logits = torch.addmm(b, x[i:i + EVAL_ROW_CHUNK], w.t()).float()
-            total += F.cross_entropy(logits, targets[i:i + EVAL_ROW_CHUNK], ignore_index=IGNORE_INDEX,
-                                     reduction="sum")
+        chunk = row_chunk(x.device.type, w.size(0), training=False)
+        for i in range(0, x.size(0), chunk):
+            logits = torch.addmm(b, x[i:i + chunk], w.t()).float()
+            total += F.cross_entropy(logits, targets[i:i + chunk], ignore_index=IGNORE_INDEX, reduction="sum")
         return total
     with torch.autocast(features.device.type, enabled=False):
         return _LinearCrossEntropy.apply(features, weight, bias, targets, dtype)

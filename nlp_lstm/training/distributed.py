@@ -52,10 +52,10 @@ def init_from_env(device_setting: str) -> DistInfo:
     if device_setting.startswith("cuda:"):
         raise ConfigError(f"config trainer.device={device_setting!r}: under torchrun each rank takes "
                           "cuda:LOCAL_RANK; use trainer.device=cuda")
+    if use_cuda:  # first: NCCL binds its communicator to the current device
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
     return DistInfo(rank, world, local_rank)
 
 
