@@ -134,3 +134,40 @@ def test_partition_stays_exact_and_finite_with_huge_score_gaps():
     assert torch.isfinite(emissions.grad).all()
     # The gradient of log Z with respect to the emissions is the marginals: they sum to one.
     torch.testing.assert_close(emissions.grad.sum(2), mask.float(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_log_partition_gradients_equal_autograd_through_brute_force(constrained):
+    """The hand-written backward (backward algorithm + marginals) against autograd through
+    the enumerated log-sum-exp of every path, for every parameter, with padding."""
+    crf = make_crf(constrained=constrained, seed=4)
+    lengths = [4, 1, 3]
+    emissions = torch.randn(3, 4, 3, requires_grad=True)
+    mask = torch.arange(4).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    upstream = torch.tensor([0.7, -1.3, 2.0])
+    params = [emissions, crf.transitions, crf.start, crf.end]
+    ours = torch.autograd.grad((crf.log_partition(emissions, mask) * upstream).sum(), params)
+    trans, start, end = crf._params()
+    reference = 0
+    for b, n in enumerate(lengths):
+        scores = []
+        for seq in itertools.product(range(3), repeat=n):
+            s = start[seq[0]] + emissions[b, 0, seq[0]] + end[seq[-1]]
+            for t in range(1, n):
+                s = s + trans[seq[t - 1], seq[t]] + emissions[b, t, seq[t]]
+            scores.append(s)
+        reference = reference + upstream[b] * torch.logsumexp(torch.stack(scores), 0)
+    expected = torch.autograd.grad(reference, params)
+    for name, a, e in zip(("emissions", "transitions", "start", "end"), ours, expected):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_log_partition_passes_gradcheck_in_float64():
+    crf = make_crf(seed=5).double()
+    emissions = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    mask = torch.arange(5).unsqueeze(0) < torch.tensor([5, 2]).unsqueeze(1)
+    from nlp_lstm.models.crf import _LogPartition
+
+    trans, start, end = crf._params()
+    assert torch.autograd.gradcheck(lambda e, tr, st, en: _LogPartition.apply(e, tr, st, en, mask),
+                                    (emissions, trans, start, end))

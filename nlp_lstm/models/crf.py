@@ -15,6 +15,88 @@ from torch import Tensor, nn
 NEG = -1e4
 
 
+def _forward_algorithm(emissions: Tensor, trans: Tensor, start: Tensor, mask: Tensor) -> Tensor:
+    """alpha (T, B, N) in float64: log-sum of the scores of every path ending at (t, tag).
+
+    Each step is one (B, N) x (N, N) matrix product of exp(alpha - max) with
+    exp(transitions) rather than a logsumexp over a (B, N, N) tensor (N times fewer
+    exponentials); float64 and the per-step shifts keep it exact where fp32 would
+    underflow (300-nat gaps, tested), and a clamp keeps log() finite for a tag no path can
+    reach. Past a sentence's end alpha stays at its last value.
+    """
+    shift = trans.max(dim=0).values  # per target tag
+    exp_trans = torch.exp(trans - shift)
+    alphas = emissions.new_empty(emissions.size(1), *emissions.shape[::2])
+    alpha = start + emissions[:, 0]
+    alphas[0] = alpha
+    for t in range(1, emissions.size(1)):
+        top = alpha.max(dim=1, keepdim=True).values
+        reach = torch.exp(alpha - top) @ exp_trans
+        step = torch.log(reach.clamp_min(1e-300)) + top + shift + emissions[:, t]
+        alpha = torch.where(mask[:, t, None], step, alpha)
+        alphas[t] = alpha
+    return alphas
+
+
+def _backward_algorithm(emissions: Tensor, trans: Tensor, end: Tensor, mask: Tensor) -> Tensor:
+    """beta (T, B, N) in float64: log-sum of the scores of every continuation from (t, tag)
+    to the sentence's end (`end` at its last word and past it)."""
+    shift = trans.max(dim=1, keepdim=True).values  # per source tag
+    exp_trans_t = torch.exp(trans - shift).t()
+    shift = shift.squeeze(1)
+    length = emissions.size(1)
+    betas = emissions.new_empty(length, *emissions.shape[::2])
+    beta = end.expand(emissions.size(0), -1)
+    betas[length - 1] = beta
+    for t in range(length - 2, -1, -1):
+        ahead = emissions[:, t + 1] + beta
+        top = ahead.max(dim=1, keepdim=True).values
+        reach = torch.exp(ahead - top) @ exp_trans_t
+        step = torch.log(reach.clamp_min(1e-300)) + top + shift
+        beta = torch.where(mask[:, t + 1, None], step, end)
+        betas[t] = beta
+    return betas
+
+
+class _LogPartition(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, emissions: Tensor, trans: Tensor, start: Tensor, end: Tensor, mask: Tensor) -> Tensor:
+        e, tr, st, en = emissions.double(), trans.double(), start.double(), end.double()
+        alphas = _forward_algorithm(e, tr, st, mask)
+        last = (mask.sum(1) - 1).view(1, -1, 1).expand(1, -1, alphas.size(2))
+        log_z = torch.logsumexp(alphas.gather(0, last).squeeze(0) + en, dim=1)
+        ctx.save_for_backward(e, tr, en, mask, alphas, log_z)
+        ctx.dtypes = (emissions.dtype, trans.dtype, start.dtype, end.dtype)
+        return log_z.to(emissions.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_log_z: Tensor):
+        e, tr, en, mask, alphas, log_z = ctx.saved_tensors
+        betas = _backward_algorithm(e, tr, en, mask)
+        weight = grad_log_z.double().unsqueeze(1) * mask  # (B, T): upstream gradient at real words
+        alphas, betas = alphas.transpose(0, 1), betas.transpose(0, 1)  # (B, T, N)
+        # P(tag at t) = exp(alpha + beta - log Z): d log Z / d emission
+        real = mask.unsqueeze(2)  # where(), not a product: no inf * 0 from padding
+        marginals = torch.where(real, torch.exp(alphas + betas - log_z.view(-1, 1, 1)), 0.0) * weight.unsqueeze(2)
+        grad_start = marginals[:, 0].sum(0)
+        last = (mask.sum(1) - 1).view(-1, 1, 1).expand(-1, 1, marginals.size(2))
+        grad_end = marginals.gather(1, last).squeeze(1).sum(0)
+        # P(tag i at t-1, tag j at t) summed over every (b, t >= 1): one product over all positions
+        before = alphas[:, :-1]
+        after = e[:, 1:] + betas[:, 1:]
+        top_before = before.max(dim=2, keepdim=True).values
+        top_after = after.max(dim=2, keepdim=True).values
+        scale = torch.where(real[:, 1:], torch.exp(top_before + top_after - log_z.view(-1, 1, 1)), 0.0)
+        scale = scale * weight[:, 1:].unsqueeze(2)
+        n = tr.size(0)
+        left = (torch.exp(before - top_before) * scale).reshape(-1, n)
+        right = torch.exp(after - top_after).reshape(-1, n)
+        grad_trans = (left.t() @ right) * torch.exp(tr)
+        emissions_dtype, trans_dtype, start_dtype, end_dtype = ctx.dtypes
+        return (marginals.to(emissions_dtype), grad_trans.to(trans_dtype), grad_start.to(start_dtype),
+                grad_end.to(end_dtype), None)
+
+
 class CRF(nn.Module):
     def __init__(self, num_tags: int, allowed: Optional[Tensor] = None,
                  allowed_start: Optional[Tensor] = None, allowed_end: Optional[Tensor] = None) -> None:
@@ -35,26 +117,15 @@ class CRF(nn.Module):
 
     # --------------------------------------------------------------- training
     def log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """log Z per sentence. emissions (B, T, N) fp32, mask (B, T) bool with mask[:, 0] true.
+        """log Z per sentence. emissions (B, T, N), mask (B, T) bool with mask[:, 0] true.
 
-        The forward algorithm in probability space: each step is one (B, N) x (N, N) matrix
-        product of exp(alpha - max) with exp(transitions), rather than a logsumexp over a
-        (B, N, N) tensor (N times fewer exponentials). float64 and the per-step max shift
-        keep it exact where fp32 would underflow; a clamp keeps log() finite for a tag no
-        path can reach.
+        One autograd node (`_LogPartition`): the forward algorithm, and a backward pass that
+        runs the backward algorithm once and gets every gradient from the marginals, the
+        transitions' in one matrix product over all positions, instead of differentiating
+        each of the forward loop's small steps.
         """
         trans, start, end = self._params()
-        shift = trans.max(dim=0).values  # per target tag
-        exp_trans = torch.exp(trans - shift).double()
-        shift = shift.double()
-        emissions = emissions.double()
-        alpha = start.double() + emissions[:, 0]
-        for t in range(1, emissions.size(1)):
-            top = alpha.max(dim=1, keepdim=True).values
-            reach = torch.exp(alpha - top) @ exp_trans
-            step = torch.log(reach.clamp_min(1e-300)) + top + shift + emissions[:, t]
-            alpha = torch.where(mask[:, t, None], step, alpha)
-        return torch.logsumexp(alpha + end.double(), dim=1).float()
+        return _LogPartition.apply(emissions.float(), trans, start, end, mask)
 
     def sequence_score(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
         trans, start, end = self._params()
@@ -74,26 +145,34 @@ class CRF(nn.Module):
     # --------------------------------------------------------------- decoding
     @torch.no_grad()
     def viterbi(self, emissions: Tensor, mask: Tensor) -> List[List[int]]:
+        """The best tag sequence of each sentence.
+
+        Scores are kept tags-first, (N, B): each step's max over the previous tag is then a
+        reduction over the outer dimension, vectorised across the batch, and no (B, N, N)
+        argmax is taken. Backpointers are not stored: backtracking re-derives each step's
+        argmax for the one chosen tag from the stored scores, (N, B) work per step.
+        """
         trans, start, end = self._params()
-        emissions = emissions.float()
-        batch, length, _ = emissions.shape
-        score = start + emissions[:, 0]
-        pointers = []
+        scores = emissions.float().transpose(0, 1).transpose(1, 2)  # (T, N, B)
+        length = scores.size(0)
+        keep = mask.t().unsqueeze(1)  # (T, 1, B)
+        trans_in = trans.unsqueeze(2)  # [from, to, 1]
+        history = scores.new_empty(scores.shape)
+        score = start.unsqueeze(1) + scores[0]
+        history[0] = score
         for t in range(1, length):
-            best, arg = (score.unsqueeze(2) + trans.unsqueeze(0)).max(dim=1)
-            step = best + emissions[:, t]
-            keep = mask[:, t, None]
-            score = torch.where(keep, step, score)
-            # past a sentence's end the pointer is the identity, so backtracking passes through
-            identity = torch.arange(self.num_tags, device=emissions.device).expand(batch, -1)
-            pointers.append(torch.where(keep, arg, identity))
-        best_last = (score + end).argmax(dim=1)
-        path = [best_last]
-        for arg in reversed(pointers):
-            path.append(arg.gather(1, path[-1].unsqueeze(1)).squeeze(1))
-        tags = torch.stack(path[::-1], dim=1).cpu()
-        lengths = mask.sum(1).tolist()
-        return [tags[b, :n].tolist() for b, n in enumerate(lengths)]
+            step = (score.unsqueeze(1) + trans_in).amax(dim=0) + scores[t]
+            score = torch.where(keep[t], step, score)  # past a sentence's end its score stays
+            history[t] = score
+        lengths = mask.sum(1)
+        current = (score + end.unsqueeze(1)).argmax(dim=0)  # each sentence's last tag
+        path = [current]
+        for t in range(length - 2, -1, -1):
+            previous = (history[t] + trans.index_select(1, current)).argmax(dim=0)
+            current = torch.where(t < lengths - 1, previous, current)  # not yet inside the sentence
+            path.append(current)
+        tags = torch.stack(path[::-1], dim=1).cpu()  # one copy to the host
+        return [tags[b, :n].tolist() for b, n in enumerate(lengths.tolist())]
 
     def allows(self, seq: List[int]) -> bool:
         """Whether a tag sequence uses only allowed starts, transitions and ends."""
@@ -125,12 +204,19 @@ class CRF(nn.Module):
             widths.append(top)
         final = (scores + end.unsqueeze(1)).reshape(-1)
         best, idx = final.topk(min(k, final.numel()))
+        # Backpointers to the host in one copy, not one sync per (k, t): pointers[t][tag][rank].
+        flat_pointers = torch.cat([b.reshape(-1) for b in back]).tolist() if back else []
+        pointers, offset = [], 0
+        for b in back:
+            rows, width = b.shape
+            pointers.append([flat_pointers[offset + r * width: offset + (r + 1) * width] for r in range(rows)])
+            offset += rows * width
         out = []
         for value, flat in zip(best.tolist(), idx.tolist()):
             tag, rank = divmod(flat, widths[-1])
             seq = [tag]
             for t in range(length - 1, 0, -1):
-                tag, rank = divmod(int(back[t - 1][tag, rank]), widths[t - 1])
+                tag, rank = divmod(pointers[t - 1][tag][rank], widths[t - 1])
                 seq.append(tag)
             out.append((seq[::-1], value))
         allowed = [(seq, value) for seq, value in out if self.allows(seq)]
