@@ -97,3 +97,60 @@ def test_deterministic_setting_configures_cublas_cudnn_and_torch():
     env = {k: v for k, v in __import__("os").environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == [":4096:8", "True", "True", "False"]
+
+
+class _RecordHostSyncs(TorchDispatchMode):
+    """Ops that make a GPU wait for the host: reading a value (.item(), bool(), float()) and
+    boolean-mask indexing (its output size depends on the data)."""
+
+    def __init__(self):
+        super().__init__()
+        self.syncs = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        bool_index = name in ("index", "index_put", "index_put_") and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else []) or [])
+        if name in ("_local_scalar_dense", "nonzero", "masked_select") or bool_index:
+            self.syncs.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def _trainer(tmp_path, overrides):
+    from nlp_lstm.train_entry import build_task, compose_config
+    from nlp_lstm.training.trainer import Trainer
+
+    config = compose_config(overrides + ["trainer.nonfinite=off", "trainer.progress_bar=false"], tmp_path / "run")
+    task = build_task(config, torch.device("cpu"))
+    task.start_epoch(0)
+    return Trainer(config, task, tmp_path / "run", torch.device("cpu")), task
+
+
+@pytest.mark.parametrize("head", ["crf", "softmax"])
+def test_a_tagger_training_step_never_waits_for_the_host(tmp_path, head):
+    """With trainer.nonfinite=off (the per-step check is the one read left by design), the
+    tagger's step (char CNN, CRF or softmax head, auxiliary LM cost) reads nothing back."""
+    from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+
+    corpus = tagging_corpus(tmp_path / "corpus")
+    trainer, task = _trainer(tmp_path, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + [
+        f"model.head={head}", "model.lm_loss_weight=0.1", f"paths.data_dir={tmp_path / 'data'}"])
+    trainer.train_step(task.next_batch())  # warm up (lazy state)
+    batch = task.next_batch()  # made on the host, as a data loader would
+    recorder = _RecordHostSyncs()
+    with recorder:
+        trainer.train_step(batch)
+    assert recorder.syncs == []
+
+
+def test_a_language_model_training_step_never_waits_for_the_host(tmp_path):
+    from conftest import TINY_MODEL, make_lines, text_data_overrides, write_lines
+
+    corpus = {s: write_lines(tmp_path / f"{s}.txt", make_lines(200, i)) for i, s in enumerate(("train", "valid", "test"))}
+    trainer, task = _trainer(tmp_path, text_data_overrides(corpus) + TINY_MODEL + [f"paths.data_dir={tmp_path / 'data'}"])
+    trainer.train_step(task.next_batch())
+    batch = task.next_batch()
+    recorder = _RecordHostSyncs()
+    with recorder:
+        trainer.train_step(batch)
+    assert recorder.syncs == []

@@ -148,6 +148,15 @@ class TaggingBatch:
     lengths: Tensor  # (B,)
     has_gold: Tensor  # (B,) bool: every gold tag is known
     lm_ids: Optional[Tensor] = None  # (B, T) ids for the feature LM
+    # Flat positions (in B * T) of the real words, in `chars` order: made on the host by
+    # collate, so placing per-word features needs no boolean indexing (a device sync).
+    word_positions: Optional[Tensor] = None
+    token_count: Optional[int] = None  # real words, counted by collate on the host
+
+    def real_word_positions(self) -> Tensor:
+        if self.word_positions is not None:
+            return self.word_positions
+        return self.mask.reshape(-1).nonzero().squeeze(1)
 
     def to(self, device, non_blocking: bool = True) -> "TaggingBatch":
         # To a GPU from pinned memory, so the copies overlap with compute.
@@ -156,11 +165,13 @@ class TaggingBatch:
         return TaggingBatch(move(self.words), move(self.chars), move(self.char_lengths),
                             {n: move(t) for n, t in self.features.items()}, move(self.tags), move(self.mask),
                             move(self.lengths), move(self.has_gold),
-                            move(self.lm_ids) if self.lm_ids is not None else None)
+                            move(self.lm_ids) if self.lm_ids is not None else None,
+                            move(self.word_positions) if self.word_positions is not None else None,
+                            self.token_count)
 
     @property
     def num_tokens(self) -> int:
-        return int(self.lengths.sum())
+        return self.token_count if self.token_count is not None else int(self.lengths.sum())
 
 
 def _padded(rows: Sequence[Sequence[int]], width: int) -> Tensor:
@@ -181,7 +192,8 @@ def collate(items: Sequence[EncodedSentence]) -> TaggingBatch:
     mask = torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1)
     has_gold = torch.tensor([s.tags is not None for s in items])
     lm_ids = _padded([s.lm_ids for s in items], longest) if items and items[0].lm_ids is not None else None
-    return TaggingBatch(words, chars, char_lengths, features, tags, mask, lengths, has_gold, lm_ids)
+    return TaggingBatch(words, chars, char_lengths, features, tags, mask, lengths, has_gold, lm_ids,
+                        mask.reshape(-1).nonzero().squeeze(1), sum(len(s.words) for s in items))
 
 
 def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, rng: Optional[random.Random] = None

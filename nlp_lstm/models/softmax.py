@@ -122,8 +122,7 @@ class AdaptiveSoftmax(nn.Module):
     def nll(self, features: Tensor, targets: Tensor) -> Tensor:
         flat, targets = features.reshape(-1, features.size(-1)), targets.reshape(-1)
         keep = targets != IGNORE_INDEX
-        if not bool(keep.all()):
-            flat, targets = flat[keep], targets[keep]
-        if targets.numel() == 0:
-            return flat.sum().float() * 0.0
-        return -self.adaptive(flat, targets).output.float().sum()
+        # Ignored rows are scored as id 0 and weighted out: no data-dependent branch on the
+        # host. (The module itself still selects each cluster's rows with nonzero().)
+        output = self.adaptive(flat, targets.clamp(min=0)).output.float()
+        return -(output * keep).sum()

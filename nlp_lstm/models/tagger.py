@@ -15,6 +15,7 @@ from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
 
 UNK_INDEX = 1  # <unk> in the word vocabulary (0 is padding)
 TRAINING_ONLY_PREFIX = "neighbour_words."  # state_dict keys a model package leaves out
+IGNORE = -100  # a target that is not scored (padding)
 
 
 class NeighbourWordObjective(nn.Module):
@@ -47,9 +48,11 @@ class NeighbourWordObjective(nn.Module):
         preceding = torch.cat([boundary, words[:, :-1]], dim=1)
 
         def nll(head: nn.Module, x: Tensor, targets: Tensor) -> Tensor:
-            targets = targets[mask]
-            targets = targets.masked_fill(targets >= self.num_classes, UNK_INDEX)
-            return F.cross_entropy(head(x[mask]).float(), targets, reduction="sum")
+            # Padding is ignored through the targets, not boolean indexing (a device sync).
+            targets = targets.masked_fill(targets >= self.num_classes, UNK_INDEX).masked_fill(~mask, IGNORE)
+            logits = head(x).float()
+            return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE,
+                                   reduction="sum")
 
         return (nll(self.next_word, states[..., :half], following)
                 + nll(self.previous_word, states[..., half:], preceding))
@@ -127,9 +130,9 @@ class SequenceTagger(nn.Module):
         parts = [embedding_dropout(self.word_embedding, words, self.cfg.dropout_embedding, self.training)]
         if self.char_encoder is not None:
             per_word = self.char_encoder(batch.chars, batch.char_lengths)  # (W, c) for the real words
-            grid = per_word.new_zeros(*words.shape, per_word.size(1))
-            grid[batch.mask] = per_word  # row-major order matches collate's
-            parts.append(grid)
+            grid = per_word.new_zeros(words.numel(), per_word.size(1))
+            grid = grid.index_copy(0, batch.real_word_positions(), per_word)  # row-major, as collate's
+            parts.append(grid.view(*words.shape, -1))
         for name, embedding in self.feature_embeddings.items():
             parts.append(embedding(batch.features[name]))
         if self.lm is not None:
@@ -169,7 +172,9 @@ class SequenceTagger(nn.Module):
         """Summed negative log-likelihood over the batch's sentences."""
         if self.crf is not None:
             return self.crf.nll(emissions, batch.tags, batch.mask)
-        return F.cross_entropy(emissions.float()[batch.mask], batch.tags[batch.mask], reduction="sum")
+        targets = batch.tags.masked_fill(~batch.mask, IGNORE)
+        return F.cross_entropy(emissions.float().reshape(-1, emissions.size(-1)), targets.reshape(-1),
+                               ignore_index=IGNORE, reduction="sum")
 
     @torch.no_grad()
     def decode(self, emissions: Tensor, batch) -> List[List[int]]:

@@ -106,20 +106,23 @@ def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: T
     model.eval()
     itos = vocabs.tags.get_itos()
     predictions: List[Optional[List[str]]] = [None] * len(encoded)
-    loss, scored = 0.0, 0
+    loss, scored = torch.zeros((), dtype=torch.float64, device=device), 0
     for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False):
-        batch = collate([encoded[i] for i in indices]).to(device)
+        host = collate([encoded[i] for i in indices])
+        batch = host.to(device)
         emissions = model(batch)
         for i, tags in zip(indices, model.decode(emissions, batch)):
             predictions[i] = [itos[t] for t in tags]
-        if batch.has_gold.any():
-            keep = batch.has_gold
-            sub = type(batch)(batch.words[keep], batch.chars, batch.char_lengths, {}, batch.tags[keep],
-                              batch.mask[keep], batch.lengths[keep], keep[keep])
-            loss += float(model.loss(emissions[keep], sub))
-            scored += int(keep.sum())
+        gold_rows = host.has_gold.nonzero().squeeze(1)  # chosen on the host: no device sync
+        if len(gold_rows):
+            rows = gold_rows.to(device)
+            pick = lambda t: t.index_select(0, rows)  # noqa: E731
+            sub = type(batch)(pick(batch.words), batch.chars, batch.char_lengths, {}, pick(batch.tags),
+                              pick(batch.mask), pick(batch.lengths), pick(batch.has_gold))
+            loss += model.loss(pick(emissions), sub).double()
+            scored += len(gold_rows)
     model.train(was_training)
-    return predictions, loss, scored
+    return predictions, float(loss), scored  # the summed loss is read once, at the end
 
 
 def write_conll_predictions(path: Path, sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> None:
