@@ -10,6 +10,7 @@ meaningful on a noisy shared machine even when the absolute numbers are not.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import tempfile
@@ -102,21 +103,57 @@ class TextbookLM(nn.Module):
 
 
 class TextbookTagger(nn.Module):
-    """Word embedding -> packed bidirectional nn.LSTM/GRU -> linear -> softmax."""
+    """The same parts as ours, written the textbook way: word embedding (+ a character CNN,
+    + embeddings of extra input columns, where ours has them) -> packed bidirectional
+    nn.LSTM/GRU -> linear -> a CRF from the pytorch-crf package (or a softmax)."""
 
-    def __init__(self, cell: str, words: int, emb: int, hidden: int, layers: int, dropout: float, tags: int) -> None:
+    def __init__(self, cell: str, words: int, emb: int, hidden: int, layers: int, dropout: float, tags: int,
+                 chars: int = 0, char_emb: int = 0, char_filters: int = 0, features: Dict[str, int] | None = None,
+                 feature_emb: int = 0, crf: bool = False) -> None:
         super().__init__()
         self.embedding = nn.Embedding(words, emb, padding_idx=0)
-        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(emb, hidden, layers, batch_first=True, bidirectional=True,
+        size = emb
+        self.char_embedding = nn.Embedding(chars, char_emb, padding_idx=0) if char_filters else None
+        self.char_conv = nn.Conv1d(char_emb, char_filters, 3, padding=1) if char_filters else None
+        size += char_filters
+        self.features = nn.ModuleDict({n: nn.Embedding(k, feature_emb, padding_idx=0)
+                                       for n, k in sorted((features or {}).items())})
+        size += feature_emb * len(self.features)
+        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(size, hidden, layers, batch_first=True, bidirectional=True,
                                                            dropout=dropout if layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(2 * hidden, tags)
+        self.crf = None
+        if crf:
+            from torchcrf import CRF  # pytorch-crf: what a tutorial reaches for
 
-    def forward(self, words, lengths):
-        packed = pack_padded_sequence(self.drop(self.embedding(words)), lengths.cpu(), batch_first=True,
+            self.crf = CRF(tags, batch_first=True)
+
+    def forward(self, batch):
+        parts = [self.embedding(batch.words)]
+        if self.char_conv is not None:
+            h = self.char_conv(self.char_embedding(batch.chars).transpose(1, 2))  # (W, filters, C)
+            pad = torch.arange(batch.chars.size(1), device=h.device)[None] >= batch.char_lengths[:, None]
+            per_word = h.masked_fill(pad[:, None], float("-inf")).max(dim=2).values
+            grid = per_word.new_zeros(*batch.words.shape, per_word.size(1))
+            grid[batch.mask] = per_word
+            parts.append(grid)
+        parts += [embedding(batch.features[name]) for name, embedding in self.features.items()]
+        packed = pack_padded_sequence(self.drop(torch.cat(parts, -1)), batch.lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
-        out, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=words.size(1))
+        out, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=batch.words.size(1))
         return self.out(self.drop(out))
+
+    def loss(self, emissions, batch):
+        if self.crf is not None:
+            return -self.crf(emissions.float(), batch.tags, batch.mask, reduction="sum")
+        return F.cross_entropy(emissions[batch.mask].float(), batch.tags[batch.mask], reduction="sum")
+
+    def decode(self, emissions, batch) -> List[List[int]]:
+        if self.crf is not None:
+            return self.crf.decode(emissions.float(), batch.mask)
+        best = emissions.argmax(-1).cpu()
+        return [best[b, :n].tolist() for b, n in enumerate(batch.lengths.tolist())]
 
 
 def _sgd_step(model: nn.Module, optimizer, loss, clip: Optional[float]) -> None:
@@ -142,7 +179,8 @@ def _training_batches(task, count: int) -> List[Any]:
     return batches
 
 
-def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bool) -> Dict[str, Any]:
+def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bool,
+              reference_precision: Callable) -> Dict[str, Any]:
     from nlp_lstm.models.rnn import detach_state
     from nlp_lstm.training.trainer import autocast_context
 
@@ -178,9 +216,11 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
             ref.train()
             x, y = (t.t().contiguous().to(device) for t in batch[0])  # time-major, as the example
             hidden = carried["hidden"]
-            logits, hidden = ref(x, hidden)
-            carried["hidden"] = detach_state(hidden)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX)
+            with reference_precision():
+                logits, hidden = ref(x, hidden)
+                carried["hidden"] = detach_state(hidden)
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1),
+                                       ignore_index=IGNORE_INDEX)
             _sgd_step(ref, optimizer, loss, cfg.optim.clip_grad_norm)
             return tokens(batch)
 
@@ -188,8 +228,10 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
         def ref_infer(batch) -> int:
             ref.eval()
             x, y = (t.t().contiguous().to(device) for t in batch[0])
-            logits, _ = ref(x, None)
-            F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+            with reference_precision():
+                logits, _ = ref(x, None)
+                F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE_INDEX,
+                                reduction="sum")
             return tokens(batch)
 
         results["reference"] = {"train": measure(ref_train, batches, warmup, device),
@@ -197,7 +239,8 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
     return results
 
 
-def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, reference: bool) -> Dict[str, Any]:
+def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, reference: bool,
+                   reference_precision: Callable) -> Dict[str, Any]:
     from nlp_lstm.data.tagging_corpus import batch_indices, collate
     from nlp_lstm.tasks.tagging import predict
 
@@ -208,8 +251,9 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
         trainer.train_step(batch)
         return sentences(batch)
 
-    # Prediction: the product's own path (`predict`, eval_batch_size) over chunks of train.
-    encoded = task.encoded["train"]
+    # Prediction: the product's own path (`predict`, eval_batch_size) over chunks of train,
+    # without gold tags, as `nlp-lstm tag` runs it (with gold, evaluation also scores a loss).
+    encoded = [dataclasses.replace(e, tags=None) for e in task.encoded["train"]]
     eval_size = cfg.task.eval_batch_size
     chunk = max(eval_size, 512)
     chunks = [encoded[i:i + chunk] for i in range(0, len(encoded), chunk)][:warmup + steps]
@@ -223,15 +267,18 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
     if reference:
         m = cfg.model
         ref = TextbookTagger(m.cell, len(task.vocabs.words), m.emb_size, m.hidden_size, m.num_layers,
-                             m.dropout_output, len(task.vocabs.tags)).to(device)
+                             m.dropout_output, len(task.vocabs.tags), chars=len(task.vocabs.chars),
+                             char_emb=m.char_emb_size, char_filters=m.char_hidden_size if m.char_features != "none" else 0,
+                             features={n: len(v) for n, v in task.vocabs.features.items()},
+                             feature_emb=m.feature_emb_size, crf=m.head == "crf").to(device)
         optimizer = torch.optim.SGD(ref.parameters(), lr=0.1)
 
         def ref_train(batch) -> int:
             ref.train()
             tensors = batch[0].to(device)
-            logits = ref(tensors.words, tensors.lengths)
-            _sgd_step(ref, optimizer, F.cross_entropy(logits[tensors.mask], tensors.tags[tensors.mask]),
-                      cfg.optim.clip_grad_norm)
+            with reference_precision():
+                loss = ref.loss(ref(tensors), tensors) / tensors.lengths.numel()
+            _sgd_step(ref, optimizer, loss, cfg.optim.clip_grad_norm)
             return sentences(batch)
 
         @torch.no_grad()
@@ -239,9 +286,8 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
             ref.eval()
             for indices in batch_indices([len(s.words) for s in part], eval_size, shuffle=False):
                 batch = collate([part[i] for i in indices]).to(device)
-                best = ref(batch.words, batch.lengths).argmax(-1).cpu()
-                # per-sentence tag lists, as `predict` hands them back: part of the cost
-                _ = [best[b, :n].tolist() for b, n in enumerate(batch.lengths.tolist())]
+                with reference_precision():
+                    ref.decode(ref(batch), batch)  # per-sentence tag lists, as `predict` hands them back
             return len(part)
 
         results["reference"] = {"train": measure(ref_train, batches, warmup, device),
@@ -250,10 +296,13 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
 
 
 # --------------------------------------------------------------------------- entry
-def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference: bool = True) -> Dict[str, Any]:
+def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference: bool = True,
+              reference_precision: str = "fp32") -> Dict[str, Any]:
+    """`reference_precision`: "fp32" (the textbook loop as written) or "same" (under the
+    configured precision's autocast, for a like-for-like bf16 row)."""
     from nlp_lstm.api import resolve_device
     from nlp_lstm.train_entry import build_task, compose_config, configure_torch
-    from nlp_lstm.training.trainer import Trainer
+    from nlp_lstm.training.trainer import Trainer, autocast_context
 
     with tempfile.TemporaryDirectory() as run_dir:
         config = compose_config(overrides, run_dir)
@@ -262,12 +311,14 @@ def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference:
         task = build_task(config, device)
         trainer = Trainer(config, task, Path(run_dir), device)
         bench = _bench_lm if config.task.name == "lm" else _bench_tagging
-        results = bench(config, task, trainer, device, steps, warmup, reference)
+        precision = config.trainer.precision if reference_precision == "same" else "fp32"
+        results = bench(config, task, trainer, device, steps, warmup, reference,
+                        lambda: autocast_context(device, precision))
     unit = task.unit
     report: Dict[str, Any] = {
         "overrides": list(overrides), "task": config.task.name, "unit": unit, "steps": steps, "warmup": warmup,
         "device": describe_device(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "precision": config.trainer.precision, "model": {"cell": config.model.cell,
+        "precision": config.trainer.precision, "reference_precision": precision, "model": {"cell": config.model.cell,
                                                           "hidden_size": config.model.hidden_size,
                                                           "num_layers": config.model.num_layers},
         "batch_size": config.task.batch_size,
@@ -294,7 +345,8 @@ def format_report(report: Dict[str, Any]) -> str:
     unit = report["unit"]
     lines = [f"bench {' '.join(report['overrides']) or '(defaults)'}",
              f"device {report['device']}, {report['threads']} threads, torch {report['torch']}, "
-             f"precision {report['precision']}, {report['params']:,} parameters, {report['steps']} timed steps",
+             f"precision {report['precision']} (reference {report['reference_precision']}), "
+             f"{report['params']:,} parameters, {report['steps']} timed steps",
              f"{'':<12}{'train ' + unit + '/s':>22}{'infer ' + unit + '/s':>22}{'peak train MB':>16}"]
     for who in ("ours", "reference"):
         if f"{who}.train.{unit}_per_sec" not in report:

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=_positive_int, default=20, help="timed steps (batches) per measurement")
     bench.add_argument("--warmup", type=_non_negative_int, default=3, help="untimed steps first")
     bench.add_argument("--no-reference", action="store_true", help="time only the configured model")
+    bench.add_argument("--reference-precision", choices=("fp32", "same"), default="fp32",
+                       help="the reference loop in fp32 as a tutorial writes it (default), or under the same "
+                            "autocast precision as the configured model")
     bench.add_argument("--json", default=None, help="also write the numbers to this file")
 
     data = sub.add_parser("data", help="fetch and inspect the corpora of the registry")
@@ -118,7 +121,8 @@ def _cmd_bench(args) -> None:
     from nlp_lstm.bench import format_report, run_bench
     from nlp_lstm.fileio import atomic_write_json
 
-    report = run_bench(args.overrides, args.steps, args.warmup, reference=not args.no_reference)
+    report = run_bench(args.overrides, args.steps, args.warmup, reference=not args.no_reference,
+                       reference_precision=args.reference_precision)
     print(format_report(report))
     if args.json:
         atomic_write_json(args.json, report)
