@@ -78,3 +78,99 @@ def test_deterministic_training_on_cuda_repeats_bitwise(tmp_path, text_corpus):
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    """Parity tests compare against fp32 CPU results: TF32 matmuls (on by default for cuDNN
+    on Ampere and later) would need looser tolerances than the code deserves."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_crf_on_cuda_matches_cpu():
+    from nlp_lstm.models.crf import CRF
+
+    torch.manual_seed(0)
+    allowed = torch.rand(7, 7) > 0.3
+    allowed.fill_diagonal_(True)
+    crf = CRF(7, allowed=allowed)
+    with torch.no_grad():
+        crf.transitions.normal_()
+        crf.start.normal_()
+    emissions = torch.randn(5, 11, 7) * 3
+    mask = torch.arange(11)[None] < torch.tensor([11, 1, 6, 9, 3])[:, None]
+    tags = torch.randint(0, 7, (5, 11))
+    results = []
+    for device in ("cpu", "cuda"):
+        model, e = crf.to(device), emissions.to(device).requires_grad_()
+        nll = model.nll(e, tags.to(device), mask.to(device))
+        grads = torch.autograd.grad(nll, [e, model.transitions])
+        results.append((float(nll), [g.cpu() for g in grads], model.viterbi(e.detach(), mask.to(device)),
+                        model.nbest(e.detach()[0], 4)))
+    (nll_cpu, grads_cpu, paths_cpu, nbest_cpu), (nll_gpu, grads_gpu, paths_gpu, nbest_gpu) = results
+    assert nll_gpu == pytest.approx(nll_cpu, rel=1e-5)
+    for a, b in zip(grads_cpu, grads_gpu):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert paths_cpu == paths_gpu
+    assert [s for s, _ in nbest_cpu] == [s for s, _ in nbest_gpu]
+
+
+def test_weight_drop_in_training_mode_on_cuda():
+    torch.manual_seed(0)
+    layer = RNNLayer("lstm", 16, 32, weight_drop=0.5).cuda().train()
+    x = torch.randn(4, 12, 16, device="cuda")
+    a, _ = layer(x, layer.initial_state(4, "cuda"))
+    b, _ = layer(x, layer.initial_state(4, "cuda"))
+    assert not torch.allclose(a, b)  # a fresh DropConnect mask per call
+    a.sum().backward()
+    assert torch.isfinite(layer.weight_hh.grad).all() and layer.weight_hh.grad.abs().sum() > 0
+    layer.eval()
+    c, _ = layer(x, layer.initial_state(4, "cuda"))
+    d, _ = layer(x, layer.initial_state(4, "cuda"))
+    assert torch.equal(c, d)
+
+
+def test_bidirectional_lm_trains_on_cuda(tmp_path, text_corpus):
+    run_dir = tmp_path / "run"
+    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
+        "trainer.device=cuda", "model.bidirectional=true", "trainer.max_steps=20", "trainer.precision=bf16"],
+        tmp_path / "data")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["ppl"] < 1000
+
+
+def test_tagger_trains_on_cuda(tmp_path):
+    from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+
+    corpus = tagging_corpus(tmp_path / "corpus")
+    run_dir = tmp_path / "run"
+    run_train(run_dir, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + [
+        "trainer.device=cuda", "trainer.max_epochs=4", "trainer.max_time=null", "model.lm_loss_weight=0.1"],
+        tmp_path / "data")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["f1"] > 50
+
+
+@pytest.mark.parametrize("task", ["lm", "tagger"])
+def test_resume_on_cuda_equals_the_uninterrupted_run(tmp_path, text_corpus, task):
+    from nlp_lstm.training.checkpoint import load_checkpoint
+
+    if task == "lm":
+        common = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.val_check_interval=4"]
+    else:
+        from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+
+        common = conll_overrides(tagging_corpus(tmp_path / "corpus")) + TINY_TAGGER + ["trainer.val_check_interval=5"]
+    common += ["trainer.device=cuda", "trainer.deterministic=true", "trainer.max_epochs=null",
+               "trainer.max_time=null", "logger.tensorboard=false"]
+    run_train(tmp_path / "a", common + ["trainer.max_steps=30"], tmp_path / "data")
+    run_train(tmp_path / "b", common + ["trainer.max_steps=18"], tmp_path / "data")
+    run_train(tmp_path / "b", common + ["trainer.max_steps=30", "trainer.resume=true"], tmp_path / "data")
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert a["trainer"]["best"] == b["trainer"]["best"]
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
