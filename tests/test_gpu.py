@@ -53,18 +53,22 @@ def test_fused_cross_entropy_on_cuda_matches_textbook():
 def test_cudnn_rnn_runs_in_the_configured_precision(precision, dtype):
     """trainer.precision=bf16 means bf16 in cuDNN too (autocast's RNN wrapper once cast to
     fp16 whatever the autocast dtype): input, weights and states, and the returned state."""
+    from nlp_lstm.models.cudnn_weights import runs_in_cudnn
     from test_gpu_path_on_cpu import _RecordDtypes
 
-    torch.backends.cuda.matmul.allow_tf32 = False
+    if dtype == torch.bfloat16 and not runs_in_cudnn(dtype, torch.device("cuda")):
+        dtype = torch.float32  # this PyTorch runs no bf16 RNN in cuDNN: fp32 is the policy then
     for cell in ("lstm", "gru"):
         layer = RNNLayer(cell, 16, 32).cuda()
         x, state = torch.randn(4, 9, 16, device="cuda"), layer.initial_state(4, "cuda")
         recorder = _RecordDtypes()
-        context = (torch.autocast("cuda", dtype=dtype) if precision != "fp32"
+        autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        context = (torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype
                    else torch.autocast("cuda", enabled=False))
         with context, recorder:
             out, new_state = layer(x, state)
         assert recorder.calls and all(dtypes == {dtype} for _, dtypes in recorder.calls), recorder.calls
+        assert "_cudnn_rnn" in {name for name, _ in recorder.calls}  # never the slow step-by-step loop
         assert out.dtype == dtype and all(s.dtype == dtype for s in new_state)
 
 
@@ -174,3 +178,32 @@ def test_resume_on_cuda_equals_the_uninterrupted_run(tmp_path, text_corpus, task
     assert a["trainer"]["best"] == b["trainer"]["best"]
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("mode", ["plain", "weight_drop", "bf16"])
+def test_cudnn_gets_one_flat_weight_buffer(cell, mode):
+    """No 'not part of single contiguous chunk of memory' copy: the parameters are views of
+    cuDNN's buffer, and a weight-dropped or cast set is built as one; same results as a
+    layer whose weights were never flattened."""
+    import warnings
+
+    torch.manual_seed(0)
+    layer = RNNLayer(cell, 16, 32, weight_drop=0.5 if mode == "weight_drop" else 0.0).cuda()
+    assert layer.weight_hh.untyped_storage().data_ptr() == layer.weight_ih.untyped_storage().data_ptr()
+    x = torch.randn(4, 9, 16, device="cuda")
+    context = torch.autocast("cuda", dtype=torch.bfloat16) if mode == "bf16" else torch.autocast("cuda", enabled=False)
+    torch.manual_seed(1)
+    with warnings.catch_warnings(record=True) as caught, context:
+        warnings.simplefilter("always")
+        out, _ = layer(x, layer.initial_state(4, "cuda"))
+        out.float().sum().backward()
+    assert not [w for w in caught if "contiguous chunk" in str(w.message)], [str(w.message) for w in caught]
+    reference = RNNLayer(cell, 16, 32, weight_drop=layer.weight_drop)
+    reference.load_state_dict({k: v.cpu() for k, v in layer.state_dict().items()})
+    reference.cuda().weight_hh.data = reference.weight_hh.data.clone()  # a separate, unflattened tensor
+    torch.manual_seed(1)
+    with context:
+        expected, _ = reference(x, reference.initial_state(4, "cuda"))
+    tolerance = 2e-2 if mode == "bf16" else 1e-5
+    torch.testing.assert_close(out.float(), expected.float(), rtol=tolerance, atol=tolerance)

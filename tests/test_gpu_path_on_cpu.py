@@ -154,3 +154,25 @@ def test_a_language_model_training_step_never_waits_for_the_host(tmp_path):
     with recorder:
         trainer.train_step(batch)
     assert recorder.syncs == []
+
+
+def test_weights_in_a_given_layout_are_views_of_one_buffer_and_keep_gradients():
+    """The helper behind cuDNN's flat buffer: pieces placed at given offsets (gaps and any
+    order) in one new buffer, values equal, gradients reaching every piece."""
+    from nlp_lstm.models.cudnn_weights import in_layout
+
+    torch.manual_seed(0)
+    pieces = [torch.randn(4, 3, requires_grad=True), torch.randn(4, 2, requires_grad=True),
+              torch.randn(4, requires_grad=True), torch.randn(4, requires_grad=True)]
+    offsets, total = [0, 16, 12, 28], 40  # w_hh after b_ih, a 4-element gap, padding at the end
+    views = in_layout(pieces, offsets, total)
+    storage = views[0].untyped_storage().data_ptr()
+    for view, piece, offset in zip(views, pieces, offsets):
+        assert torch.equal(view, piece) and view.storage_offset() == offset
+        assert view.untyped_storage().data_ptr() == storage and view.is_contiguous()
+    assert views[0].untyped_storage().nbytes() == total * 4
+    weights = [torch.randn_like(p) for p in pieces]
+    grads = torch.autograd.grad(sum((v * w).sum() for v, w in zip(views, weights)), pieces)
+    assert all(torch.equal(g, w) for g, w in zip(grads, weights))
+    with pytest.raises(ValueError):
+        in_layout(pieces, [0, 4, 12, 28], total)  # overlapping

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nlp_lstm.models import cudnn_weights
 from nlp_lstm.models.dropout import SequenceDropout
 from nlp_lstm.models.gru_cpu import gru_window
 
@@ -29,10 +30,14 @@ _GATES = {"lstm": 4, "gru": 3}
 
 
 def rnn_dtype(x: Tensor) -> torch.dtype:
-    """The dtype an RNN kernel runs in: autocast's where it is on, else the input's."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return x.dtype
+    """The dtype an RNN kernel runs in: autocast's where it is on, else the input's. On a
+    GPU whose PyTorch hands no bf16 RNN to cuDNN, bf16 becomes fp32 (TF32 where enabled):
+    the alternative there is a slow step-by-step loop."""
+    dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    if (dtype == torch.bfloat16 and x.is_cuda and torch.backends.cudnn.enabled
+            and not cudnn_weights.runs_in_cudnn(dtype, x.device)):
+        return torch.float32
+    return dtype
 
 
 class RNNLayer(nn.Module):
@@ -53,6 +58,14 @@ class RNNLayer(nn.Module):
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
 
+    def _apply(self, fn, recurse=True):
+        # Moved to a GPU: the parameters become views of one buffer in cuDNN's layout.
+        out = super()._apply(fn, recurse)
+        if cudnn_weights.usable(self.weight_ih):
+            cudnn_weights.flatten_in_place([self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh], self.cell,
+                                           self.input_size, self.hidden_size)
+        return out
+
     def initial_state(self, batch_size: int, device, dtype=torch.float32) -> LayerState:
         zeros = lambda: torch.zeros(1, batch_size, self.hidden_size, device=device, dtype=dtype)  # noqa: E731
         return (zeros(), zeros()) if self.cell == "lstm" else (zeros(),)
@@ -68,7 +81,8 @@ class RNNLayer(nn.Module):
         """
         dtype = rnn_dtype(x)
         w_hh = self.weight_hh
-        if self.training and self.weight_drop > 0:
+        dropped = self.training and self.weight_drop > 0
+        if dropped:
             w_hh = F.dropout(w_hh, self.weight_drop, True)
         params = [self.weight_ih, w_hh, self.bias_ih, self.bias_hh]
         with torch.autocast(x.device.type, enabled=False):
@@ -76,6 +90,9 @@ class RNNLayer(nn.Module):
                 out, h = gru_window(x, state[0][0], *params, mm_dtype=dtype)  # CPU has no fused GRU kernel
                 return out, (h.unsqueeze(0),)
             x, params = x.to(dtype), [p.to(dtype) for p in params]
+            if (dropped or dtype != self.weight_ih.dtype) and cudnn_weights.usable(x):
+                # tensors other than the (flat) parameters: one buffer in cuDNN's layout
+                params = cudnn_weights.in_cudnn_layout(params, self.cell, self.input_size, self.hidden_size)
             state = tuple(s.to(dtype) for s in state)
             if self.cell == "lstm":
                 out, h, c = torch.lstm(x, state, params, True, 1, 0.0, self.training, False, True)
