@@ -160,6 +160,11 @@ class ModelConfig:
     softmax: str = "full"
     adaptive_cutoffs: List[int] = field(default_factory=lambda: [2000, 10000])
     adaptive_div_value: float = 4.0
+    # AWD-LSTM's activation regularisers (Merity et al. 2017), training loss only:
+    # activation_reg (alpha) * mean(dropped last-layer output ** 2) and
+    # temporal_activation_reg (beta) * mean((undropped output[t] - output[t-1]) ** 2).
+    activation_reg: float = 0.0
+    temporal_activation_reg: float = 0.0
 
     def __post_init__(self) -> None:
         _check_choice("model.cell", self.cell, ("lstm", "gru"))
@@ -176,6 +181,8 @@ class ModelConfig:
         for key in ("dropout_embedding", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop"):
             value = getattr(self, key)
             _check(0.0 <= value < 1.0, f"model.{key}", value, "must be in [0, 1)")
+        for key in ("activation_reg", "temporal_activation_reg"):
+            _check(getattr(self, key) >= 0.0, f"model.{key}", getattr(self, key), "must be >= 0")
 
 
 @dataclass
@@ -214,6 +221,8 @@ class TaggerModelConfig(ModelConfig):
         # LM output-layer options: a tagger has no word softmax to tie or to make adaptive.
         _check(not self.tie_weights, "model.tie_weights", self.tie_weights, "must be false for a tagger (no word softmax)")
         _check(self.softmax == "full", "model.softmax", self.softmax, "must be full for a tagger (no word softmax)")
+        for key in ("activation_reg", "temporal_activation_reg"):  # the LM's; a tagger has model.lm_loss_weight
+            _check(getattr(self, key) == 0.0, f"model.{key}", getattr(self, key), "is for language models only")
         _check(0.0 <= self.word_dropout < 1.0, "model.word_dropout", self.word_dropout, "must be in [0, 1)")
         for key in ("char_emb_size", "char_hidden_size", "feature_emb_size", "lm_loss_hidden"):
             _check(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "must be >= 1")

@@ -22,7 +22,7 @@ def _compose(overrides):
 
 
 def test_expected_presets_exist():
-    assert {"wt2_small", "wt2_medium", "ptb_medium", "wt2_gru", "wt2_bpe", "shakespeare_char", "wt2_bilm",
+    assert {"wt2_small", "wt2_medium", "ptb_medium", "ptb_small", "wt2_gru", "wt2_bpe", "shakespeare_char", "wt2_bilm",
             "smoke", "conll2000_chunk", "conll2000_pos", "ud_ewt_upos", "wnut17_ner"} <= set(PRESETS)
 
 
@@ -147,3 +147,25 @@ def test_users_own_experiment_file_with_a_misspelt_key_is_refused(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "model.hidden_sizee" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "data" / "wikitext2").exists()
+
+
+def test_ptb_small_follows_zaremba_small_and_its_schedule():
+    """2 x 200, no dropout, bptt 20, batch 20, clip 5, 13 epochs; lr 1 for epochs 1-4, then
+    halved after every epoch (epoch 5 at 0.5, epoch 13 at 0.5 ** 9)."""
+    import torch
+
+    from nlp_lstm.training.optim import build_scheduler
+
+    cfg = validate(_compose(["experiment=ptb_small"]))
+    m, o = cfg.model, cfg.optim
+    assert (cfg.data.name, m.num_layers, m.hidden_size, m.emb_size, m.tie_weights) == ("ptb", 2, 200, 200, False)
+    assert (m.dropout_input, m.dropout_hidden, m.dropout_output, m.dropout_embedding, m.weight_drop) == (0, 0, 0, 0, 0)
+    assert (cfg.task.bptt, cfg.task.batch_size, o.clip_grad_norm, cfg.trainer.max_epochs) == (20, 20, 5.0, 13)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=o.lr)
+    scheduler, when = build_scheduler(o, optimizer, None)
+    assert when == "epoch"
+    rates = []
+    for _ in range(13):
+        rates.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    assert rates == pytest.approx([1.0] * 4 + [0.5 ** k for k in range(1, 10)])

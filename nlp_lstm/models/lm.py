@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
@@ -61,13 +62,26 @@ class RNNLanguageModel(nn.Module):
 
     def forward(self, tokens: Tensor, state: State, direction: int = 0) -> Tuple[Tensor, State]:
         """tokens (batch, time) -> features (batch, time, decoder_in), new state of `direction`."""
+        features, state, _ = self.forward_with_activations(tokens, state, direction)
+        return features, state
+
+    def forward_with_activations(self, tokens: Tensor, state: State,
+                                 direction: int = 0) -> Tuple[Tensor, State, Tuple[Tensor, Tensor]]:
+        """As forward, plus the last RNN layer's output before and after output dropout
+        (what AWD-LSTM's temporal and plain activation regularisers read)."""
         x = embedding_dropout(self.embedding, tokens, self.cfg.dropout_embedding, self.training)
         x = self.input_dropout(x)
-        out, state = self.rnns[direction](x, state)
-        out = self.output_dropout(out)
-        if self.projection is not None:
-            out = self.projection(out)
-        return out, state
+        raw, state = self.rnns[direction](x, state)
+        dropped = self.output_dropout(raw)
+        out = self.projection(dropped) if self.projection is not None else dropped
+        return out, state, (raw, dropped)
+
+    def activation_regularisers(self, raw: Tensor, dropped: Tensor) -> Tuple[Tensor, Tensor]:
+        """(alpha * mean(dropped ** 2), beta * mean((raw[:, t] - raw[:, t - 1]) ** 2)), fp32."""
+        ar = self.cfg.activation_reg * dropped.float().pow(2).mean()
+        tar = (self.cfg.temporal_activation_reg * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
+               if raw.size(1) > 1 else raw.new_zeros((), dtype=torch.float32))
+        return ar, tar
 
     def logits(self, features: Tensor) -> Tensor:
         """Unnormalised scores (log-probabilities for the adaptive softmax) over the vocabulary."""

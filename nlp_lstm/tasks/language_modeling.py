@@ -76,16 +76,25 @@ class LanguageModelingTask(TrainingTask):
 
     def training_step(self, batch) -> StepOutput:
         total_nll, total_count = 0.0, 0
+        regularised = self.cfg.model.activation_reg > 0 or self.cfg.model.temporal_activation_reg > 0
+        ar = tar = 0.0
         for direction, (x, y) in enumerate(batch):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            features, state = self.model(x, self.hidden[direction], direction)
+            features, state, (raw, dropped) = self.model.forward_with_activations(x, self.hidden[direction], direction)
             self.hidden[direction] = detach_state(state)  # truncated BPTT: carry the state, cut the graph
             nll, count = self.model.nll(features, y)
             total_nll = total_nll + nll
             total_count += int(y.numel())
-        loss = total_nll / total_count
+            if regularised:
+                step_ar, step_tar = self.model.activation_regularisers(raw, dropped)
+                ar, tar = ar + step_ar / len(batch), tar + step_tar / len(batch)
+        nll = total_nll / total_count
         units = batch[0][0].numel()
-        return StepOutput(loss=loss, nll_sum=loss.detach() * units, units=units)
+        if not regularised:
+            return StepOutput(loss=nll, nll_sum=nll.detach() * units, units=units)
+        # The regularisers shape training only: nll_sum (train/loss, ppl) stays the NLL.
+        return StepOutput(loss=nll + ar + tar, nll_sum=nll.detach() * units, units=units,
+                          extras={"activation_reg": ar.detach(), "temporal_activation_reg": tar.detach()})
 
     def discard_step(self) -> None:
         # The skipped step's carried hidden state may be NaN: start the rows afresh.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -16,6 +16,8 @@ class StepOutput:
     nll_sum: Tensor  # detached summed loss over the step's units, for the running average
     units: int  # tokens (or sentences) this step trained on
     tokens: int = 0  # tokens, where `units` are sentences
+    # Further detached per-step terms of the loss (regularisers), logged as train/<name>.
+    extras: Dict[str, Tensor] = field(default_factory=dict)
 
 
 class TrainingTask(ABC):

@@ -218,6 +218,8 @@ class Trainer:
     def _train_until_done(self) -> None:
         s, t = self.state, self.tcfg
         window_nll, window_units, window_start = 0.0, 0, time.perf_counter()
+        window_extras: Dict[str, Any] = {}  # summed per-step regulariser values (tensors: no sync)
+        window_steps = 0
         last_checkpoint = time.monotonic()
         bar = None
         loop_start, wall_at_start = time.perf_counter(), s["wall_time"]
@@ -272,10 +274,15 @@ class Trainer:
             s["train_time"] += time.perf_counter() - step_start
             window_nll = window_nll + out.nll_sum  # a tensor: no host sync per step
             window_units += out.units
+            window_steps += 1
+            for name, value in out.extras.items():
+                window_extras[name] = window_extras.get(name, 0.0) + value
             bar.update(1)
             if s["step"] % t.log_every_n_steps == 0:
-                self._log_train(window_nll, window_units, window_start, grad_norm, bar)
+                extras = {name: float(total) / max(1, window_steps) for name, total in window_extras.items()}
+                self._log_train(window_nll, window_units, window_start, grad_norm, bar, extras)
                 window_nll, window_units, window_start = 0.0, 0, time.perf_counter()
+                window_extras, window_steps = {}, 0
             if self.cfg.logger.histogram_every_n_steps and s["step"] % self.cfg.logger.histogram_every_n_steps == 0:
                 self.monitor.histograms(self.model, s["step"])
             if t.val_check_interval and s["step"] % t.val_check_interval == 0:
@@ -310,7 +317,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.task.discard_step()
             zero = torch.zeros((), device=out.nll_sum.device)
-            return dataclasses.replace(out, nll_sum=zero, units=0, tokens=0), None
+            return dataclasses.replace(out, nll_sum=zero, units=0, tokens=0, extras={}), None
         scale = self.task.lr_scale(batch)
         if scale != 1.0:
             for group in self.optimizer.param_groups:
@@ -349,7 +356,7 @@ class Trainer:
         log.warning(f"{what}: step skipped ({s['skipped_steps']} so far)")
         return False
 
-    def _log_train(self, window_nll, window_units, window_start, grad_norm, bar) -> None:
+    def _log_train(self, window_nll, window_units, window_start, grad_norm, bar, extras=None) -> None:
         s = self.state
         mean = float(window_nll) / max(1, window_units)
         if not math.isfinite(mean):
@@ -358,6 +365,7 @@ class Trainer:
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["skipped_steps"] = s["skipped_steps"]
         metrics[f"{self.task.unit}_per_sec"] = window_units / max(1e-9, time.perf_counter() - window_start)
+        metrics.update(extras or {})  # e.g. train/activation_reg, train/temporal_activation_reg
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         self.monitor.scalars("train", metrics, s["step"])
