@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch.optim.swa_utils import AveragedModel
@@ -390,10 +390,10 @@ class Trainer:
             return False
         return best is None or (value < best if self.task.monitor_mode == "min" else value > best)
 
-    def _evaluate(self) -> None:
+    def _score_valid(self, export: bool) -> Tuple[Dict[str, Any], bool]:
+        """Validation metrics of the evaluation weights; weights that improve on the best
+        become `best_state` (and, with `export`, the model package)."""
         s = self.state
-        if s["last_eval_step"] == s["step"]:
-            return
         with self._evaluation_weights(), autocast_context(self.device, self.tcfg.precision):
             metrics = self.task.evaluate("valid")
             improved = self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))
@@ -401,11 +401,25 @@ class Trainer:
             improved = improved and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
             if improved:
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                if self.dist.is_main:
+                if export and self.dist.is_main:
                     self.task.export(self.model_dir)
             self.task.on_evaluation(self.monitor, s["step"])
-        s["last_eval_step"] = s["step"]
         self.monitor.scalars("valid", metrics, s["step"])
+        return metrics, improved
+
+    def _record_valid(self, metrics: Dict[str, Any], improved: bool, where: str, **entry) -> None:
+        s = self.state
+        s["history"].append({"epoch": s["epoch"], "step": s["step"], "wall_time_s": round(s["wall_time"], 2),
+                             "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics, **entry})
+        log.info(f"{where} valid: {self.task.describe(metrics)}" + ("  (best)" if improved else ""))
+
+    def _evaluate(self) -> None:
+        """A scheduled evaluation: it drives the plateau schedule, NT-ASGD and early stopping."""
+        s = self.state
+        if s["last_eval_step"] == s["step"]:
+            return
+        metrics, improved = self._score_valid(export=True)
+        s["last_eval_step"] = s["step"]
         previous = [h["valid"]["loss"] for h in s["history"]]
         if self.schedule_when == "eval":
             self.scheduler.step(metrics[self.task.monitor_key])
@@ -417,13 +431,22 @@ class Trainer:
             s["best"], s["best_step"], s["evals_since_best"] = metrics, s["step"], 0
         else:
             s["evals_since_best"] += 1
-        s["history"].append({"epoch": s["epoch"], "step": s["step"], "wall_time_s": round(s["wall_time"], 2),
-                             "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics})
         where = f"epoch {s['epoch'] + 1} step {s['step']}" if s["in_epoch"] else f"end of epoch {s['epoch']}"
-        log.info(f"{where} valid: {self.task.describe(metrics)}"
-                 + ("  (best)" if improved else ""))
+        self._record_valid(metrics, improved, where)
         self._write_metrics(status="running")
         self.monitor.flush()
+
+    def _final_evaluation(self) -> None:
+        """Score the last weights when the run stopped between scheduled evaluations (a
+        max_steps or max_time budget), so they can still be the best. Off the schedule: it
+        steps no scheduler, starts no averaging and moves no early-stopping counter, and it
+        runs after the checkpoint is saved, so a run resumed with a larger budget continues
+        exactly as one that was never stopped."""
+        s = self.state
+        metrics, improved = self._score_valid(export=False)  # _finish exports the run's best
+        if improved:
+            s["best"], s["best_step"] = metrics, s["step"]
+        self._record_valid(metrics, improved, f"end of training (step {s['step']})", final=True)
 
     # ------------------------------------------------------------------ end of run
     def _train_summary(self) -> Dict[str, Any]:
@@ -444,28 +467,6 @@ class Trainer:
             "status": status, "best_valid": s["best"], "best_step": s["best_step"], **extra,
             "train": self._train_summary(), "params": self._params, "history": s["history"],
         })
-
-    def _final_evaluation(self) -> None:
-        """Score the last weights when the run stopped between scheduled evaluations (a
-        max_steps or max_time budget), so they can still be the best. Off the schedule: it
-        steps no scheduler, starts no averaging and moves no early-stopping counter, and it
-        runs after the checkpoint is saved, so a run resumed with a larger budget continues
-        exactly as one that was never stopped."""
-        s = self.state
-        with self._evaluation_weights(), autocast_context(self.device, self.tcfg.precision):
-            metrics = self.task.evaluate("valid")
-            improved = (self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))
-                        and all(bool(torch.isfinite(p).all()) for p in self.model.parameters()))
-            if improved:
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.task.on_evaluation(self.monitor, s["step"])
-        self.monitor.scalars("valid", metrics, s["step"])
-        if improved:
-            s["best"], s["best_step"] = metrics, s["step"]
-        s["history"].append({"epoch": s["epoch"], "step": s["step"], "wall_time_s": round(s["wall_time"], 2),
-                             "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics, "final": True})
-        log.info(f"end of training (step {s['step']}) valid: {self.task.describe(metrics)}"
-                 + ("  (best)" if improved else ""))
 
     def _finish(self) -> Dict[str, Any]:
         s = self.state
