@@ -39,7 +39,7 @@ def test_every_preset_composes_and_validates(preset):
 
 def test_preset_values_land():
     cfg = validate(_compose(["experiment=ptb_medium"]))
-    assert (cfg.data.name, cfg.model.hidden_size, cfg.model.tie_weights, cfg.optim.lr) == ("ptb", 650, False, 1.0)
+    assert (cfg.data.name, cfg.model.hidden_size, cfg.model.tie_weights, cfg.optim.lr) == ("ptb", 650, False, 35.0)
     assert validate(_compose(["experiment=wt2_bilm"])).model.bidirectional is True
     assert validate(_compose(["experiment=wt2_bpe"])).tokenizer.kind == "sentencepiece"
     # command-line overrides win over the preset
@@ -150,8 +150,8 @@ def test_users_own_experiment_file_with_a_misspelt_key_is_refused(tmp_path):
 
 
 def test_ptb_small_follows_zaremba_small_and_its_schedule():
-    """2 x 200, no dropout, bptt 20, batch 20, clip 5, 13 epochs; lr 1 for epochs 1-4, then
-    halved after every epoch (epoch 5 at 0.5, epoch 13 at 0.5 ** 9)."""
+    """2 x 200, no dropout, bptt 20, batch 20, 13 epochs; the lr constant for epochs 1-4,
+    then halved after every epoch (epoch 5 at half, epoch 13 at 0.5 ** 9)."""
     import torch
 
     from nlp_lstm.training.optim import build_scheduler
@@ -160,8 +160,10 @@ def test_ptb_small_follows_zaremba_small_and_its_schedule():
     m, o = cfg.model, cfg.optim
     assert (cfg.data.name, m.num_layers, m.hidden_size, m.emb_size, m.tie_weights) == ("ptb", 2, 200, 200, False)
     assert (m.dropout_input, m.dropout_hidden, m.dropout_output, m.dropout_embedding, m.weight_drop) == (0, 0, 0, 0, 0)
-    assert (cfg.task.bptt, cfg.task.batch_size, o.clip_grad_norm, cfg.trainer.max_epochs) == (20, 20, 5.0, 13)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=o.lr)
+    assert (cfg.task.bptt, cfg.task.batch_size, cfg.trainer.max_epochs) == (20, 20, 13)
+    # the paper's lr 1 and clip 5 on a loss summed over the 20 steps = lr 20, clip 0.25 on our per-token mean
+    assert (o.lr, o.clip_grad_norm) == (20.0, 0.25)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler, when = build_scheduler(o, optimizer, None)
     assert when == "epoch"
     rates = []
