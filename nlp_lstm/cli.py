@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,6 +24,14 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _float_list(text: str) -> list:
+    """'0.1,0.2' -> [0.1, 0.2]"""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be numbers separated by commas, got {text!r}") from None
 
 
 def _non_negative_int(text: str) -> int:
@@ -79,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", default=None, help="corpus cache (default: $NLP_LSTM_DATA_DIR or ./data)")
     ev.add_argument("--batch-size", type=_positive_int, default=10, help="LM evaluation rows")
     ev.add_argument("--predictions", default=None, help="taggers: also write a conlleval-format file here")
+    ev.add_argument("--cache-size", type=_positive_int, default=None,
+                    help="LMs: also score with a neural cache pointer over this many recent positions "
+                         "(Grave et al. 2017)")
+    ev.add_argument("--cache-theta", type=_float_list, default=[0.3],
+                    help="cache: flatness of its softmax; a comma-separated list tries each")
+    ev.add_argument("--cache-lambda", type=_float_list, default=[0.1],
+                    help="cache: weight of the cache in the mixture, in [0, 1]; a comma-separated list tries each")
     ev.add_argument("--device", default="auto")
 
     tag = sub.add_parser("tag", help="tag text with a sequence tagger")
@@ -172,7 +188,17 @@ def _cmd_evaluate(args) -> None:
     splits = read_lm_splits(data_cfg, data_dir)
     if args.split not in splits:
         raise NlpLstmError(f"{args.model}: its corpus {data_cfg.name!r} has no {args.split} split")
+    start = time.perf_counter()
     metrics = model.score_lines(splits[args.split], args.batch_size)
+    metrics["tokens_per_sec"] = metrics["tokens"] / max(1e-9, time.perf_counter() - start)
+    if args.cache_size:
+        if any(not 0 <= lam <= 1 for lam in args.cache_lambda):
+            raise NlpLstmError(f"--cache-lambda {args.cache_lambda}: each must be in [0, 1]")
+        settings = [(theta, lam) for theta in args.cache_theta for lam in args.cache_lambda]
+        start = time.perf_counter()
+        report = model.score_lines_with_cache(splits[args.split], args.cache_size, settings, args.batch_size)
+        metrics["cache"] = {"size": args.cache_size, "ppl_without": report["ppl"], "settings": report["cache"],
+                            "tokens_per_sec": report["tokens"] / max(1e-9, time.perf_counter() - start)}
     print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
 
 

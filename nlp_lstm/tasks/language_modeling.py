@@ -198,5 +198,16 @@ class LanguageModel:
         return score_stream(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
                             stats.words, stats.chars, self.tokenizer.kind)
 
+    def score_lines_with_cache(self, lines: Sequence[str], size: int, settings, batch_size: int = 10,
+                               bptt: Optional[int] = None) -> Dict[str, Any]:
+        """Perplexity with the neural cache pointer for each (theta, lambda) in `settings`, and
+        without it; the forward direction (`nlp_lstm.tasks.lm_cache`)."""
+        from nlp_lstm.tasks.lm_cache import cache_report, score_with_cache
+
+        ids = np.asarray(self.tokenizer.encode_lines(lines), dtype=np.int64)
+        bptt = bptt or self.configs.get("task", {}).get("bptt", 35)
+        return cache_report(score_with_cache(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
+                                             size, settings))
+
     def score_file(self, path, batch_size: int = 10) -> Dict[str, float]:
         return self.score_lines(read_lines(path, "text file"), batch_size)
