@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cache: flatness of its softmax; a comma-separated list tries each")
     ev.add_argument("--cache-lambda", type=_float_list, default=[0.1],
                     help="cache: weight of the cache in the mixture, in [0, 1]; a comma-separated list tries each")
+    ev.add_argument("--dynamic-eval", choices=("sgd", "rms"), default=None,
+                    help="LMs: also score with dynamic evaluation (Krause et al. 2018): a gradient step on "
+                         "each window after scoring it")
+    ev.add_argument("--dynamic-lr", type=float, default=1e-4, help="dynamic evaluation: step size")
+    ev.add_argument("--dynamic-decay", type=float, default=0.0,
+                    help="dynamic evaluation: pull towards the trained weights per step")
+    ev.add_argument("--dynamic-batch-size", type=_positive_int, default=1,
+                    help="dynamic evaluation: rows read in parallel (1: the text in order, as the paper)")
     ev.add_argument("--device", default="auto")
 
     tag = sub.add_parser("tag", help="tag text with a sequence tagger")
@@ -199,6 +207,13 @@ def _cmd_evaluate(args) -> None:
         report = model.score_lines_with_cache(splits[args.split], args.cache_size, settings, args.batch_size)
         metrics["cache"] = {"size": args.cache_size, "ppl_without": report["ppl"], "settings": report["cache"],
                             "tokens_per_sec": report["tokens"] / max(1e-9, time.perf_counter() - start)}
+    if args.dynamic_eval:
+        start = time.perf_counter()
+        dynamic = model.score_lines_dynamic(splits[args.split], args.dynamic_lr, args.dynamic_decay,
+                                            args.dynamic_eval, args.dynamic_batch_size)
+        metrics["dynamic"] = {"method": args.dynamic_eval, "lr": args.dynamic_lr, "decay": args.dynamic_decay,
+                              "ppl_without": metrics["ppl"], "ppl": dynamic["ppl"],
+                              "tokens_per_sec": dynamic["tokens"] / max(1e-9, time.perf_counter() - start)}
     print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
 
 

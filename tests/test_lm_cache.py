@@ -94,3 +94,56 @@ def test_bad_cache_lambda_is_one_line(trained_lm):
                    "--cache-size", "10", "--cache-lambda", "1.5"])
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "error: --cache-lambda [1.5]: each must be in [0, 1]"]
+
+
+# ------------------------------------------------------------------ dynamic evaluation
+def _tiny_lm():
+    torch.manual_seed(0)
+    return RNNLanguageModel(ModelConfig(emb_size=8, hidden_size=8, num_layers=1), 12)
+
+
+@pytest.mark.parametrize("method", ["sgd", "rms"])
+def test_dynamic_evaluation_never_sees_a_token_before_scoring_it(method):
+    """Changing the token at position k leaves the NLL of every token before it unchanged
+    (in its own window, which is scored before its update, and all earlier ones); with lr 0
+    it is ordinary evaluation."""
+    from nlp_lstm.tasks.lm_dynamic import score_dynamic
+    from nlp_lstm.tasks.lm_scoring import score_stream
+
+    model = _tiny_lm()
+    rng = np.random.default_rng(2)
+    ids = rng.integers(2, 12, size=40)
+    run = lambda stream, lr: score_dynamic(model, stream, 1, 1, 5, torch.device("cpu"), lr, 0.01, method,  # noqa
+                                           rms_windows=2, per_token=True)
+    base = run(ids, 0.5)
+    for k in (7, 23, 39):
+        changed = ids.copy()
+        changed[k] = 2 if ids[k] != 2 else 3
+        other = run(changed, 0.5)
+        assert torch.equal(base["per_token"][0, :k], other["per_token"][0, :k]), k
+        if k + 1 < len(ids):
+            assert not torch.equal(base["per_token"][0, k + 1:], other["per_token"][0, k + 1:])
+    static = score_stream(model, ids, 1, 1, 5, torch.device("cpu"))
+    assert run(ids, 0.0)["nll"] == pytest.approx(static["loss"] * static["tokens"], rel=1e-5)
+    before = [p.clone() for p in model.parameters()]
+    run(ids, 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the given model is untouched
+
+
+def test_dynamic_evaluation_lowers_perplexity_on_repeated_text(trained_lm):
+    import nlp_lstm
+
+    lm = nlp_lstm.load(trained_lm["run_dir"] / "model", device="cpu")
+    lines = ["river the found mat past bird talked committee sister"] * 40
+    static = lm.score_lines(lines, batch_size=1)["ppl"]
+    for method, lr in (("sgd", 1.0), ("rms", 0.01)):
+        assert lm.score_lines_dynamic(lines, lr, 0.0, method)["ppl"] < 0.7 * static, method
+
+
+def test_evaluate_cli_reports_dynamic_evaluation(trained_lm):
+    out = run_cli(["evaluate", str(trained_lm["run_dir"] / "model"), "--split", "valid", "--data-dir",
+                   str(trained_lm["data_dir"]), "--dynamic-eval", "sgd", "--dynamic-lr", "0.5"])
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["dynamic"]["ppl_without"] == report["ppl"] and report["dynamic"]["ppl"] > 0
+    assert report["dynamic"]["tokens_per_sec"] > 0
