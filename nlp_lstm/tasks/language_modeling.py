@@ -213,12 +213,13 @@ class LanguageModel:
                             batch_size: int = 1, bptt: Optional[int] = None) -> Dict[str, Any]:
         """Perplexity under dynamic evaluation (`nlp_lstm.tasks.lm_dynamic`), forward direction;
         the loaded model itself is left unchanged."""
+        from nlp_lstm.metrics import safe_exp
         from nlp_lstm.tasks.lm_dynamic import score_dynamic
 
         ids = np.asarray(self.tokenizer.encode_lines(lines), dtype=np.int64)
         bptt = bptt or self.configs.get("task", {}).get("bptt", 35)
         result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device, lr, decay, method)
-        return {"tokens": result["tokens"], "ppl": math.exp(result["nll"] / max(1, result["tokens"]))}
+        return {"tokens": result["tokens"], "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))}
 
     def score_file(self, path, batch_size: int = 10) -> Dict[str, float]:
         return self.score_lines(read_lines(path, "text file"), batch_size)

@@ -16,13 +16,13 @@ first token of a row) p = p_model.
 
 from __future__ import annotations
 
-import math
 from typing import Dict, Iterable, Tuple
 
 import numpy as np
 import torch
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX, eval_batches
+from nlp_lstm.metrics import safe_exp
 from nlp_lstm.models.rnn import detach_state
 
 
@@ -81,7 +81,7 @@ def score_with_cache(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt:
 def cache_report(result: Dict) -> Dict:
     """Perplexities from `score_with_cache`'s sums, the best setting first."""
     tokens = result["tokens"]
-    rows = [{"theta": theta, "lambda": lam, "ppl": math.exp(nll / tokens)}
+    rows = [{"theta": theta, "lambda": lam, "ppl": safe_exp(nll / tokens)}
             for (theta, lam), nll in result["cache"].items()]
     rows.sort(key=lambda r: r["ppl"])
-    return {"tokens": tokens, "ppl": math.exp(result["nll"] / tokens), "cache": rows}
+    return {"tokens": tokens, "ppl": safe_exp(result["nll"] / tokens), "cache": rows}

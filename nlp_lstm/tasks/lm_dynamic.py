@@ -6,10 +6,12 @@ scored. The state carries across windows as in ordinary evaluation.
 
 Two update rules, both pulling the weights back towards the trained ones by `decay`:
 - `sgd`:  w <- w - lr * g + decay * (w0 - w)
-- `rms`:  Krause et al.'s RMS rule, w <- w - lr * g / (sqrt(ms) + eps) + decay * rms_scale * (w0 - w), with
-  ms the mean squared gradient, estimated here from the first `rms_windows` windows'
-  gradients, which are scored without updates (the paper estimates it on training data),
-  and rms_scale = sqrt(ms) / mean sqrt(ms), so weights with larger typical gradients decay
+- `rms`:  Krause et al.'s RMS rule,
+          w <- w - lr * g / (sqrt(ms) + floor) + decay * rms_scale * (w0 - w),
+  ms the mean squared gradient, estimated from the first `rms_windows` windows' gradients
+  (scored without updates; the paper estimates it on training data), floor its average
+  root (a weight that got no gradient there would otherwise take a huge first step), and
+  rms_scale = sqrt(ms) / mean sqrt(ms): weights with larger typical gradients decay
   faster, as in the paper.
 """
 
@@ -41,6 +43,7 @@ def score_dynamic(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: in
     original = [p.detach().clone() for p in params]
     mean_square: Optional[List[torch.Tensor]] = None
     rms_scale: List[torch.Tensor] = []
+    rms_denominator: List[torch.Tensor] = []
     squares = [torch.zeros_like(p) for p in params]
     rows = max(1, min(batch_size, len(ids)))
     state = adapted.initial_state(rows, device)[0]
@@ -71,14 +74,16 @@ def score_dynamic(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: in
                 if mean_square is None:  # still estimating the gradient statistics: no update yet
                     squares[i].add_(g * g)
                     continue
-                rms = mean_square[i].sqrt() + eps
-                p.addcdiv_(g, rms, value=-lr)
+                p.addcdiv_(g, rms_denominator[i], value=-lr)
                 p.add_((p0 - p) * rms_scale[i], alpha=decay)
             if method == "rms" and mean_square is None and windows >= rms_windows:
                 mean_square = [s / windows for s in squares]
                 roots = torch.cat([m.sqrt().flatten() for m in mean_square])
                 average = roots.mean().clamp_min(eps)
                 rms_scale = [m.sqrt() / average for m in mean_square]
+                # The average root as a floor: a word that never occurred in the estimation
+                # windows has a zero mean square, and its first gradient would blow up.
+                rms_denominator = [m.sqrt() + average for m in mean_square]
     out: Dict = {"tokens": tokens, "nll": float(total)}
     if per_token:
         out["per_token"] = torch.cat(token_nll, dim=1).cpu() if token_nll else torch.zeros(rows, 0)
