@@ -169,5 +169,6 @@ def test_ptb_small_follows_zaremba_small_and_its_schedule():
     rates = []
     for _ in range(13):
         rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()  # an epoch of training, then the epoch's schedule step
         scheduler.step()
     assert rates == pytest.approx([1.0] * 4 + [0.5 ** k for k in range(1, 10)])
