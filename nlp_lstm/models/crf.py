@@ -15,44 +15,42 @@ from torch import Tensor, nn
 NEG = -1e4
 
 
-def _forward_algorithm(emissions: Tensor, trans: Tensor, start: Tensor, mask: Tensor) -> Tensor:
-    """alpha (T, B, N) in float64: log-sum of the scores of every path ending at (t, tag).
+def _log_product(scores: Tensor, exp_trans: Tensor, shift: Tensor) -> Tensor:
+    """log(exp(scores) @ exp(trans)) per row, for exp_trans = exp(trans - shift): a matrix
+    product of exp(scores - max) with exp(transitions) rather than a logsumexp over a
+    (B, N, N) tensor (N times fewer exponentials). In float64 the per-row and per-tag shifts
+    keep it exact where fp32 would underflow (300-nat gaps, tested); a clamp keeps log()
+    finite for a tag no path can reach."""
+    top = scores.max(dim=1, keepdim=True).values
+    return torch.log((torch.exp(scores - top) @ exp_trans).clamp_min(1e-300)) + top + shift
 
-    Each step is one (B, N) x (N, N) matrix product of exp(alpha - max) with
-    exp(transitions) rather than a logsumexp over a (B, N, N) tensor (N times fewer
-    exponentials); float64 and the per-step shifts keep it exact where fp32 would
-    underflow (300-nat gaps, tested), and a clamp keeps log() finite for a tag no path can
-    reach. Past a sentence's end alpha stays at its last value.
-    """
+
+def _forward_algorithm(emissions: Tensor, trans: Tensor, start: Tensor, mask: Tensor) -> Tensor:
+    """alpha (T, B, N): log-sum of the scores of every path ending at (t, tag); past a
+    sentence's end alpha stays at its last value."""
     shift = trans.max(dim=0).values  # per target tag
     exp_trans = torch.exp(trans - shift)
     alphas = emissions.new_empty(emissions.size(1), *emissions.shape[::2])
     alpha = start + emissions[:, 0]
     alphas[0] = alpha
     for t in range(1, emissions.size(1)):
-        top = alpha.max(dim=1, keepdim=True).values
-        reach = torch.exp(alpha - top) @ exp_trans
-        step = torch.log(reach.clamp_min(1e-300)) + top + shift + emissions[:, t]
+        step = _log_product(alpha, exp_trans, shift) + emissions[:, t]
         alpha = torch.where(mask[:, t, None], step, alpha)
         alphas[t] = alpha
     return alphas
 
 
 def _backward_algorithm(emissions: Tensor, trans: Tensor, end: Tensor, mask: Tensor) -> Tensor:
-    """beta (T, B, N) in float64: log-sum of the scores of every continuation from (t, tag)
-    to the sentence's end (`end` at its last word and past it)."""
-    shift = trans.max(dim=1, keepdim=True).values  # per source tag
-    exp_trans_t = torch.exp(trans - shift).t()
-    shift = shift.squeeze(1)
+    """beta (T, B, N): log-sum of the scores of every continuation from (t, tag) to the
+    sentence's end (`end` at its last word and past it)."""
+    shift = trans.max(dim=1).values  # per source tag
+    exp_trans_t = torch.exp(trans - shift.unsqueeze(1)).t()
     length = emissions.size(1)
     betas = emissions.new_empty(length, *emissions.shape[::2])
     beta = end.expand(emissions.size(0), -1)
     betas[length - 1] = beta
     for t in range(length - 2, -1, -1):
-        ahead = emissions[:, t + 1] + beta
-        top = ahead.max(dim=1, keepdim=True).values
-        reach = torch.exp(ahead - top) @ exp_trans_t
-        step = torch.log(reach.clamp_min(1e-300)) + top + shift
+        step = _log_product(emissions[:, t + 1] + beta, exp_trans_t, shift)
         beta = torch.where(mask[:, t + 1, None], step, end)
         betas[t] = beta
     return betas
@@ -63,15 +61,16 @@ class _LogPartition(torch.autograd.Function):
     def forward(ctx, emissions: Tensor, trans: Tensor, start: Tensor, end: Tensor, mask: Tensor) -> Tensor:
         e, tr, st, en = emissions.double(), trans.double(), start.double(), end.double()
         alphas = _forward_algorithm(e, tr, st, mask)
-        last = (mask.sum(1) - 1).view(1, -1, 1).expand(1, -1, alphas.size(2))
-        log_z = torch.logsumexp(alphas.gather(0, last).squeeze(0) + en, dim=1)
-        ctx.save_for_backward(e, tr, en, mask, alphas, log_z)
+        last = mask.sum(1) - 1  # each sentence's last position
+        log_z = torch.logsumexp(alphas.gather(0, last.view(1, -1, 1).expand(1, -1, alphas.size(2))).squeeze(0) + en,
+                                dim=1)
+        ctx.save_for_backward(e, tr, en, mask, last, alphas, log_z)
         ctx.dtypes = (emissions.dtype, trans.dtype, start.dtype, end.dtype)
         return log_z.to(emissions.dtype)
 
     @staticmethod
     def backward(ctx, grad_log_z: Tensor):
-        e, tr, en, mask, alphas, log_z = ctx.saved_tensors
+        e, tr, en, mask, last, alphas, log_z = ctx.saved_tensors
         betas = _backward_algorithm(e, tr, en, mask)
         weight = grad_log_z.double().unsqueeze(1) * mask  # (B, T): upstream gradient at real words
         alphas, betas = alphas.transpose(0, 1), betas.transpose(0, 1)  # (B, T, N)
@@ -79,8 +78,7 @@ class _LogPartition(torch.autograd.Function):
         real = mask.unsqueeze(2)  # where(), not a product: no inf * 0 from padding
         marginals = torch.where(real, torch.exp(alphas + betas - log_z.view(-1, 1, 1)), 0.0) * weight.unsqueeze(2)
         grad_start = marginals[:, 0].sum(0)
-        last = (mask.sum(1) - 1).view(-1, 1, 1).expand(-1, 1, marginals.size(2))
-        grad_end = marginals.gather(1, last).squeeze(1).sum(0)
+        grad_end = marginals.gather(1, last.view(-1, 1, 1).expand(-1, 1, marginals.size(2))).squeeze(1).sum(0)
         # P(tag i at t-1, tag j at t) summed over every (b, t >= 1): one product over all positions
         before = alphas[:, :-1]
         after = e[:, 1:] + betas[:, 1:]
@@ -205,12 +203,8 @@ class CRF(nn.Module):
         final = (scores + end.unsqueeze(1)).reshape(-1)
         best, idx = final.topk(min(k, final.numel()))
         # Backpointers to the host in one copy, not one sync per (k, t): pointers[t][tag][rank].
-        flat_pointers = torch.cat([b.reshape(-1) for b in back]).tolist() if back else []
-        pointers, offset = [], 0
-        for b in back:
-            rows, width = b.shape
-            pointers.append([flat_pointers[offset + r * width: offset + (r + 1) * width] for r in range(rows)])
-            offset += rows * width
+        host = torch.cat([b.reshape(-1) for b in back]).cpu().split([b.numel() for b in back]) if back else []
+        pointers = [flat.view(b.shape).tolist() for flat, b in zip(host, back)]
         out = []
         for value, flat in zip(best.tolist(), idx.tolist()):
             tag, rank = divmod(flat, widths[-1])
