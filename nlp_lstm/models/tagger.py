@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nlp_lstm.data.lm_batches import IGNORE_INDEX
 from nlp_lstm.models.crf import CRF
 from nlp_lstm.models.dropout import SequenceDropout, embedding_dropout
 from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
 
 UNK_INDEX = 1  # <unk> in the word vocabulary (0 is padding)
 TRAINING_ONLY_PREFIX = "neighbour_words."  # state_dict keys a model package leaves out
-IGNORE = -100  # a target that is not scored (padding)
 
 
 class NeighbourWordObjective(nn.Module):
@@ -49,10 +49,10 @@ class NeighbourWordObjective(nn.Module):
 
         def nll(head: nn.Module, x: Tensor, targets: Tensor) -> Tensor:
             # Padding is ignored through the targets, not boolean indexing (a device sync).
-            targets = targets.masked_fill(targets >= self.num_classes, UNK_INDEX).masked_fill(~mask, IGNORE)
+            targets = targets.masked_fill(targets >= self.num_classes, UNK_INDEX).masked_fill(~mask, IGNORE_INDEX)
             logits = head(x).float()
-            return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE,
-                                   reduction="sum")
+            return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                   ignore_index=IGNORE_INDEX, reduction="sum")
 
         return (nll(self.next_word, states[..., :half], following)
                 + nll(self.previous_word, states[..., half:], preceding))
@@ -172,9 +172,9 @@ class SequenceTagger(nn.Module):
         """Summed negative log-likelihood over the batch's sentences."""
         if self.crf is not None:
             return self.crf.nll(emissions, batch.tags, batch.mask)
-        targets = batch.tags.masked_fill(~batch.mask, IGNORE)
+        targets = batch.tags.masked_fill(~batch.mask, IGNORE_INDEX)
         return F.cross_entropy(emissions.float().reshape(-1, emissions.size(-1)), targets.reshape(-1),
-                               ignore_index=IGNORE, reduction="sum")
+                               ignore_index=IGNORE_INDEX, reduction="sum")
 
     @torch.no_grad()
     def decode(self, emissions: Tensor, batch) -> List[List[int]]:
