@@ -196,9 +196,12 @@ def _cmd_evaluate(args) -> None:
     splits = read_lm_splits(data_cfg, data_dir)
     if args.split not in splits:
         raise NlpLstmError(f"{args.model}: its corpus {data_cfg.name!r} has no {args.split} split")
+    def per_second(tokens: int, start: float) -> float:
+        return tokens / max(1e-9, time.perf_counter() - start)
+
     start = time.perf_counter()
     metrics = model.score_lines(splits[args.split], args.batch_size)
-    metrics["tokens_per_sec"] = metrics["tokens"] / max(1e-9, time.perf_counter() - start)
+    metrics["tokens_per_sec"] = per_second(metrics["tokens"], start)
     if args.cache_size:
         if any(not 0 <= lam <= 1 for lam in args.cache_lambda):
             raise NlpLstmError(f"--cache-lambda {args.cache_lambda}: each must be in [0, 1]")
@@ -206,14 +209,14 @@ def _cmd_evaluate(args) -> None:
         start = time.perf_counter()
         report = model.score_lines_with_cache(splits[args.split], args.cache_size, settings, args.batch_size)
         metrics["cache"] = {"size": args.cache_size, "ppl_without": report["ppl"], "settings": report["cache"],
-                            "tokens_per_sec": report["tokens"] / max(1e-9, time.perf_counter() - start)}
+                            "tokens_per_sec": per_second(report["tokens"], start)}
     if args.dynamic_eval:
         start = time.perf_counter()
         dynamic = model.score_lines_dynamic(splits[args.split], args.dynamic_lr, args.dynamic_decay,
                                             args.dynamic_eval, args.dynamic_batch_size)
         metrics["dynamic"] = {"method": args.dynamic_eval, "lr": args.dynamic_lr, "decay": args.dynamic_decay,
                               "ppl_without": metrics["ppl"], "ppl": dynamic["ppl"],
-                              "tokens_per_sec": dynamic["tokens"] / max(1e-9, time.perf_counter() - start)}
+                              "tokens_per_sec": per_second(dynamic["tokens"], start)}
     print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
 
 

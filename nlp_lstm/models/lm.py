@@ -89,6 +89,13 @@ class RNNLanguageModel(nn.Module):
             return self.adaptive.log_probs(features)
         return self.decoder(features)
 
+    def target_log_probs(self, features: Tensor, targets: Tensor) -> Tensor:
+        """log p(target) at every position, fp32, (batch, time); an IGNORE_INDEX target reads
+        as id 0 (the caller masks it). Materialises the full distribution: for evaluation-time
+        methods that need per-token probabilities, not for training (see `nll`)."""
+        log_probs = torch.log_softmax(self.logits(features).float(), dim=-1)
+        return log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+
     def nll(self, features: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
         """Summed negative log-likelihood (fp32) and the number of scored targets."""
         if self.adaptive is not None:

@@ -191,10 +191,14 @@ class LanguageModel:
         ids = sample(self.model, prompt_ids, max_tokens, temperature, top_k, top_p, generator, start_id=self.tokenizer.eos_id)
         return self.tokenizer.decode(prompt_ids + ids)
 
-    def score_lines(self, lines: Sequence[str], batch_size: int = 10, bptt: Optional[int] = None) -> Dict[str, float]:
+    def _stream(self, lines: Sequence[str], bptt: Optional[int]):
+        """The lines as one id stream, and the window length (the training bptt by default)."""
         ids = np.asarray(self.tokenizer.encode_lines(lines), dtype=np.int64)
+        return ids, bptt or self.configs.get("task", {}).get("bptt", 35)
+
+    def score_lines(self, lines: Sequence[str], batch_size: int = 10, bptt: Optional[int] = None) -> Dict[str, float]:
+        ids, bptt = self._stream(lines, bptt)
         stats = SplitStats.of(list(lines), len(ids))
-        bptt = bptt or self.configs.get("task", {}).get("bptt", 35)
         return score_stream(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
                             stats.words, stats.chars, self.tokenizer.kind)
 
@@ -204,8 +208,7 @@ class LanguageModel:
         without it; the forward direction (`nlp_lstm.tasks.lm_cache`)."""
         from nlp_lstm.tasks.lm_cache import cache_report, score_with_cache
 
-        ids = np.asarray(self.tokenizer.encode_lines(lines), dtype=np.int64)
-        bptt = bptt or self.configs.get("task", {}).get("bptt", 35)
+        ids, bptt = self._stream(lines, bptt)
         return cache_report(score_with_cache(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
                                              size, settings))
 
@@ -216,8 +219,7 @@ class LanguageModel:
         from nlp_lstm.metrics import safe_exp
         from nlp_lstm.tasks.lm_dynamic import score_dynamic
 
-        ids = np.asarray(self.tokenizer.encode_lines(lines), dtype=np.int64)
-        bptt = bptt or self.configs.get("task", {}).get("bptt", 35)
+        ids, bptt = self._stream(lines, bptt)
         result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device, lr, decay, method)
         return {"tokens": result["tokens"], "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))}
 

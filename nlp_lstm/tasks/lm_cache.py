@@ -49,10 +49,9 @@ def score_with_cache(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt:
         features, state = model(x, state, direction)
         state = detach_state(state)
         features = features.float()
-        log_probs = torch.log_softmax(model.logits(features).float(), dim=-1)
         scored = y != IGNORE_INDEX
         target = y.clamp(min=0)
-        p_model = log_probs.gather(2, target.unsqueeze(2)).squeeze(2).exp()  # (B, L)
+        p_model = model.target_log_probs(features, y).exp()  # (B, L)
         plain -= torch.where(scored, p_model.log(), 0.0).sum().double()
         tokens += int(scored.sum())
         # Keys for the window's queries: the cache, then the window's own earlier positions.

@@ -53,8 +53,7 @@ def score_dynamic(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: in
         x, y = x.to(device), y.to(device)
         with torch.enable_grad():
             features, state = adapted(x, state, 0)
-            log_probs = torch.log_softmax(adapted.logits(features).float(), dim=-1)
-            nll = -log_probs.gather(2, y.clamp(min=0).unsqueeze(2)).squeeze(2) * (y != IGNORE_INDEX)
+            nll = -adapted.target_log_probs(features, y) * (y != IGNORE_INDEX)
             loss = nll.sum()
             count = int((y != IGNORE_INDEX).sum())
             grads = torch.autograd.grad(loss / max(1, count), params, allow_unused=True)
