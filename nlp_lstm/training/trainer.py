@@ -82,6 +82,9 @@ class Trainer:
         # Iterate average: NT-ASGD's once triggered, or from optim.average_from_epoch.
         self.averaged: Optional[AveragedModel] = None
         self.best_state: Optional[Dict[str, torch.Tensor]] = None
+        # Whether the model package holds best_state: after a resume it may hold the weights
+        # of an earlier part's final evaluation instead (they are not in the checkpoint).
+        self.package_is_best = False
         self.state: Dict[str, Any] = {
             "epoch": 0, "step": 0, "in_epoch": False, "wall_time": 0.0, "train_time": 0.0,
             "train_units": 0, "train_tokens": 0, "best": None, "best_step": None, "history": [], "evals_since_best": 0,
@@ -390,9 +393,9 @@ class Trainer:
             return False
         return best is None or (value < best if self.task.monitor_mode == "min" else value > best)
 
-    def _score_valid(self, export: bool) -> Tuple[Dict[str, Any], bool]:
+    def _score_valid(self) -> Tuple[Dict[str, Any], bool]:
         """Validation metrics of the evaluation weights; weights that improve on the best
-        become `best_state` (and, with `export`, the model package)."""
+        become `best_state` and the model package."""
         s = self.state
         with self._evaluation_weights(), autocast_context(self.device, self.tcfg.precision):
             metrics = self.task.evaluate("valid")
@@ -401,8 +404,9 @@ class Trainer:
             improved = improved and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
             if improved:
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                if export and self.dist.is_main:
+                if self.dist.is_main:
                     self.task.export(self.model_dir)
+                self.package_is_best = True
             self.task.on_evaluation(self.monitor, s["step"])
         self.monitor.scalars("valid", metrics, s["step"])
         return metrics, improved
@@ -418,7 +422,7 @@ class Trainer:
         s = self.state
         if s["last_eval_step"] == s["step"]:
             return
-        metrics, improved = self._score_valid(export=True)
+        metrics, improved = self._score_valid()
         s["last_eval_step"] = s["step"]
         previous = [h["valid"]["loss"] for h in s["history"]]
         if self.schedule_when == "eval":
@@ -443,7 +447,7 @@ class Trainer:
         runs after the checkpoint is saved, so a run resumed with a larger budget continues
         exactly as one that was never stopped."""
         s = self.state
-        metrics, improved = self._score_valid(export=False)  # _finish exports the run's best
+        metrics, improved = self._score_valid()
         if improved:
             s["best"], s["best_step"] = metrics, s["step"]
         self._record_valid(metrics, improved, f"end of training (step {s['step']})", final=True)
@@ -476,7 +480,7 @@ class Trainer:
         if self.best_state is None:
             raise NlpLstmError("no finite validation result: no model was saved (check the learning rate)")
         self.model.load_state_dict(self.best_state)
-        if self.dist.is_main:  # the package holds the run's best, whichever evaluation chose it
+        if self.dist.is_main and not self.package_is_best:  # resumed, and no better model since
             self.task.export(self.model_dir)
         best_valid = s["best"]  # scored on exactly these weights when they became the best
         with autocast_context(self.device, self.tcfg.precision):
