@@ -160,7 +160,7 @@ def test_tagger_trains_on_cuda(tmp_path):
 
 @pytest.mark.parametrize("task", ["lm", "tagger"])
 def test_resume_on_cuda_equals_the_uninterrupted_run(tmp_path, text_corpus, task):
-    from nlp_lstm.training.checkpoint import load_checkpoint
+    from resume_helpers import straight_and_split
 
     if task == "lm":
         common = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.val_check_interval=4"]
@@ -170,14 +170,7 @@ def test_resume_on_cuda_equals_the_uninterrupted_run(tmp_path, text_corpus, task
         common = conll_overrides(tagging_corpus(tmp_path / "corpus")) + TINY_TAGGER + ["trainer.val_check_interval=5"]
     common += ["trainer.device=cuda", "trainer.deterministic=true", "trainer.max_epochs=null",
                "trainer.max_time=null", "logger.tensorboard=false"]
-    run_train(tmp_path / "a", common + ["trainer.max_steps=30"], tmp_path / "data")
-    run_train(tmp_path / "b", common + ["trainer.max_steps=18"], tmp_path / "data")
-    run_train(tmp_path / "b", common + ["trainer.max_steps=30", "trainer.resume=true"], tmp_path / "data")
-    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
-    assert a["trainer"]["best"] == b["trainer"]["best"]
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    straight_and_split(tmp_path, common, total=30, first=18)  # best, weights, schedule... equal, bitwise
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -13,39 +13,10 @@ import torch
 
 from conftest import ROOT, TINY_MODEL, run_train, text_data_overrides
 from nlp_lstm.training.checkpoint import load_checkpoint
+from resume_helpers import straight_and_split
 from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
 
 QUIET = ["trainer.max_epochs=null", "trainer.max_time=null", "logger.tensorboard=false", "trainer.progress_bar=false"]
-
-
-def _same_run(a_dir, b_dir):
-    a = load_checkpoint(a_dir / "checkpoints" / "last.pt")
-    b = load_checkpoint(b_dir / "checkpoints" / "last.pt")
-    for key in ("step", "epoch", "best", "best_step", "evals_since_best", "stop_reason"):
-        assert a["trainer"][key] == b["trainer"][key], key
-    strip = lambda history: [{k: v for k, v in h.items() if k != "wall_time_s"} for h in history]  # noqa: E731
-    assert strip(a["trainer"]["history"]) == strip(b["trainer"]["history"])
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
-    assert (a["averaged"] is None) == (b["averaged"] is None)
-    if a["averaged"] is not None:
-        for name, tensor in a["averaged"].items():
-            assert torch.equal(tensor, b["averaged"][name]), name
-    assert a["scheduler"] == b["scheduler"]
-    assert [g["lr"] for g in a["optimizer"]["param_groups"]] == [g["lr"] for g in b["optimizer"]["param_groups"]]
-    package_a = torch.load(a_dir / "model" / "weights.pt", weights_only=True)
-    package_b = torch.load(b_dir / "model" / "weights.pt", weights_only=True)
-    assert package_a.keys() == package_b.keys()
-    for name, tensor in package_a.items():
-        assert torch.equal(tensor, package_b[name]), name
-    return a
-
-
-def _straight_and_split(tmp_path, common, total, first):
-    run_train(tmp_path / "a", common + [f"trainer.max_steps={total}"], tmp_path / "data")
-    run_train(tmp_path / "b", common + [f"trainer.max_steps={first}"], tmp_path / "data")
-    run_train(tmp_path / "b", common + [f"trainer.max_steps={total}", "trainer.resume=true"], tmp_path / "data")
-    return _same_run(tmp_path / "a", tmp_path / "b")
 
 
 def _lr_was_cut(checkpoint) -> bool:
@@ -63,7 +34,7 @@ def test_lm_budget_stop_then_resume_equals_the_uninterrupted_run(tmp_path, text_
     """Evaluations every 4 steps; the first part stops at step 18, between two of them."""
     common = text_data_overrides(text_corpus) + TINY_MODEL + QUIET + ["trainer.val_check_interval=4",
                                                                        "task.batch_size=20"] + schedule
-    checkpoint = _straight_and_split(tmp_path, common, total=30, first=18)
+    checkpoint = straight_and_split(tmp_path, common, total=30, first=18)
     assert exercised(checkpoint)  # the schedule did act in this run
 
 
@@ -74,7 +45,7 @@ def test_lm_budget_stop_then_resume_equals_the_uninterrupted_run(tmp_path, text_
 def test_tagger_budget_stop_then_resume_equals_the_uninterrupted_run(tmp_path, schedule):
     corpus = tagging_corpus(tmp_path / "corpus")
     common = conll_overrides(corpus) + TINY_TAGGER + QUIET + ["trainer.val_check_interval=5"] + schedule
-    checkpoint = _straight_and_split(tmp_path, common, total=45, first=27)
+    checkpoint = straight_and_split(tmp_path, common, total=45, first=27)
     assert _lr_was_cut(checkpoint) or checkpoint["averaged"] is not None
 
 
@@ -110,7 +81,7 @@ def test_kill_before_the_first_checkpoint_then_resume_starts_the_run_again(tmp_p
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert not (run_dir / "checkpoints" / "last.pt").exists()
-    resumed = run_train(run_dir, common + ["trainer.resume=true"], tmp_path / "data")
+    run_train(run_dir, common + ["trainer.resume=true"], tmp_path / "data")
     log = (run_dir / "train.log").read_text()
     assert "no checkpoint yet" in log and "starting the run from the beginning" in log
     run_train(tmp_path / "straight", common, tmp_path / "data")
