@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--marginals", action="store_true", help="jsonl: per-token tag probabilities (CRF)")
     tag.add_argument("--device", default="auto")
 
+    vec = sub.add_parser("vectors", help="write a model's input word embeddings as word2vec text (.vec)",
+                         description="LM: one row per token of its vocabulary; tagger: per word of its vocabulary "
+                                     "(padding left out). Tokens holding whitespace (a character LM's space) "
+                                     "cannot be written in the format and are left out, with a count on stderr.")
+    vec.add_argument("model")
+    vec.add_argument("output")
+
     bench = sub.add_parser("bench", help="training and inference throughput beside a textbook reference loop",
                            description="Times the model that `python train.py OVERRIDES` would train, then a "
                                        "plain fp32 nn.LSTM/nn.GRU loop of the same shapes on the same batches.")
@@ -279,6 +286,30 @@ def _cmd_tag(args) -> None:
             print(json.dumps(record, ensure_ascii=False))
 
 
+def _cmd_vectors(args) -> None:
+    import numpy as np
+
+    from nlp_lstm.api import load
+    from nlp_lstm.data.word_vectors import write_word2vec_text
+    from nlp_lstm.tasks.language_modeling import LanguageModel
+
+    model = load(args.model, "cpu")
+    if isinstance(model, LanguageModel):
+        weight = model.model.embedding.weight
+        words = model.tokenizer.token_strings(range(weight.shape[0]))
+        rows = list(range(len(words)))
+    else:
+        weight = model.model.word_embedding.weight
+        words = model.vocabs.words.get_itos()
+        rows = list(range(1, len(words)))  # row 0 is padding, not a word
+    writable = [i for i in rows if words[i] and not any(c.isspace() for c in words[i])]
+    matrix = weight.detach().float().cpu().numpy()[np.array(writable, dtype=np.int64)]
+    write_word2vec_text(Path(args.output), [words[i] for i in writable], matrix)
+    if len(writable) < len(rows):
+        print(f"left out {len(rows) - len(writable)} token(s) holding whitespace", file=sys.stderr)
+    print(f"{args.output}: {len(writable):,} vectors of {matrix.shape[1]} dimensions", file=sys.stderr)
+
+
 def _cmd_data(args) -> None:
     from nlp_lstm.data.fetch import default_data_dir, fetch_corpus
     from nlp_lstm.data.registry import CORPORA, get_corpus
@@ -304,7 +335,7 @@ def _cmd_data(args) -> None:
 
 
 COMMANDS = {"generate": _cmd_generate, "score": _cmd_score, "evaluate": _cmd_evaluate, "tag": _cmd_tag,
-            "bench": _cmd_bench, "data": _cmd_data}
+            "bench": _cmd_bench, "vectors": _cmd_vectors, "data": _cmd_data}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

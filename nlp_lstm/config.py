@@ -201,6 +201,15 @@ class TaggerModelConfig(ModelConfig):
     head: str = "crf"  # crf | softmax
     word_dropout: float = 0.05  # replace a word by <unk> in training (char features still see it)
     lowercase_words: bool = True  # the word embedding sees lowercased words; chars keep case
+    # Pretrained word vectors (GloVe, word2vec/fastText text, word2vec binary; gzipped or
+    # not): the word vocabulary is the train words plus the file's word_vectors_max most
+    # frequent words; each takes the file's vector for the same string, else for the same
+    # string ignoring case (nlp_lstm/data/word_vectors.py). The file's dimension must equal
+    # emb_size. word_vectors_freeze keeps the whole embedding fixed.
+    word_vectors: Optional[str] = None
+    word_vectors_format: str = "auto"  # auto | glove | word2vec_text | word2vec_binary
+    word_vectors_max: int = 100000
+    word_vectors_freeze: bool = False
     # Contextual features from a word-level LM package of this project (ELMo-style: the
     # forward and, for a bidirectional LM, backward states at each word). The LM is copied
     # into the tagger's package; frozen unless lm_fine_tune.
@@ -217,6 +226,9 @@ class TaggerModelConfig(ModelConfig):
         super().__post_init__()
         _check_choice("model.char_features", self.char_features, ("none", "cnn", "lstm"))
         _check_choice("model.head", self.head, ("crf", "softmax"))
+        _check_choice("model.word_vectors_format", self.word_vectors_format,
+                      ("auto", "glove", "word2vec_text", "word2vec_binary"))
+        _check(self.word_vectors_max >= 0, "model.word_vectors_max", self.word_vectors_max, "must be >= 0")
         _check(self.bidirectional, "model.bidirectional", self.bidirectional, "taggers are bidirectional")
         # LM output-layer options: a tagger has no word softmax to tie or to make adaptive.
         _check(not self.tie_weights, "model.tie_weights", self.tie_weights, "must be false for a tagger (no word softmax)")
@@ -269,7 +281,9 @@ class OptimConfig:
 @dataclass
 class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | mps (or cuda:N)
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    # fp32 | bf16 | fp16 | auto: bf16 where the hardware computes it natively (a CUDA card
+    # with bf16, a CPU with AVX512-BF16 or AMX), else fp32 (see training.precision).
+    precision: str = "fp32"
     max_epochs: Optional[int] = 40
     max_steps: Optional[int] = None
     max_time: Optional[float] = None  # seconds of training; then evaluate, save, exit 0
@@ -293,7 +307,7 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         _check(self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
                "trainer.device", self.device, "must be auto, cpu, cuda, cuda:N or mps")
-        _check_choice("trainer.precision", self.precision, ("fp32", "bf16", "fp16"))
+        _check_choice("trainer.precision", self.precision, ("fp32", "bf16", "fp16", "auto"))
         _check(self.max_epochs is None or self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "must be >= 1 or null")
         _check(self.max_steps is None or self.max_steps >= 1, "trainer.max_steps", self.max_steps, "must be >= 1 or null")
         _check(self.max_time is None or self.max_time > 0, "trainer.max_time", self.max_time, "must be > 0 or null")

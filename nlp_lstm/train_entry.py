@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nlp_lstm.api import resolve_device
+from nlp_lstm.training.precision import resolve_precision
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
 from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
@@ -123,6 +124,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
                 mark_run_started(run_dir, run_config)
         configure_torch(config)
         device = resolve_device(rank_device(config.trainer.device, dist))
+        if config.trainer.precision == "auto":
+            config.trainer.precision = resolve_precision("auto", device)
+            log.info(f"trainer.precision=auto: {config.trainer.precision} on {device}")
         task = build_task(config, device, dist)
         if dist.enabled:  # same initial weights everywhere (DDP broadcasts them); own dropout masks per rank
             torch.manual_seed(config.seed + dist.rank)

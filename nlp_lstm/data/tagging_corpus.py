@@ -95,6 +95,12 @@ class TaggingVocabs:
         tag_vocab = Vocab(sorted(tags, key=lambda t: (t != "O", t)))
         return cls(word_vocab, char_vocab, tag_vocab, feature_vocabs, lowercase_words)
 
+    def with_words(self, extra: Sequence[str]) -> "TaggingVocabs":
+        """The same vocabularies with `extra` words appended to the word vocabulary."""
+        known = set(self.words.get_itos())
+        itos = self.words.get_itos() + [w for w in dict.fromkeys(extra) if w not in known]
+        return TaggingVocabs(Vocab(itos, 1), self.chars, self.tags, self.features, self.lowercase_words)
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         obj = {"words": self.words.get_itos(), "chars": self.chars.get_itos(), "tags": self.tags.get_itos(),

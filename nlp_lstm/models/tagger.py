@@ -68,6 +68,8 @@ class SequenceTagger(nn.Module):
         self.num_tags = num_tags
         self.word_embedding = nn.Embedding(num_words, cfg.emb_size, padding_idx=0)
         nn.init.uniform_(self.word_embedding.weight, -cfg.init_range, cfg.init_range)
+        if cfg.word_vectors and cfg.word_vectors_freeze:
+            self.word_embedding.weight.requires_grad_(False)
         size = cfg.emb_size
         self.char_encoder = None
         if cfg.char_features == "cnn":

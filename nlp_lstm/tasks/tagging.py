@@ -22,6 +22,7 @@ from nlp_lstm.metrics import confusion_matrix, conlleval, strict_span_f1
 from nlp_lstm.models.tagger import TRAINING_ONLY_PREFIX, SequenceTagger
 from nlp_lstm.package import save_package
 from nlp_lstm.training.distributed import SINGLE, DistInfo, gather_objects
+from nlp_lstm.tasks.word_vector_init import coverage, initialise_word_embedding, load_word_vectors
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
 log = logging.getLogger("nlp_lstm")
@@ -165,6 +166,9 @@ class TaggingTask(TrainingTask):
         self.splits = read_tagging_splits(cfg.data, Path(cfg.paths.data_dir), log=log.info)
         self.vocabs = TaggingVocabs.fit(self.splits["train"], self.scheme, self.corpus_scheme,
                                         cfg.model.lowercase_words)
+        self.word_vectors = None
+        if cfg.model.word_vectors:
+            self.vocabs, self.word_vectors = load_word_vectors(cfg.model, self.vocabs)
         self.feature_lm = load_feature_lm(cfg.model.lm_features, device) if cfg.model.lm_features else None
         lm_tokenizer = self.feature_lm.tokenizer if self.feature_lm else None
         self.encoded = {s: [encode(x, self.vocabs, self.scheme, self.corpus_scheme, lm_tokenizer) for x in sents]
@@ -177,11 +181,30 @@ class TaggingTask(TrainingTask):
         sizes = {s: f"{len(v):,}" for s, v in self.splits.items()}
         log.info(f"tagging corpus {cfg.data.name}: sentences {sizes}; {len(self.vocabs.words):,} words, "
                  f"{len(self.vocabs.tags)} tags ({self.scheme})")
-        self.model = build_tagger(cfg.model, self.vocabs, self.scheme, self.feature_lm).to(device)
+        self.model = build_tagger(cfg.model, self.vocabs, self.scheme, self.feature_lm)
+        self.summary: Dict[str, Any] = {}
+        if self.word_vectors is not None:
+            self._initialise_word_vectors()
+        self.model.to(device)
         self.output_dir = Path(cfg.paths.output_dir)
         self.position = 0
         self.batches: List[List[int]] = []
         self.last_confusion = None
+
+    def _initialise_word_vectors(self) -> None:
+        vectors = self.word_vectors
+        has_vector = initialise_word_embedding(self.model.word_embedding.weight, self.vocabs, vectors)
+        covered = coverage(self.encoded, has_vector)
+        self.summary["word_vectors"] = {**vectors.describe(), "vocabulary": len(self.vocabs.words),
+                                        "with_vector": int(has_vector.sum()),
+                                        **{f"coverage_{split}": round(c, 6) for split, c in covered.items()}}
+        log.info(f"word vectors {vectors.path} ({vectors.format}, {vectors.dim}d): {vectors.rows_read:,} rows read; "
+                 f"{int(has_vector.sum()):,} of {len(self.vocabs.words):,} vocabulary words have one "
+                 f"({len(vectors.new_words):,} added from the file); token coverage "
+                 + ", ".join(f"{split} {100 * c:.1f}%" for split, c in covered.items()))
+
+    def data_summary(self) -> Dict[str, Any]:
+        return self.summary
 
     # ------------------------------------------------------------- training
     def steps_per_epoch(self) -> int:
@@ -281,7 +304,8 @@ class TaggingTask(TrainingTask):
 
         save_package(directory, "tagging", {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data},
                      write_assets, {k: v for k, v in self.model.state_dict().items()
-                                    if not k.startswith(TRAINING_ONLY_PREFIX)})
+                                    if not k.startswith(TRAINING_ONLY_PREFIX)},
+                     info=self.summary)
 
     def hparams(self) -> Dict[str, Any]:
         c = self.cfg

@@ -85,5 +85,10 @@ class TrainingTask(ABC):
     def hparams(self) -> Dict[str, Any]:
         return {}
 
+    def data_summary(self) -> Dict[str, Any]:
+        """Facts about the inputs worth keeping with the run (word-vector coverage...):
+        written to metrics.json under "data" and to TensorBoard as data/* scalars."""
+        return {}
+
     def describe(self, metrics: Dict[str, float]) -> str:
         return " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))

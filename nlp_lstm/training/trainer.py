@@ -181,6 +181,8 @@ class Trainer:
                                writes=self.dist.is_main)
         self._params = sum(p.numel() for p in self.model.parameters())
         log.info(f"model: {self._params:,} parameters on {self.device}")
+        for name, values in self.task.data_summary().items():
+            self.monitor.scalars(f"data/{name}", values, 0)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in previous:
             signal.signal(sig, self._on_signal)
@@ -470,6 +472,7 @@ class Trainer:
         self.monitor.write_metrics({
             "status": status, "best_valid": s["best"], "best_step": s["best_step"], **extra,
             "train": self._train_summary(), "params": self._params, "history": s["history"],
+            **({"data": self.task.data_summary()} if self.task.data_summary() else {}),
         })
 
     def _finish(self) -> Dict[str, Any]:
