@@ -215,6 +215,9 @@ class TaggerModelConfig(ModelConfig):
     # into the tagger's package; frozen unless lm_fine_tune.
     lm_features: Optional[str] = None
     lm_fine_tune: bool = False
+    # A frozen feature LM's states for the train sentences are computed once and kept in
+    # host memory up to this many MB (0: computed in every step); nlp_lstm/tasks/feature_cache.py.
+    lm_features_cache_mb: float = 4096
     # Auxiliary language-modelling cost (Rei 2017): the first layer's forward state predicts
     # the next word and its backward state the previous word; the loss adds lm_loss_weight
     # times their summed NLL. Training only: it shapes the encoder, inference is unchanged.
@@ -228,6 +231,7 @@ class TaggerModelConfig(ModelConfig):
         _check_choice("model.head", self.head, ("crf", "softmax"))
         _check_choice("model.word_vectors_format", self.word_vectors_format,
                       ("auto", "glove", "word2vec_text", "word2vec_binary"))
+        _check(self.lm_features_cache_mb >= 0, "model.lm_features_cache_mb", self.lm_features_cache_mb, "must be >= 0")
         _check(self.word_vectors_max >= 0, "model.word_vectors_max", self.word_vectors_max, "must be >= 0")
         _check(self.bidirectional, "model.bidirectional", self.bidirectional, "taggers are bidirectional")
         # LM output-layer options: a tagger has no word softmax to tie or to make adaptive.

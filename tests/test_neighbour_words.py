@@ -104,6 +104,9 @@ def _tagger_with_feature_lm(bidirectional: bool, weight: float = 0.5):
     model = type(model)(cfg, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), {}, lm=lm, lm_eos=2)
     batch = collate([encode(s, vocabs, "iobes", "iob2") for s in SENTENCES])
     batch.lm_ids = torch.where(batch.mask, batch.words % 8 + 3, torch.zeros_like(batch.words))
+    # A word LM's stream: one token per word, so each word's first and last token is itself.
+    batch.lm_lengths = batch.lengths
+    batch.lm_first = batch.lm_last = torch.arange(batch.words.size(1)).expand_as(batch.words)
     return model.eval(), batch
 
 

@@ -12,7 +12,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -121,7 +121,11 @@ class EncodedSentence:
     chars: List[List[int]]
     features: Dict[str, List[int]]
     tags: Optional[List[int]]  # None where a gold tag is unknown to the model (never trained on)
-    lm_ids: Optional[List[int]] = None  # one id per word in the feature LM's vocabulary
+    # The feature LM's token stream for the sentence, and per word the stream positions of
+    # its first and last token (one token per word for a word LM; see lm_stream).
+    lm_ids: Optional[List[int]] = None
+    lm_first: Optional[List[int]] = None
+    lm_last: Optional[List[int]] = None
 
 
 def encode(sentence: Sentence, vocabs: TaggingVocabs, train_scheme: str, corpus_scheme: str,
@@ -132,15 +136,41 @@ def encode(sentence: Sentence, vocabs: TaggingVocabs, train_scheme: str, corpus_
         converted = convert(sentence.tags, corpus_scheme, train_scheme)
         if all(t in vocabs.tags for t in converted):
             tags = vocabs.tags.lookup_indices(converted)
+    lm_ids, lm_first, lm_last = lm_stream(sentence.words, lm_tokenizer) if lm_tokenizer is not None else (None,) * 3
     return EncodedSentence(
         words=vocabs.words.lookup_indices(words),
         chars=[vocabs.chars.lookup_indices(w) for w in sentence.words],
         features={n: v.lookup_indices(sentence.features.get(n, [UNK] * len(words))) for n, v in vocabs.features.items()},
-        tags=tags,
-        # a word-level LM's tokenizer maps each word to one id (unknown words to <unk>)
-        lm_ids=[ids[0] if len(ids) == 1 else lm_tokenizer.unk_id for ids in map(lm_tokenizer.encode_line, sentence.words)]
-        if lm_tokenizer is not None else None,
+        tags=tags, lm_ids=lm_ids, lm_first=lm_first, lm_last=lm_last,
     )
+
+
+def lm_stream(words: Sequence[str], tokenizer) -> Tuple[List[int], List[int], List[int]]:
+    """The sentence as the feature LM reads it, and each word's first and last position.
+
+    Word LM: one id per word (<unk> for an unknown one). Character LM: the words' characters
+    with a space between words, as running text reads (Akbik et al. 2018). Subword LM: each
+    word's pieces (sentencepiece splits at whitespace, so encoding word by word gives the
+    pieces of the whole line)."""
+    kind = tokenizer.kind
+    space = None
+    if kind == "char":
+        space_ids = tokenizer.encode_line(" ")
+        space = space_ids[0] if len(space_ids) == 1 else tokenizer.unk_id
+    stream: List[int] = []
+    first: List[int] = []
+    last: List[int] = []
+    for i, word in enumerate(words):
+        ids = tokenizer.encode_line(word)
+        if kind == "word" and len(ids) != 1:
+            ids = [tokenizer.unk_id]
+        ids = ids or [tokenizer.unk_id]
+        if space is not None and i > 0:
+            stream.append(space)
+        first.append(len(stream))
+        stream.extend(ids)
+        last.append(len(stream) - 1)
+    return stream, first, last
 
 
 @dataclass
@@ -153,11 +183,17 @@ class TaggingBatch:
     mask: Tensor  # (B, T) bool
     lengths: Tensor  # (B,)
     has_gold: Tensor  # (B,) bool: every gold tag is known
-    lm_ids: Optional[Tensor] = None  # (B, T) ids for the feature LM
+    lm_ids: Optional[Tensor] = None  # (B, S) the feature LM's token streams, zero-padded
     # Flat positions (in B * T) of the real words, in `chars` order: made on the host by
     # collate, so placing per-word features needs no boolean indexing (a device sync).
     word_positions: Optional[Tensor] = None
     token_count: Optional[int] = None  # real words, counted by collate on the host
+    lm_lengths: Optional[Tensor] = None  # (B,) stream lengths
+    lm_first: Optional[Tensor] = None  # (B, T) stream position of each word's first token
+    lm_last: Optional[Tensor] = None  # (B, T) ... and of its last
+    # (B, T, D) feature-LM states given ready-made (a frozen LM's, cached by the task):
+    # the model then does not run the LM.
+    lm_states: Optional[Tensor] = None
 
     def real_word_positions(self) -> Tensor:
         if self.word_positions is not None:
@@ -173,7 +209,8 @@ class TaggingBatch:
                             move(self.lengths), move(self.has_gold),
                             move(self.lm_ids) if self.lm_ids is not None else None,
                             move(self.word_positions) if self.word_positions is not None else None,
-                            self.token_count)
+                            self.token_count, *(move(t) if t is not None else None for t in
+                                                (self.lm_lengths, self.lm_first, self.lm_last, self.lm_states)))
 
     @property
     def num_tokens(self) -> int:
@@ -197,9 +234,15 @@ def collate(items: Sequence[EncodedSentence]) -> TaggingBatch:
     chars = _padded(all_chars, int(char_lengths.max()))
     mask = torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1)
     has_gold = torch.tensor([s.tags is not None for s in items])
-    lm_ids = _padded([s.lm_ids for s in items], longest) if items and items[0].lm_ids is not None else None
-    return TaggingBatch(words, chars, char_lengths, features, tags, mask, lengths, has_gold, lm_ids,
-                        mask.reshape(-1).nonzero().squeeze(1), sum(len(s.words) for s in items))
+    lm = {}
+    if items and items[0].lm_ids is not None:
+        lm_lengths = torch.tensor([len(s.lm_ids) for s in items])
+        lm = {"lm_ids": _padded([s.lm_ids for s in items], int(lm_lengths.max())), "lm_lengths": lm_lengths,
+              "lm_first": _padded([s.lm_first for s in items], longest),
+              "lm_last": _padded([s.lm_last for s in items], longest)}
+    return TaggingBatch(words, chars, char_lengths, features, tags, mask, lengths, has_gold,
+                        word_positions=mask.reshape(-1).nonzero().squeeze(1),
+                        token_count=sum(len(s.words) for s in items), **lm)
 
 
 def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, rng: Optional[random.Random] = None

@@ -137,9 +137,11 @@ class SequenceTagger(nn.Module):
             parts.append(grid.view(*words.shape, -1))
         for name, embedding in self.feature_embeddings.items():
             parts.append(embedding(batch.features[name]))
-        if self.lm is not None:
+        if batch.lm_states is not None:
+            parts.append(batch.lm_states.to(parts[0].dtype))
+        elif self.lm is not None:
             with torch.set_grad_enabled(self.cfg.lm_fine_tune and torch.is_grad_enabled()):
-                parts.append(self.lm_features(batch.lm_ids, batch.lengths))
+                parts.append(self.lm_features(batch))
         x = self.input_dropout(torch.cat(parts, dim=-1))
         if not self.lm_directions_split:
             return self.encoder.forward_layers_out(x, batch.lengths)
@@ -155,19 +157,24 @@ class SequenceTagger(nn.Module):
             self.lm.eval()  # a frozen LM gives the same features in training as in use
         return self
 
-    def lm_features(self, lm_ids: Tensor, lengths: Tensor) -> Tensor:
-        """The feature LM's state after each word: forward, and backward for a bidirectional LM.
+    def lm_features(self, batch) -> Tensor:
+        """(B, T, D): per word, the feature LM's forward state after the word's last token
+        and, for a bidirectional LM, its backward state after reading back to the word's
+        first token (Akbik et al. 2018 for character LMs; Peters et al. 2018 for word LMs).
 
-        Each direction reads <eos> (a line start, as in its training) and then the words in
-        its own order; the backward direction gets each sentence reversed within its length.
-        """
+        Each direction reads <eos> (a line start, as in its training) and then the sentence's
+        stream in its own order; the backward direction gets each stream reversed within its
+        length, so both read real tokens before any padding."""
+        lm_ids, lengths = batch.lm_ids, batch.lm_lengths
         start = torch.full_like(lm_ids[:, :1], self.lm_eos)
         states = self.lm.initial_state(lm_ids.size(0), lm_ids.device)
         forward, _ = self.lm(torch.cat([start, lm_ids], 1), states[0], 0)
-        out = [forward[:, 1:]]
+        out = [_gather_positions(forward, batch.lm_last + 1)]  # +1: past the <eos> read first
         if self.lm.num_directions == 2:
             backward, _ = self.lm(torch.cat([start, reverse_padded(lm_ids, lengths)], 1), states[1], 1)
-            out.append(reverse_padded(backward[:, 1:], lengths))
+            # In the reversed stream a word's first token sits at length - 1 - first.
+            position = (lengths.unsqueeze(1) - batch.lm_first).clamp(min=0)
+            out.append(_gather_positions(backward, position))
         return torch.cat(out, dim=-1)
 
     def loss(self, emissions: Tensor, batch) -> Tensor:
@@ -184,3 +191,8 @@ class SequenceTagger(nn.Module):
             return self.crf.viterbi(emissions, batch.mask)
         best = emissions.argmax(-1).cpu()
         return [best[b, :n].tolist() for b, n in enumerate(batch.lengths.tolist())]
+
+
+def _gather_positions(states: Tensor, positions: Tensor) -> Tensor:
+    """states (B, S, D), positions (B, T) -> (B, T, D)."""
+    return states.gather(1, positions.unsqueeze(-1).expand(-1, -1, states.size(-1)))

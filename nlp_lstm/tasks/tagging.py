@@ -22,6 +22,7 @@ from nlp_lstm.metrics import confusion_matrix, conlleval, strict_span_f1
 from nlp_lstm.models.tagger import TRAINING_ONLY_PREFIX, SequenceTagger
 from nlp_lstm.package import save_package
 from nlp_lstm.training.distributed import SINGLE, DistInfo, gather_objects
+from nlp_lstm.tasks.feature_cache import FrozenFeatureCache
 from nlp_lstm.tasks.word_vector_init import coverage, initialise_word_embedding, load_word_vectors
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
@@ -38,7 +39,7 @@ def crf_constraints(tags: Sequence[str], scheme: str) -> Dict[str, torch.Tensor]
 
 def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm=None,
                  for_inference: bool = False) -> SequenceTagger:
-    """`feature_lm`: a loaded word-level LanguageModel whose states become input features;
+    """`feature_lm`: a loaded LanguageModel whose states become input features;
     `for_inference`: without the training-only parts (what a model package holds)."""
     tags = vocabs.tags.get_itos()
     return SequenceTagger(model_cfg, len(vocabs.words), len(vocabs.chars), len(tags),
@@ -49,7 +50,7 @@ def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm
 
 
 def load_feature_lm(path: str, device):
-    """The LM package named by model.lm_features, checked to be usable for word features."""
+    """The LM package named by model.lm_features (a word, character or subword LM)."""
     from nlp_lstm.api import load
     from nlp_lstm.errors import ConfigError
     from nlp_lstm.tasks.language_modeling import LanguageModel
@@ -60,9 +61,6 @@ def load_feature_lm(path: str, device):
         raise ConfigError(f"config model.lm_features={path!r}: {exc}") from None
     if not isinstance(lm, LanguageModel):
         raise ConfigError(f"config model.lm_features={path!r}: not a language model package")
-    if lm.tokenizer.kind != "word":
-        raise ConfigError(f"config model.lm_features={path!r}: a {lm.tokenizer.kind} LM; word features need a "
-                          "word-level LM (tokenizer=word)")
     return lm
 
 
@@ -182,6 +180,9 @@ class TaggingTask(TrainingTask):
         log.info(f"tagging corpus {cfg.data.name}: sentences {sizes}; {len(self.vocabs.words):,} words, "
                  f"{len(self.vocabs.tags)} tags ({self.scheme})")
         self.model = build_tagger(cfg.model, self.vocabs, self.scheme, self.feature_lm)
+        self.lm_cache = (FrozenFeatureCache(cfg.model.lm_features_cache_mb)
+                         if self.feature_lm is not None and not cfg.model.lm_fine_tune
+                         and cfg.model.lm_features_cache_mb > 0 else None)
         self.summary: Dict[str, Any] = {}
         if self.word_vectors is not None:
             self._initialise_word_vectors()
@@ -233,10 +234,15 @@ class TaggingTask(TrainingTask):
         # DDP averages gradients over ranks, so the world size is multiplied back in. A rank
         # whose share of a short last batch is empty runs one sentence at weight zero.
         weight = self.dist.world_size / len(global_batch) if mine else 0.0
-        return collate([self.encoded["train"][i] for i in (mine or global_batch[:1])]), weight
+        indices = mine or global_batch[:1]
+        return collate([self.encoded["train"][i] for i in indices]), weight, indices
 
     def training_step(self, batch) -> StepOutput:
-        batch, weight = batch
+        batch, weight, indices = batch
+        if self.lm_cache is not None:
+            if not self.lm_cache.filled:  # here, not at start: under the run's precision
+                self.lm_cache.fill(self.model, self.encoded["train"], self.cfg.task.eval_batch_size, self.device)
+            batch.lm_states = self.lm_cache.lookup(indices)
         tokens = batch.num_tokens if weight else 0  # counted on the host batch: no device sync
         sentences = int(batch.lengths.numel()) if weight else 0
         batch = batch.to(self.device)
