@@ -165,6 +165,10 @@ class ModelConfig:
     # temporal_activation_reg (beta) * mean((undropped output[t] - output[t-1]) ** 2).
     activation_reg: float = 0.0
     temporal_activation_reg: float = 0.0
+    # Start from this model package (an LM for task=lm, a tagger for task=tagging): its
+    # architecture, weights and tokenizer/vocabularies; nlp_lstm/tasks/init_from.py says
+    # exactly what carries over.
+    init_from: Optional[str] = None
 
     def __post_init__(self) -> None:
         _check_choice("model.cell", self.cell, ("lstm", "gru"))

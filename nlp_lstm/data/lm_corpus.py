@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, astuple, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 
@@ -110,7 +110,7 @@ def _source_files(data_cfg, data_dir: Path) -> List[str]:
     return [str(Path(data_dir) / corpus.name / f.filename) for f in corpus.files.values()]
 
 
-def cache_key(data_cfg, tok_cfg, data_dir: Path) -> str:
+def cache_key(data_cfg, tok_cfg, data_dir: Path, tokenizer_dir: Optional[Path] = None) -> str:
     files = _source_files(data_cfg, data_dir)
     content = {
         "format": CACHE_FORMAT,
@@ -118,21 +118,30 @@ def cache_key(data_cfg, tok_cfg, data_dir: Path) -> str:
                  "files": [sha256_file(f) for f in files]},
         "tokenizer": {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(tok_cfg).items()},
     }
+    if tokenizer_dir is not None:  # a given tokenizer (model.init_from): its files are the key
+        content["tokenizer"] = {p.name: sha256_file(p) for p in sorted(Path(tokenizer_dir).iterdir()) if p.is_file()}
     if data_cfg.name != "text":
         content["data"]["split"] = get_corpus(data_cfg.name).split_fractions
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def prepare_lm_corpus(data_cfg, tok_cfg, data_dir: os.PathLike, log=print) -> LMCorpus:
+def prepare_lm_corpus(data_cfg, tok_cfg, data_dir: os.PathLike, log=print,
+                      tokenizer_dir: Optional[Path] = None) -> LMCorpus:
+    """`tokenizer_dir`: encode with this saved tokenizer (a package's) instead of fitting one."""
     data_dir = Path(data_dir)
     sources = split_line_sources(data_cfg, data_dir)  # also fetches and validates the files
-    cache_dir = data_dir / "cache" / f"lm-{data_cfg.name}-{tok_cfg.kind}-{cache_key(data_cfg, tok_cfg, data_dir)}"
+    key = cache_key(data_cfg, tok_cfg, data_dir, tokenizer_dir)
+    kind = load_tokenizer(tokenizer_dir).kind if tokenizer_dir is not None else tok_cfg.kind
+    cache_dir = data_dir / "cache" / f"lm-{data_cfg.name}-{kind}-{key}"
     if (cache_dir / "stats.json").exists():
         log(f"tokenized corpus: cached in {cache_dir}")
         return _load_cached(cache_dir)
-    log(f"fitting {tok_cfg.kind} tokenizer on {data_cfg.name}/train")
     with atomic_directory(cache_dir) as tmp:
-        tokenizer = fit_tokenizer(tok_cfg, sources["train"](), tmp / "work", lowercase=data_cfg.lowercase)
+        if tokenizer_dir is not None:
+            tokenizer = load_tokenizer(tokenizer_dir)
+        else:
+            log(f"fitting {tok_cfg.kind} tokenizer on {data_cfg.name}/train")
+            tokenizer = fit_tokenizer(tok_cfg, sources["train"](), tmp / "work", lowercase=data_cfg.lowercase)
         save_tokenizer(tokenizer, tmp / "tokenizer")
         stats = {}
         for split, lines in sources.items():

@@ -101,6 +101,18 @@ class TaggingVocabs:
         itos = self.words.get_itos() + [w for w in dict.fromkeys(extra) if w not in known]
         return TaggingVocabs(Vocab(itos, 1), self.chars, self.tags, self.features, self.lowercase_words)
 
+    def extended_with(self, other: "TaggingVocabs") -> "TaggingVocabs":
+        """These vocabularies, each followed by the entries only `other` has (a package's
+        vocabularies extended with a new train split's: existing ids stay as they are)."""
+        def extend(mine: Vocab, theirs: Vocab, default: Optional[int]) -> Vocab:
+            known = set(mine.get_itos())
+            return Vocab(mine.get_itos() + [t for t in theirs.get_itos() if t not in known], default)
+
+        return TaggingVocabs(extend(self.words, other.words, 1), extend(self.chars, other.chars, 1),
+                             extend(self.tags, other.tags, None),
+                             {n: extend(v, other.features[n], 1) for n, v in self.features.items()},
+                             self.lowercase_words)
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         obj = {"words": self.words.get_itos(), "chars": self.chars.get_itos(), "tags": self.tags.get_itos(),

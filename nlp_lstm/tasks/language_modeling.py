@@ -20,6 +20,7 @@ from nlp_lstm.models.generation import sample
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.rnn import detach_state
 from nlp_lstm.package import save_package
+from nlp_lstm.tasks.init_from import ARCHITECTURE, load_leading_weights, merged_model_config, read_init_package
 from nlp_lstm.tasks.lm_scoring import score_stream
 from nlp_lstm.training.distributed import SINGLE, DistInfo
 from nlp_lstm.training.task import StepOutput, TrainingTask
@@ -38,10 +39,22 @@ class LanguageModelingTask(TrainingTask):
 
     def __init__(self, cfg, device: torch.device, corpus: Optional[LMCorpus] = None, dist: DistInfo = SINGLE) -> None:
         self.cfg, self.device, self.dist = cfg, device, dist
-        self.corpus = corpus or prepare_lm_corpus(cfg.data, cfg.tokenizer, cfg.paths.data_dir, log=log.info)
+        init_weights, tokenizer_dir = None, None
+        if cfg.model.init_from:  # continue a package's LM on this text, with its tokenizer
+            meta, init_weights = read_init_package(cfg.model.init_from, "lm")
+            cfg.model = merged_model_config(cfg.model, meta["configs"]["model"], ARCHITECTURE)
+            tokenizer_dir = Path(cfg.model.init_from) / "tokenizer"
+            if "tokenizer" in meta["configs"]:
+                cfg.tokenizer = type(cfg.tokenizer)(**meta["configs"]["tokenizer"])
+        self.corpus = corpus or prepare_lm_corpus(cfg.data, cfg.tokenizer, cfg.paths.data_dir, log=log.info,
+                                                  tokenizer_dir=tokenizer_dir)
         self.tokenizer: Tokenizer = self.corpus.tokenizer
         self.eos = self.tokenizer.eos_id
-        self.model = RNNLanguageModel(cfg.model, self.tokenizer.vocab_size).to(device)
+        self.model = RNNLanguageModel(cfg.model, self.tokenizer.vocab_size)
+        if init_weights is not None:
+            load_leading_weights(self.model, init_weights, cfg.model.init_from)
+            log.info(f"model.init_from: weights and tokenizer from {cfg.model.init_from}")
+        self.model.to(device)
         self.streams = [TrainStream(self.corpus.ids["train"], self.eos, cfg.task.batch_size, reverse=d == 1,
                                     rank=dist.rank, world_size=dist.world_size)
                         for d in range(self.model.num_directions)]

@@ -7,6 +7,7 @@ import math
 import random
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -16,13 +17,14 @@ from nlp_lstm.data.conll import Sentence
 from nlp_lstm.data.tag_schemes import allowed_transition, convert
 from nlp_lstm.data.tagging_corpus import (EncodedSentence, TaggingVocabs, batch_indices, collate, encode,
                                           read_tagging_splits)
-from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import atomic_write_text
 from nlp_lstm.metrics import confusion_matrix, conlleval, strict_span_f1
 from nlp_lstm.models.tagger import TRAINING_ONLY_PREFIX, SequenceTagger
 from nlp_lstm.package import save_package
 from nlp_lstm.training.distributed import SINGLE, DistInfo, gather_objects
 from nlp_lstm.tasks.feature_cache import FrozenFeatureCache
+from nlp_lstm.tasks.init_from import TAGGER_ARCHITECTURE, load_leading_weights, merged_model_config, read_init_package
 from nlp_lstm.tasks.word_vector_init import coverage, initialise_word_embedding, load_word_vectors
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
@@ -52,7 +54,6 @@ def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm
 def load_feature_lm(path: str, device):
     """The LM package named by model.lm_features (a word, character or subword LM)."""
     from nlp_lstm.api import load
-    from nlp_lstm.errors import ConfigError
     from nlp_lstm.tasks.language_modeling import LanguageModel
 
     try:
@@ -162,12 +163,18 @@ class TaggingTask(TrainingTask):
         self.scheme = model_scheme(cfg.task, cfg.data)
         self.monitor_key = "acc" if self.corpus_scheme == "none" else "f1"
         self.splits = read_tagging_splits(cfg.data, Path(cfg.paths.data_dir), log=log.info)
-        self.vocabs = TaggingVocabs.fit(self.splits["train"], self.scheme, self.corpus_scheme,
-                                        cfg.model.lowercase_words)
+        self.summary: Dict[str, Any] = {}
+        init_weights = self._start_from_package() if cfg.model.init_from else None
+        vocabs = TaggingVocabs.fit(self.splits["train"], self.scheme, self.corpus_scheme, cfg.model.lowercase_words)
+        self.vocabs = self.vocabs.extended_with(vocabs) if init_weights is not None else vocabs
         self.word_vectors = None
-        if cfg.model.word_vectors:
+        if cfg.model.word_vectors and init_weights is None:
             self.vocabs, self.word_vectors = load_word_vectors(cfg.model, self.vocabs)
-        self.feature_lm = load_feature_lm(cfg.model.lm_features, device) if cfg.model.lm_features else None
+        if cfg.model.lm_features:  # a package's own copy when starting from one
+            self.feature_lm = (read_feature_lm(Path(cfg.model.init_from), device) if init_weights is not None
+                               else load_feature_lm(cfg.model.lm_features, device))
+        else:
+            self.feature_lm = None
         lm_tokenizer = self.feature_lm.tokenizer if self.feature_lm else None
         self.encoded = {s: [encode(x, self.vocabs, self.scheme, self.corpus_scheme, lm_tokenizer) for x in sents]
                         for s, sents in self.splits.items()}
@@ -180,10 +187,11 @@ class TaggingTask(TrainingTask):
         log.info(f"tagging corpus {cfg.data.name}: sentences {sizes}; {len(self.vocabs.words):,} words, "
                  f"{len(self.vocabs.tags)} tags ({self.scheme})")
         self.model = build_tagger(cfg.model, self.vocabs, self.scheme, self.feature_lm)
+        if init_weights is not None:
+            load_leading_weights(self.model, init_weights, cfg.model.init_from, skip_prefix=TRAINING_ONLY_PREFIX)
         self.lm_cache = (FrozenFeatureCache(cfg.model.lm_features_cache_mb)
                          if self.feature_lm is not None and not cfg.model.lm_fine_tune
                          and cfg.model.lm_features_cache_mb > 0 else None)
-        self.summary: Dict[str, Any] = {}
         if self.word_vectors is not None:
             self._initialise_word_vectors()
         self.model.to(device)
@@ -191,6 +199,29 @@ class TaggingTask(TrainingTask):
         self.position = 0
         self.batches: List[List[int]] = []
         self.last_confusion = None
+
+    def _start_from_package(self):
+        """model.init_from: the package's architecture, vocabularies and feature LM (see
+        nlp_lstm/tasks/init_from.py); returns its weights, loaded once the model is built."""
+        cfg, path = self.cfg, self.cfg.model.init_from
+        for key in ("word_vectors", "lm_features"):
+            if getattr(cfg.model, key):
+                raise ConfigError(f"config model.{key}={getattr(cfg.model, key)!r}: a run with model.init_from "
+                                  f"keeps the package's {key.replace('_', ' ')}; leave model.{key} unset")
+        meta, weights = read_init_package(path, "tagging")
+        configs = meta["configs"]
+        package_scheme = model_scheme(SimpleNamespace(**configs["task"]), SimpleNamespace(**configs["data"]))
+        if package_scheme != self.scheme:
+            raise ConfigError(f"config task.train_scheme: the package at {path} predicts {package_scheme} tags, "
+                              f"this run {self.scheme}; set task.train_scheme={package_scheme}")
+        cfg.model = merged_model_config(cfg.model, configs["model"], TAGGER_ARCHITECTURE)
+        self.vocabs = TaggingVocabs.load(Path(path))
+        columns = sorted(dict(cfg.data.feature_columns or {}))
+        if columns != sorted(self.vocabs.features):
+            raise ConfigError(f"config data.feature_columns: the package at {path} reads input column(s) "
+                              f"{sorted(self.vocabs.features)}, this run gives {columns}")
+        self.summary["init_from"] = {"path": str(path), **meta.get("info", {})}
+        return weights
 
     def _initialise_word_vectors(self) -> None:
         vectors = self.word_vectors
