@@ -1,0 +1,34 @@
+"""trainer.precision=auto: bf16 where the CPU (or card) computes it natively, else fp32."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from conftest import TINY_MODEL, run_train, text_data_overrides
+from nlp_lstm.training import precision
+from nlp_lstm.training.precision import cpu_has_native_bf16, resolve_precision
+
+
+def test_auto_follows_the_cpus_bf16_instructions(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    for fixed in ("fp32", "bf16", "fp16"):
+        assert resolve_precision(fixed, cpu) == fixed
+    # A CPU with neither AVX512-BF16 nor AMX falls back to fp32 (the probes say no).
+    monkeypatch.setattr(precision.torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(precision.torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(precision.torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resolve_precision("auto", cpu) == "bf16"
+
+
+def test_a_run_with_auto_logs_the_precision_it_uses(tmp_path, text_corpus):
+    run_dir = tmp_path / "run"
+    proc = run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
+        "trainer.precision=auto", "trainer.max_steps=3", "logger.tensorboard=false"], tmp_path / "data")
+    expected = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert f"trainer.precision=auto: {expected} on cpu" in proc.stderr + proc.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
