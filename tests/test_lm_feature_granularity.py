@@ -138,3 +138,14 @@ def test_the_cache_holds_each_sentences_states_within_its_budget(tmp_path):
     small.fill(model, encoded, batch_size=1, device="cpu")
     assert list(small.states) == [1]  # the shortest sentence comes first
     assert small.lookup([1]) is not None and small.lookup([0, 1]) is None
+
+
+@pytest.mark.parametrize("kind", ["char", "sentencepiece"])
+def test_a_sentence_tags_the_same_alone_and_in_a_padded_batch(tmp_path, kind):
+    model, _, encoded = tagger_with_lm(tokenizer_of(kind, tmp_path), bidirectional=True)
+    with torch.no_grad():
+        together = model(collate(encoded))
+        for b, sentence in enumerate(encoded):
+            alone = model(collate([sentence]))[0]
+            n = len(sentence.words)
+            torch.testing.assert_close(together[b, :n], alone[:n], rtol=1e-5, atol=1e-6)
