@@ -10,11 +10,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from nlp_lstm.errors import NlpLstmError
 
@@ -105,16 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dynamic evaluation: rows read in parallel (1: the text in order, as the paper)")
     ev.add_argument("--device", default="auto")
 
-    tag = sub.add_parser("tag", help="tag text with a sequence tagger")
+    tag = sub.add_parser("tag", help="tag text with a sequence tagger (streams: any input size)")
     tag.add_argument("model")
     tag.add_argument("file", nargs="?", default="-",
-                     help="one sentence per line (raw text, or CoNLL with --input conll); '-' for stdin")
-    tag.add_argument("--input", choices=("text", "conll"), default="text",
-                     help="text: raw sentences, tokenized on words and punctuation; conll: first column, "
-                          "blank line between sentences")
-    tag.add_argument("--format", choices=("conll", "jsonl", "text"), default="conll")
+                     help="one sentence (or paragraph, with --split-sentences) per line, CoNLL or CoNLL-U; "
+                          "'-' for stdin")
+    tag.add_argument("--input", choices=("text", "conll", "conllu"), default="text",
+                     help="text: raw sentences, tokenized on words and punctuation; conll: first column the "
+                          "word (and the model's input columns), blank line between sentences; conllu: the "
+                          "FORM of each word line")
+    tag.add_argument("--format", choices=("conll", "jsonl", "text", "conllu"), default="conll",
+                     help="jsonl: tokens, and for chunk/entity taggers spans with confidences; conllu: "
+                          "CoNLL-U input comes back with one field filled and every other byte kept")
+    tag.add_argument("--output", default=None, help="write here (atomically: complete or not at all) "
+                                                    "instead of stdout")
+    tag.add_argument("--batch-size", type=_positive_int, default=256, help="sentences per batch")
+    tag.add_argument("--split-sentences", action="store_true",
+                     help="text input: split each line into sentences (segtok), offsets kept into the line")
+    tag.add_argument("--conllu-field", choices=("upos", "xpos", "misc"), default=None,
+                     help="conllu output: the field the tags go in (default: the field the model was "
+                          "trained on; misc for chunk/entity tags)")
+    tag.add_argument("--misc-key", default="Tag", help="conllu output in misc: the key (e.g. NER)")
     tag.add_argument("--nbest", type=_positive_int, default=None, help="jsonl: the k best sequences (CRF)")
     tag.add_argument("--marginals", action="store_true", help="jsonl: per-token tag probabilities (CRF)")
+    tag.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                     help="a progress bar with sentences/s on stderr (auto: when stderr is a terminal)")
     tag.add_argument("--device", default="auto")
 
     vec = sub.add_parser("vectors", help="write a model's input word embeddings as word2vec text (.vec)",
@@ -242,48 +258,54 @@ def _read_input(path: str, what: str) -> List[str]:
 
 def _cmd_tag(args) -> None:
     from nlp_lstm.api import load
-    from nlp_lstm.tasks.tagging import Tagger
+    from nlp_lstm.data.tag_files import (conll_sentences, conllu_sentences, format_conllu, input_lines,
+                                         output_path_ok, split_sentences, text_sentences)
+    from nlp_lstm.fileio import atomic_open
+    from nlp_lstm.tasks.tag_stream import tag_stream
+    from nlp_lstm.tasks.tagging import Tagger, token_records
 
     tagger = load(args.model, args.device)
     if not isinstance(tagger, Tagger):
         raise NlpLstmError(f"{args.model}: not a tagger")
     if (args.nbest or args.marginals) and args.format != "jsonl":
         raise NlpLstmError("--nbest and --marginals need --format jsonl")
-    lines = _read_input(args.file, "input file")
-    features = None
+    if args.split_sentences and args.input != "text":
+        raise NlpLstmError("--split-sentences splits raw text: it needs --input text")
+    output_path_ok(args.output)
+    if tagger.feature_columns and args.input != "conll":
+        raise NlpLstmError(f"this model also reads input column(s) {', '.join(tagger.feature_columns)} "
+                           f"(data.feature_columns={tagger.feature_columns}): give CoNLL input that has them")
+    lines = input_lines(args.file)
+    where = "stdin" if args.file == "-" else args.file
     if args.input == "conll":
-        # the word is the first column; the model's extra input columns (if any) are read
-        # at the indices it was trained with
-        columns = tagger.feature_columns
-        sentences, features, current = [], [], []
-        for line_no, line in enumerate(lines + [""], start=1):
-            fields = line.split()
-            if fields and fields[0] != "-DOCSTART-":
-                if any(not -len(fields) <= i < len(fields) for i in columns.values()):
-                    raise NlpLstmError(f"{args.file}:{line_no}: {len(fields)} column(s); the model reads columns {columns}")
-                current.append(fields)
-            elif not fields and current:
-                sentences.append([f[0] for f in current])
-                features.append({name: [f[i] for f in current] for name, i in columns.items()})
-                current = []
-        results = tagger.tag(sentences, features)
+        sentences = conll_sentences(lines, where, tagger.feature_columns)
+    elif args.input == "conllu":
+        sentences = conllu_sentences(lines, where)
     else:
-        results = tagger.tag([line for line in lines if line.strip()])
-    for index, tokens in enumerate(results):
-        if args.format == "conll":
-            print("\n".join(f"{t['token']}\t{t['tag']}" for t in tokens) + "\n")
-        elif args.format == "text":
-            print(" ".join(f"{t['token']}/{t['tag']}" for t in tokens))
-        else:
-            record = {"tokens": tokens}
-            words = [t["token"] for t in tokens]
-            feats = features[index] if features else None
-            if args.nbest and words:
-                record["nbest"] = [{"tags": tags, "score": score}
-                                   for tags, score in tagger.nbest(words, args.nbest, feats)]
-            if args.marginals and words:
-                record["marginals"] = tagger.marginals(words, feats)
-            print(json.dumps(record, ensure_ascii=False))
+        sentences = text_sentences(lines, split_sentences if args.split_sentences else None)
+    field = args.conllu_field or tagger.conllu_field
+    progress = {"auto": None, "on": True, "off": False}[args.progress]
+    results = tag_stream(tagger, sentences, args.batch_size, spans=args.format == "jsonl", progress=progress)
+    with (atomic_open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout)) as out:
+        for number, (sentence, tags, spans) in enumerate(results, start=1):
+            if args.format == "conll":
+                out.write("\n".join(f"{w}\t{t}" for w, t in zip(sentence.words, tags)) + "\n\n")
+            elif args.format == "text":
+                out.write(" ".join(f"{w}/{t}" for w, t in zip(sentence.words, tags)) + "\n")
+            elif args.format == "conllu":
+                out.write(format_conllu(sentence, tags, number, field, args.misc_key) + "\n\n")
+            else:
+                record: Dict[str, Any] = {"tokens": token_records(sentence, tags)}
+                if sentence.text is not None:
+                    record["text"] = sentence.text
+                if spans is not None:
+                    record["spans"] = spans
+                if args.nbest and sentence.words:
+                    record["nbest"] = [{"tags": t, "score": score}
+                                       for t, score in tagger.nbest(sentence.words, args.nbest, sentence.features)]
+                if args.marginals and sentence.words:
+                    record["marginals"] = tagger.marginals(sentence.words, sentence.features)
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def _cmd_vectors(args) -> None:

@@ -102,7 +102,7 @@ def test_feature_columns_are_read_from_conll_input(tmp_path):
     assert conll.returncode == 0, conll.stderr
     assert [line.split("\t")[0] for line in conll.stdout.split("\n") if line] == ["the", "cat", "saw", "Bob"]
     short = run_cli(["tag", model, "-", "--input", "conll"], stdin="the\n")
-    assert short.returncode == 2 and "-:1: 1 column(s); the model reads columns {'pos': 1}" in short.stderr
+    assert short.returncode == 2 and "stdin:1: 1 column(s); the model reads columns {'pos': 1}" in short.stderr
     evaluated = run_cli(["evaluate", model, "--split", "test"])
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["f1"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["test"]["f1"])

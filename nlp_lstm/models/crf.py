@@ -218,6 +218,31 @@ class CRF(nn.Module):
         # that never had an S- tag), the best one is what Viterbi outputs too.
         return allowed or out[:1]
 
+    @torch.no_grad()
+    def segment_log_probs(self, emissions: Tensor, mask: Tensor,
+                          segments: List[List[Tuple[int, List[int]]]]) -> List[List[float]]:
+        """log P(tags[s : s + len(ids)] == ids | sentence) for each requested segment
+        (s, ids) of each sentence: the forward score of every path into the segment's first
+        tag, the segment's own transitions and emissions, the backward score of every
+        continuation from its last tag, minus log Z. For a span's tags (B-X I-X E-X, S-X)
+        this is the posterior probability that exactly these words form a span of type X."""
+        trans, start, end = self._params()
+        em = emissions.float()
+        alphas = _forward_algorithm(em, trans, start, mask)
+        betas = _backward_algorithm(em, trans, end, mask)
+        log_z = torch.logsumexp(alphas[-1] + end, dim=-1)  # alpha keeps its last real value past the end
+        alphas, betas, em, trans, log_z = (t.cpu() for t in (alphas, betas, em, trans, log_z))
+        out = []
+        for b, requests in enumerate(segments):
+            row = []
+            for s, ids in requests:
+                score = alphas[s, b, ids[0]] + betas[s + len(ids) - 1, b, ids[-1]]
+                for k in range(1, len(ids)):
+                    score = score + trans[ids[k - 1], ids[k]] + em[b, s + k, ids[k]]
+                row.append(float(score - log_z[b]))
+            out.append(row)
+        return out
+
     def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """P(tag at t | sentence), (B, T, N): the gradient of log Z with respect to the emissions."""
         with torch.enable_grad():

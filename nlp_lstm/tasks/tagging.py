@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -14,7 +13,8 @@ import torch
 
 from nlp_lstm.config import TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
-from nlp_lstm.data.tag_schemes import allowed_transition, convert
+from nlp_lstm.data.tag_files import InputSentence, tokenize
+from nlp_lstm.data.tag_schemes import allowed_transition, convert, spans_from_tags
 from nlp_lstm.data.tagging_corpus import (EncodedSentence, TaggingVocabs, batch_indices, collate, encode,
                                           read_tagging_splits)
 from nlp_lstm.errors import ConfigError, NlpLstmError
@@ -100,19 +100,26 @@ def model_scheme(task_cfg, data_cfg) -> str:
 
 @torch.no_grad()
 def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: TaggingVocabs, batch_size: int,
-            device) -> Tuple[List[List[str]], float, int]:
-    """Predicted tags (model scheme) per sentence, summed loss and number of sentences scored."""
+            device, scheme: Optional[str] = None) -> Tuple[List[List[str]], float, int, Optional[List[List[Span]]]]:
+    """Predicted tags (model scheme) per sentence, summed loss, number of sentences scored,
+    and, given the model's `scheme`, each sentence's predicted spans with their confidence
+    (see span_confidences)."""
     was_training = model.training
     model.eval()
     itos = vocabs.tags.get_itos()
     predictions: List[Optional[List[str]]] = [None] * len(encoded)
+    spans: Optional[List[Optional[List[Span]]]] = [None] * len(encoded) if scheme else None
     loss, scored = torch.zeros((), dtype=torch.float64, device=device), 0
     for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False):
         host = collate([encoded[i] for i in indices])
         batch = host.to(device)
         emissions = model(batch)
-        for i, tags in zip(indices, model.decode(emissions, batch)):
+        decoded = model.decode(emissions, batch)
+        for i, tags in zip(indices, decoded):
             predictions[i] = [itos[t] for t in tags]
+        if spans is not None:
+            for i, found in zip(indices, span_confidences(model, emissions, batch, decoded, itos, scheme)):
+                spans[i] = found
         gold_rows = host.has_gold.nonzero().squeeze(1)  # chosen on the host: no device sync
         if len(gold_rows):
             rows = gold_rows.to(device)
@@ -122,7 +129,30 @@ def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: T
             loss += model.loss(pick(emissions), sub).double()
             scored += len(gold_rows)
     model.train(was_training)
-    return predictions, float(loss), scored  # the summed loss is read once, at the end
+    return predictions, float(loss), scored, spans  # the summed loss is read once, at the end
+
+
+Span = Tuple[str, int, int, float]  # type, first word, one past the last word, confidence
+
+
+def span_confidences(model: SequenceTagger, emissions: torch.Tensor, batch, decoded: List[List[int]],
+                     itos: List[str], scheme: str) -> List[List[Span]]:
+    """Each sentence's predicted spans and their confidence: with a CRF, the posterior
+    probability that exactly these words carry exactly these tags (so, in IOBES, that they
+    form one span of this type), computed with the forward and backward algorithms; with a
+    softmax head, the product of the words' probabilities of their predicted tags."""
+    found = [spans_from_tags([itos[t] for t in tags], scheme) for tags in decoded]
+    requests = [[(start, tags[start:end]) for _, start, end in row] for row, tags in zip(found, decoded)]
+    if not any(requests):
+        return [[] for _ in found]
+    if model.crf is not None:
+        log_probs = model.crf.segment_log_probs(emissions, batch.mask, requests)
+    else:
+        token = torch.log_softmax(emissions.float(), dim=-1).cpu()
+        log_probs = [[float(sum(token[b, start + k, t] for k, t in enumerate(ids))) for start, ids in row]
+                     for b, row in enumerate(requests)]
+    return [[(label, start, end, math.exp(lp)) for (label, start, end), lp in zip(row, probs)]
+            for row, probs in zip(found, log_probs)]
 
 
 def write_conll_predictions(path: Path, sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> None:
@@ -289,8 +319,8 @@ class TaggingTask(TrainingTask):
         # on every rank, so all ranks compute the same (one-process) metrics.
         rank, world = self.dist.rank, self.dist.world_size
         encoded = self.encoded[split]
-        predicted, loss, scored = predict(self.model, encoded[rank::world], self.vocabs,
-                                          self.cfg.task.eval_batch_size, self.device)
+        predicted, loss, scored, _ = predict(self.model, encoded[rank::world], self.vocabs,
+                                             self.cfg.task.eval_batch_size, self.device)
         if self.dist.enabled:
             shares = gather_objects((predicted, loss, scored), self.dist)
             predicted = [None] * len(encoded)
@@ -352,14 +382,28 @@ class TaggingTask(TrainingTask):
         return out
 
 
-# A simple, documented tokenizer for raw text: words (letters/digits, inner hyphens and
-# apostrophes kept: "state-of-the-art", "don't") and single punctuation marks.
-TOKEN_PATTERN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
+def as_input(text: Union[str, Sequence[str]], features: Optional[Dict[str, Sequence[str]]] = None) -> InputSentence:
+    """A raw sentence (tokenized with `tokenize`, offsets kept) or a token list."""
+    if isinstance(text, str):
+        tokens = tokenize(text)
+        return InputSentence([t for t, _, _ in tokens], dict(features or {}), text=text,
+                             offsets=[(a, b) for _, a, b in tokens])
+    return InputSentence(list(text), dict(features or {}))
 
 
-def tokenize(text: str) -> List[Tuple[str, int, int]]:
-    """(token, start, end) character offsets into `text`."""
-    return [(m.group(), m.start(), m.end()) for m in TOKEN_PATTERN.finditer(text)]
+def token_records(sentence: InputSentence, tags: Sequence[str]) -> List[Dict[str, Any]]:
+    offsets = sentence.offsets or [(None, None)] * len(sentence.words)
+    return [{"token": w, "tag": t, "start": a, "end": b} for w, t, (a, b) in zip(sentence.words, tags, offsets)]
+
+
+def span_record(sentence: InputSentence, span: Span) -> Dict[str, Any]:
+    label, start, end, confidence = span
+    record: Dict[str, Any] = {"type": label, "start": start, "end": end,
+                              "words": " ".join(sentence.words[start:end]), "confidence": round(confidence, 6)}
+    if sentence.offsets is not None:
+        first, last = sentence.offsets[start][0], sentence.offsets[end - 1][1]
+        record.update({"start_char": first, "end_char": last, "text": sentence.text[first:last]})
+    return record
 
 
 class Tagger:
@@ -393,6 +437,14 @@ class Tagger:
         """Extra input columns the model reads besides the word (e.g. {"pos": 1})."""
         return dict(self.configs["data"].get("feature_columns") or {})
 
+    @property
+    def conllu_field(self) -> str:
+        """Where CoNLL-U output puts this model's tags by default: the field it was trained
+        on (UPOS or XPOS; UPOS for other plain labels), MISC for chunk/entity tags."""
+        if self.corpus_scheme != "none":
+            return "misc"
+        return self.configs["data"].get("conllu_field") or "upos"
+
     def _encode(self, words: Sequence[str], features: Optional[Dict[str, Sequence[str]]] = None) -> EncodedSentence:
         features = features or {}
         missing = [name for name in self.vocabs.features if name not in features]
@@ -406,13 +458,37 @@ class Tagger:
                    features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[str]]:
         """Tags (in the corpus's scheme) for pre-tokenized sentences; `features[i]` holds the
         extra input columns of sentence i where the model reads some."""
-        keep = [i for i, s in enumerate(sentences) if len(s)]
-        encoded = [self._encode(sentences[i], features[i] if features else None) for i in keep]
-        predicted, _, _ = predict(self.model, encoded, self.vocabs, batch_size, self.device) if encoded else ([], 0, 0)
-        out: List[List[str]] = [[] for _ in sentences]
-        for i, tags in zip(keep, predicted):
-            out[i] = convert(tags, self.scheme, self.corpus_scheme)
+        inputs = [InputSentence(list(words), dict(features[i]) if features else {}) for i, words in enumerate(sentences)]
+        return [tags for tags, _ in self.predict_inputs(inputs, batch_size)]
+
+    def predict_inputs(self, sentences: Sequence[InputSentence], batch_size: int = 256, spans: bool = False
+                       ) -> List[Tuple[List[str], Optional[List[Dict[str, Any]]]]]:
+        """Per sentence: its tags (in the corpus's scheme) and, with `spans` (for a model
+        whose tags have spans), its spans as dicts: type, start and end (words, end
+        exclusive), start_char/end_char/text where the sentence has character offsets, and
+        confidence (see span_confidences)."""
+        keep = [i for i, s in enumerate(sentences) if len(s.words)]
+        encoded = [self._encode(sentences[i].words, sentences[i].features) for i in keep]
+        want_spans = spans and self.scheme != "none"
+        predicted, found = [], None
+        if encoded:
+            predicted, _, _, found = predict(self.model, encoded, self.vocabs, batch_size, self.device,
+                                             self.scheme if want_spans else None)
+        out: List[Tuple[List[str], Optional[List[Dict[str, Any]]]]] = [([], [] if want_spans else None)
+                                                                       for _ in sentences]
+        for n, (i, tags) in enumerate(zip(keep, predicted)):
+            out[i] = (convert(tags, self.scheme, self.corpus_scheme),
+                      [span_record(sentences[i], span) for span in found[n]] if found is not None else None)
         return out
+
+    def spans(self, texts: Sequence[Union[str, Sequence[str]]], batch_size: int = 256,
+              features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:
+        """The chunks / entities of raw sentences or token lists, with confidences:
+        `nlp_lstm.load(path).spans(["Alice lives in Paris ."])`."""
+        if self.scheme == "none":
+            raise NlpLstmError("this model tags plain labels (data.tag_scheme=none): it has no spans")
+        inputs = [as_input(t, features[i] if features else None) for i, t in enumerate(texts)]
+        return [found for _, found in self.predict_inputs(inputs, batch_size, spans=True)]
 
     def tag(self, texts: Sequence[Union[str, Sequence[str]]],
             features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:
@@ -420,10 +496,8 @@ class Tagger:
 
         Returns, per sentence, [{"token", "tag", "start", "end"}] (offsets for raw text only).
         """
-        tokenized = [tokenize(t) if isinstance(t, str) else [(w, None, None) for w in t] for t in texts]
-        tags = self.tag_tokens([[w for w, _, _ in toks] for toks in tokenized], features=features)
-        return [[{"token": w, "tag": tag, "start": s, "end": e} for (w, s, e), tag in zip(toks, sent_tags)]
-                for toks, sent_tags in zip(tokenized, tags)]
+        inputs = [as_input(t, features[i] if features else None) for i, t in enumerate(texts)]
+        return [token_records(sentence, tags) for sentence, (tags, _) in zip(inputs, self.predict_inputs(inputs))]
 
     def evaluate(self, sentences: Sequence[Sentence], predictions_path: Optional[Path] = None) -> Dict[str, Any]:
         """conlleval metrics (or accuracy for plain labels) on gold-tagged sentences."""

@@ -1,0 +1,221 @@
+"""Files a tagger reads and writes, one sentence at a time (inputs larger than memory
+stream): raw text, CoNLL column files and CoNLL-U in; CoNLL, text, JSON lines and CoNLL-U
+out. Errors name the file and the line.
+
+CoNLL-U output from CoNLL-U input fills one field of each word line (UPOS, XPOS, or a
+`key=value` entry of MISC) and leaves every other line and field as it was read: comments,
+multiword-token ranges, empty nodes, the other columns. (Lines are read with "\\n" as the
+terminator: a file with "\\r\\n" line ends is written back with "\\n".)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+from nlp_lstm.data.readers import iter_lines
+from nlp_lstm.errors import DataError
+
+# A simple, documented tokenizer for raw text: words (letters/digits, inner hyphens and
+# apostrophes kept: "state-of-the-art", "don't") and single punctuation marks.
+TOKEN_PATTERN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
+CONLLU_FIELDS = {"upos": 3, "xpos": 4, "misc": 9}
+
+
+def tokenize(text: str) -> List[Tuple[str, int, int]]:
+    """(token, start, end) character offsets into `text`."""
+    return [(m.group(), m.start(), m.end()) for m in TOKEN_PATTERN.finditer(text)]
+
+
+@dataclass
+class InputSentence:
+    words: List[str]
+    features: Dict[str, List[str]] = field(default_factory=dict)
+    gold: Optional[List[str]] = None  # a labelled file's tags (evaluation)
+    text: Optional[str] = None  # raw input: the text the tokens come from...
+    offsets: Optional[List[Tuple[int, int]]] = None  # ...and each token's character span in it
+    block: Optional[List[str]] = None  # CoNLL-U input: the sentence's lines as read
+    word_lines: Optional[List[int]] = None  # CoNLL-U input: which lines of `block` are words
+    line: int = 0  # where the sentence starts in its file (1-based)
+
+
+def input_lines(path: str, what: str = "input file") -> Iterator[Tuple[int, str]]:
+    """(line number, line) of a UTF-8 file, or of stdin for '-', one at a time."""
+    if path != "-":
+        yield from enumerate(iter_lines(path, what), start=1)
+        return
+    has_text = False
+    for line_no, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"stdin:{line_no}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})") from None
+        if line_no == 1 and line.startswith("\ufeff"):
+            line = line[1:]
+        line = line.rstrip("\n").rstrip("\r")
+        has_text = has_text or bool(line.strip())
+        yield line_no, line
+    if not has_text:
+        raise DataError(f"stdin: no {what.split()[0]} to read")
+
+
+def text_sentences(lines: Iterable[Tuple[int, str]], split=None) -> Iterator[InputSentence]:
+    """One sentence per non-blank line, or per sentence of it with `split` (a function
+    from a paragraph to (start, end) character spans of its sentences)."""
+    for line_no, line in lines:
+        if not line.strip():
+            continue
+        pieces = split(line) if split is not None else [(0, len(line))]
+        for start, end in pieces:
+            text = line[start:end]
+            tokens = tokenize(text)
+            if tokens:
+                yield InputSentence([t for t, _, _ in tokens], text=text,
+                                    offsets=[(s, e) for _, s, e in tokens], line=line_no)
+
+
+def conll_sentences(lines: Iterable[Tuple[int, str]], path: str, feature_columns: Dict[str, int],
+                    gold_column: Optional[int] = None) -> Iterator[InputSentence]:
+    """Column files: the word in column 0, the model's input columns at their indices, gold
+    tags (for evaluation) in `gold_column`; blank lines between sentences; -DOCSTART-
+    skipped. Every token line must have as many columns as the first one."""
+    current: List[List[str]] = []
+    n_columns, start = None, 0
+    needed = list(feature_columns.values()) + ([gold_column] if gold_column is not None else [])
+
+    def sentence() -> InputSentence:
+        return InputSentence([f[0] for f in current], {n: [f[i] for f in current] for n, i in feature_columns.items()},
+                             [f[gold_column] for f in current] if gold_column is not None else None, line=start)
+
+    for line_no, line in lines:
+        fields = line.split()
+        if not fields:
+            if current:
+                yield sentence()
+                current = []
+            continue
+        if fields[0] == "-DOCSTART-":
+            continue
+        if n_columns is None:
+            n_columns = len(fields)
+            if any(not -n_columns <= i < n_columns for i in needed):
+                what = dict(feature_columns, **({"gold tags": gold_column} if gold_column is not None else {}))
+                raise DataError(f"{path}:{line_no}: {n_columns} column(s); the model reads columns {what}")
+        elif len(fields) != n_columns:
+            raise DataError(f"{path}:{line_no}: {len(fields)} column(s), expected {n_columns} as on the first token line")
+        if not current:
+            start = line_no
+        current.append(fields)
+    if current:
+        yield sentence()
+
+
+def conllu_sentences(lines: Iterable[Tuple[int, str]], path: str,
+                     gold_field: Optional[str] = None) -> Iterator[InputSentence]:
+    """CoNLL-U sentences with every line kept for output; the integer-ID lines are the
+    words (multiword-token ranges and empty nodes are carried, not tagged)."""
+    block: List[str] = []
+    word_lines: List[int] = []
+    words: List[str] = []
+    gold: List[str] = []
+    start = 0
+    column = CONLLU_FIELDS[gold_field] if gold_field else None
+
+    def sentence() -> InputSentence:
+        return InputSentence(list(words), gold=list(gold) if column is not None else None, block=list(block),
+                             word_lines=list(word_lines), line=start)
+
+    for line_no, line in lines:
+        if not line.strip():
+            if words:
+                yield sentence()
+            elif block:
+                raise DataError(f"{path}:{start}: a sentence without word lines")
+            block, word_lines, words, gold = [], [], [], []
+            continue
+        if not block:
+            start = line_no
+        block.append(line)
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 10:
+            raise DataError(f"{path}:{line_no}: {len(fields)} tab-separated field(s), CoNLL-U needs 10")
+        if "-" in fields[0] or "." in fields[0]:
+            continue  # a multiword-token range or an empty node: passed through
+        if not fields[0].isdigit():
+            raise DataError(f"{path}:{line_no}: token ID {fields[0]!r} is not an integer")
+        word_lines.append(len(block) - 1)
+        words.append(fields[1])
+        if column is not None:
+            gold.append(fields[column])
+    if words:
+        yield sentence()
+
+
+def split_sentences(paragraph: str) -> List[Tuple[int, int]]:
+    """(start, end) character spans of a paragraph's sentences, by segtok (the rule-based
+    splitter flair uses: abbreviations, initials, quotes and ellipses handled; pure Python,
+    no model to download). Its sentences are substrings, found in order to keep offsets."""
+    from segtok.segmenter import split_single
+
+    spans, position = [], 0
+    for sentence in split_single(paragraph):
+        start = paragraph.find(sentence, position)
+        if start < 0:  # not expected; keep the rest whole rather than lose text
+            return spans + ([(position, len(paragraph))] if paragraph[position:].strip() else [])
+        spans.append((start, start + len(sentence)))
+        position = start + len(sentence)
+    return spans
+
+
+# ------------------------------------------------------------------ writers
+def _with_misc(misc: str, key: str, value: str) -> str:
+    """MISC with `key=value` set (an existing entry for key replaced, others kept in order)."""
+    entries = [] if misc == "_" else [e for e in misc.split("|") if e.split("=", 1)[0] != key]
+    return "|".join(entries + [f"{key}={value}"])
+
+
+def _set_field(fields: List[str], field_name: str, tag: str, misc_key: str) -> None:
+    index = CONLLU_FIELDS[field_name]
+    fields[index] = _with_misc(fields[index], misc_key, tag) if field_name == "misc" else tag
+
+
+def format_conllu(sentence: InputSentence, tags: List[str], sent_id: int, field_name: str,
+                  misc_key: str = "Tag") -> str:
+    """The sentence as CoNLL-U (no trailing blank line) with the tags in `field_name`."""
+    if sentence.block is not None:
+        out = list(sentence.block)
+        for index, tag in zip(sentence.word_lines, tags):
+            fields = out[index].split("\t")
+            _set_field(fields, field_name, tag, misc_key)
+            out[index] = "\t".join(fields)
+        return "\n".join(out)
+    text = sentence.text if sentence.text is not None else " ".join(sentence.words)
+    lines = [f"# sent_id = {sent_id}", f"# text = {text}"]
+    for i, (word, tag) in enumerate(zip(sentence.words, tags)):
+        fields = [str(i + 1), word] + ["_"] * 8
+        if sentence.offsets is not None and i + 1 < len(sentence.words) \
+                and sentence.offsets[i][1] == sentence.offsets[i + 1][0]:
+            fields[9] = "SpaceAfter=No"
+        _set_field(fields, field_name, tag, misc_key)
+        lines.append("\t".join(fields))
+    return "\n".join(lines)
+
+
+def read_labelled(path: str, fmt: str, feature_columns: Dict[str, int], conllu_field: str = "upos"
+                  ) -> Iterator[InputSentence]:
+    """A labelled file for evaluation: CoNLL (gold tags in the last column) or CoNLL-U
+    (gold in `conllu_field`)."""
+    lines = input_lines(path, "labelled file")
+    if fmt == "conllu":
+        return conllu_sentences(lines, path, conllu_field)
+    return conll_sentences(lines, path, feature_columns, gold_column=-1)
+
+
+def output_path_ok(path: Optional[str]) -> None:
+    if path is not None and Path(path).is_dir():
+        raise DataError(f"{path}: is a directory (--output needs a file name)")
