@@ -1,0 +1,217 @@
+"""Using a trained tagger on real files: CoNLL-U passed through byte for byte but for the
+filled field, input order kept under length-sorted batching, memory that does not grow
+with the input, spans whose offsets and confidences are right, sentence splitting,
+atomic output."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import tracemalloc
+
+import pytest
+import torch
+
+import nlp_lstm
+from conftest import run_cli, run_train
+from nlp_lstm.data.tag_files import InputSentence, split_sentences
+from nlp_lstm.data.tag_schemes import spans_from_tags
+from nlp_lstm.tasks.tag_stream import tag_stream
+from tagging_fixtures import ADJ, DET, NOUN, TINY_TAGGER, VERB, conll_overrides, make_sentence, tagging_corpus
+
+
+@pytest.fixture(scope="module")
+def chunker(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chunker")
+    corpus = tagging_corpus(tmp / "corpus")
+    run_dir = tmp / "run"
+    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=4", "trainer.max_time=null",
+                                                                "logger.tensorboard=false"], tmp / "data")
+    return run_dir / "model"
+
+
+CONLLU = """# newdoc id = doc1
+# sent_id = 1
+# text = The cat's old house.
+1\tThe\tthe\tDET\tDT\tDefinite=Def\t3\tdet\t_\t_
+2-3\tcat's\t_\t_\t_\t_\t_\t_\t_\t_
+2\tcat\tcat\tNOUN\tNN\tNumber=Sing\t5\tnmod:poss\t_\t_
+3\t's\t's\tPART\tPOS\t_\t2\tcase\t_\tSpaceAfter=No|Foo=bar
+4\told\told\tADJ\tJJ\tDegree=Pos\t5\tamod\t_\t_
+5\thouse\thouse\tNOUN\tNN\tNumber=Sing\t0\troot\t_\tSpaceAfter=No
+5.1\tis\tbe\tAUX\tVBZ\t_\t_\t_\t5:cop\t_
+6\t.\t.\tPUNCT\t.\t_\t5\tpunct\t_\t_
+
+# sent_id = 2
+1\tA\ta\tDET\tDT\t_\t2\tdet\t_\t_
+2\tdog\tdog\tNOUN\tNN\t_\t0\troot\t_\tTag=old
+"""
+
+
+def test_conllu_comes_back_with_only_the_chosen_field_changed(tmp_path, chunker):
+    source = tmp_path / "in.conllu"
+    source.write_text(CONLLU, encoding="utf-8")
+    proc = run_cli(["tag", str(chunker), str(source), "--input", "conllu", "--format", "conllu",
+                    "--misc-key", "Chunk"])
+    assert proc.returncode == 0, proc.stderr
+    tagged = nlp_lstm.load(chunker, device="cpu").tag_tokens([["The", "cat", "'s", "old", "house", "."],
+                                                              ["A", "dog"]])
+    out_lines = proc.stdout.rstrip("\n").split("\n")
+    in_lines = CONLLU.rstrip("\n").split("\n")
+    assert len(out_lines) == len(in_lines)
+    tags = iter(itertools.chain.from_iterable(tagged))
+    for before, after in zip(in_lines, out_lines):
+        fields = before.split("\t")
+        if before.startswith("#") or not before or "-" in fields[0] or "." in fields[0]:
+            assert after == before  # comments, blank lines, ranges, empty nodes: untouched
+            continue
+        new = after.split("\t")
+        misc = [e for e in fields[9].split("|") if e != "_" and not e.startswith("Chunk=")]
+        assert new[:9] == fields[:9]
+        assert new[9] == "|".join(misc + [f"Chunk={next(tags)}"])
+    # UPOS instead: the fourth field replaced, MISC kept
+    upos = run_cli(["tag", str(chunker), str(source), "--input", "conllu", "--format", "conllu",
+                    "--conllu-field", "upos"])
+    first_word = [line for line in upos.stdout.split("\n") if line.startswith("1\tThe")][0].split("\t")
+    assert first_word[3] == tagged[0][0] and first_word[9] == "_"
+
+
+def test_raw_text_becomes_conllu_with_text_and_sent_id(chunker):
+    proc = run_cli(["tag", str(chunker), "--format", "conllu"], stdin="the cat saw Bob.\n\nBob likes a dog .\n")
+    assert proc.returncode == 0, proc.stderr
+    blocks = proc.stdout.strip("\n").split("\n\n")
+    assert blocks[0].split("\n")[:2] == ["# sent_id = 1", "# text = the cat saw Bob."]
+    assert blocks[1].split("\n")[:2] == ["# sent_id = 2", "# text = Bob likes a dog ."]
+    bob = blocks[0].split("\n")[5].split("\t")
+    assert bob[1] == "Bob" and bob[9].startswith("SpaceAfter=No|Tag=")  # no space before the full stop
+
+
+def random_sentences(n: int, seed: int):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = [w for w, _, _ in make_sentence(rng)]
+        out.append(words[: rng.randint(1, len(words))])  # lengths 1 .. 12
+    return out
+
+
+def test_output_keeps_input_order_under_length_sorted_windows(tmp_path, chunker):
+    sentences = random_sentences(700, 5)
+    source = tmp_path / "in.conll"
+    source.write_text("".join("\n".join(s) + "\n\n" for s in sentences), encoding="utf-8")
+    out = tmp_path / "out.conll"
+    proc = run_cli(["tag", str(chunker), str(source), "--input", "conll", "--batch-size", "7", "--output", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    blocks = [b.split("\n") for b in out.read_text(encoding="utf-8").strip("\n").split("\n\n")]
+    assert [[line.split("\t")[0] for line in b] for b in blocks] == sentences
+    # The same tags as each sentence tagged alone.
+    tagger = nlp_lstm.load(chunker, device="cpu")
+    alone = [tagger.tag_tokens([s])[0] for s in sentences[:60]]
+    assert [[line.split("\t")[1] for line in b] for b in blocks[:60]] == alone
+
+
+def test_memory_does_not_grow_with_the_input(chunker):
+    """Peak Python memory while tagging 20x more sentences stays within a small margin:
+    only a window of sentences is ever held."""
+    tagger = nlp_lstm.load(chunker, device="cpu")
+    pool = random_sentences(300, 6)
+
+    def peak(n: int) -> int:
+        def source():
+            for i in range(n):
+                yield InputSentence(list(pool[i % len(pool)]))
+        tracemalloc.start()
+        count = sum(1 for _ in tag_stream(tagger, source(), batch_size=64, window=256, progress=False))
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert count == n
+        return top
+
+    small, large = peak(1_000), peak(20_000)
+    assert large < small * 1.5 + 2**20, (small, large)
+
+
+def test_span_offsets_match_the_raw_text(chunker):
+    tagger = nlp_lstm.load(chunker, device="cpu")
+    texts = ["The old cat saw Bob near the river.", "  Alice   likes   a   small dog ."]
+    for text, spans in zip(texts, tagger.spans(texts)):
+        assert spans
+        for span in spans:
+            assert text[span["start_char"]:span["end_char"]] == span["text"]
+            assert span["text"].split() == span["words"].split()
+            assert 0 < span["confidence"] <= 1
+    tokens = tagger.spans([["the", "cat", "saw", "Bob"]])[0]
+    assert tokens and all("start_char" not in s for s in tokens)
+
+
+def test_span_confidence_is_the_crfs_exact_posterior(chunker):
+    """Against brute force over every tag sequence of a 4-word sentence: the probability
+    that the span's words carry exactly its tags."""
+    tagger = nlp_lstm.load(chunker, device="cpu")
+    words = ["the", "dog", "saw", "Bob"]
+    from nlp_lstm.data.tagging_corpus import collate
+
+    batch = collate([tagger._encode(words)])
+    with torch.no_grad():
+        emissions = tagger.model(batch)
+        crf = tagger.model.crf
+        n = emissions.size(-1)
+        sequences = torch.tensor(list(itertools.product(range(n), repeat=len(words))))
+        scores = crf.sequence_score(emissions.expand(len(sequences), -1, -1), sequences,
+                                    torch.ones(len(sequences), len(words), dtype=torch.bool))
+        probs = torch.softmax(scores.double(), 0)
+    itos = tagger.vocabs.tags.get_itos()
+    found = tagger.spans([words])[0]
+    model_tags = [itos[t] for t in crf.viterbi(emissions, batch.mask)[0]]
+    assert [(s["type"], s["start"], s["end"]) for s in found] == [
+        (label, a, b) for label, a, b in spans_from_tags(model_tags, tagger.scheme)]
+    for span in found:
+        ids = [itos.index(t) for t in model_tags[span["start"]:span["end"]]]
+        match = (sequences[:, span["start"]:span["end"]] == torch.tensor(ids)).all(1)
+        assert span["confidence"] == pytest.approx(float(probs[match].sum()), rel=1e-4)
+
+
+def test_sentences_are_split_with_offsets_into_the_line(chunker):
+    paragraph = "Dr. Smith saw the cat. Then Bob likes a dog!  Alice found the river."
+    spans = split_sentences(paragraph)
+    assert [paragraph[a:b] for a, b in spans] == ["Dr. Smith saw the cat.", "Then Bob likes a dog!",
+                                                  "Alice found the river."]
+    proc = run_cli(["tag", str(chunker), "--split-sentences", "--format", "jsonl"], stdin=paragraph + "\n")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["text"] for r in records] == ["Dr. Smith saw the cat.", "Then Bob likes a dog!", "Alice found the river."]
+    for record in records:
+        for span in record["spans"]:
+            assert record["text"][span["start_char"]:span["end_char"]] == span["text"]
+
+
+def test_output_file_is_all_or_nothing(tmp_path, chunker):
+    out = tmp_path / "out.conll"
+    good = "the DT\ncat NN\n\n" * 50
+    bad = good + "a b c\n"  # column count changes late in the input
+    proc = run_cli(["tag", str(chunker), "-", "--input", "conll", "--output", str(out)], stdin=bad)
+    assert proc.returncode == 2 and "stdin:151: 3 column(s), expected 2" in proc.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.conll*"))
+    proc = run_cli(["tag", str(chunker), "-", "--input", "conll", "--output", str(out), "--progress", "on"], stdin=good)
+    assert proc.returncode == 0 and out.read_text().count("\n\n") == 50
+    assert "sentences" in proc.stderr  # the progress bar, asked for on a pipe
+
+
+def test_softmax_head_span_confidence_is_the_product_of_word_probabilities(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    run_dir = tmp_path / "run"
+    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["model.head=softmax", "trainer.max_epochs=2",
+                                                                "trainer.max_time=null", "logger.tensorboard=false"],
+              tmp_path / "data")
+    tagger = nlp_lstm.load(run_dir / "model", device="cpu")
+    words = [DET[0], ADJ[0], NOUN[0], VERB[0], DET[1], NOUN[1]]
+    from nlp_lstm.data.tagging_corpus import collate
+
+    with torch.no_grad():
+        probs = torch.softmax(tagger.model(collate([tagger._encode(words)]))[0], -1)
+    best = probs.argmax(-1)
+    for span in tagger.spans([words])[0]:
+        expected = math.prod(float(probs[t, best[t]]) for t in range(span["start"], span["end"]))
+        assert span["confidence"] == pytest.approx(expected, rel=1e-4)
