@@ -83,8 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=_positive_int, default=10)
     score.add_argument("--device", default="auto")
 
-    ev = sub.add_parser("evaluate", help="score a model on a split of the corpus it was trained on")
+    ev = sub.add_parser("evaluate", help="score a model on a labelled file (tagger) or a text file (LM), or on a "
+                                         "split of the corpus it was trained on",
+                        description="With FILE: a tagger is scored on a labelled CoNLL (gold tags in the last "
+                                    "column) or CoNLL-U file and the report is printed as tables; an LM scores "
+                                    "a UTF-8 text file. Without FILE: --split of the model's own corpus, as JSON.")
     ev.add_argument("model")
+    ev.add_argument("file", nargs="?", default=None, help="labelled file (tagger) or text file (LM); '-' for stdin")
+    ev.add_argument("--input", choices=("conll", "conllu"), default="conll", help="taggers: the file's format")
+    ev.add_argument("--conllu-field", choices=("upos", "xpos"), default=None,
+                    help="taggers, CoNLL-U: the gold field (default: the one the model was trained on)")
+    ev.add_argument("--json", default=None, help="also write the full report (per label, confusion) here")
     ev.add_argument("--split", choices=("train", "valid", "test"), default="test")
     ev.add_argument("--data-dir", default=None, help="corpus cache (default: $NLP_LSTM_DATA_DIR or ./data)")
     ev.add_argument("--batch-size", type=_positive_int, default=10, help="LM evaluation rows")
@@ -205,6 +214,9 @@ def _cmd_evaluate(args) -> None:
 
     model = load(args.model, args.device)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    if isinstance(model, Tagger) and args.file is not None:
+        _evaluate_tagger_on_file(model, args)
+        return
     if isinstance(model, Tagger):
         from nlp_lstm.data.tagging_corpus import read_tagging_splits
 
@@ -215,32 +227,60 @@ def _cmd_evaluate(args) -> None:
         metrics = model.evaluate(splits[args.split], args.predictions)
         print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
         return
-    data_cfg = DataConfig(**model.configs["data"])
-    splits = read_lm_splits(data_cfg, data_dir)
-    if args.split not in splits:
-        raise NlpLstmError(f"{args.model}: its corpus {data_cfg.name!r} has no {args.split} split")
+    if args.file is not None:
+        source, lines = args.file, _read_input(args.file, "text file")
+    else:
+        data_cfg = DataConfig(**model.configs["data"])
+        splits = read_lm_splits(data_cfg, data_dir)
+        if args.split not in splits:
+            raise NlpLstmError(f"{args.model}: its corpus {data_cfg.name!r} has no {args.split} split")
+        source, lines = {"data": data_cfg.name, "split": args.split}, splits[args.split]
+
     def per_second(tokens: int, start: float) -> float:
         return tokens / max(1e-9, time.perf_counter() - start)
 
     start = time.perf_counter()
-    metrics = model.score_lines(splits[args.split], args.batch_size)
+    metrics = model.score_lines(lines, args.batch_size)
     metrics["tokens_per_sec"] = per_second(metrics["tokens"], start)
     if args.cache_size:
         if any(not 0 <= lam <= 1 for lam in args.cache_lambda):
             raise NlpLstmError(f"--cache-lambda {args.cache_lambda}: each must be in [0, 1]")
         settings = [(theta, lam) for theta in args.cache_theta for lam in args.cache_lambda]
         start = time.perf_counter()
-        report = model.score_lines_with_cache(splits[args.split], args.cache_size, settings, args.batch_size)
+        report = model.score_lines_with_cache(lines, args.cache_size, settings, args.batch_size)
         metrics["cache"] = {"size": args.cache_size, "ppl_without": report["ppl"], "settings": report["cache"],
                             "tokens_per_sec": per_second(report["tokens"], start)}
     if args.dynamic_eval:
         start = time.perf_counter()
-        dynamic = model.score_lines_dynamic(splits[args.split], args.dynamic_lr, args.dynamic_decay,
+        dynamic = model.score_lines_dynamic(lines, args.dynamic_lr, args.dynamic_decay,
                                             args.dynamic_eval, args.dynamic_batch_size)
         metrics["dynamic"] = {"method": args.dynamic_eval, "lr": args.dynamic_lr, "decay": args.dynamic_decay,
                               "ppl_without": metrics["ppl"], "ppl": dynamic["ppl"],
                               "tokens_per_sec": per_second(dynamic["tokens"], start)}
-    print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
+    report = {**({"file": source} if isinstance(source, str) else source), **metrics}
+    if args.json:
+        from nlp_lstm.fileio import atomic_write_json
+
+        atomic_write_json(args.json, report)
+    print(json.dumps(report))
+
+
+def _evaluate_tagger_on_file(tagger, args) -> None:
+    from nlp_lstm.data.tag_files import conll_sentences, conllu_sentences, input_lines
+    from nlp_lstm.fileio import atomic_write_json
+    from nlp_lstm.tasks.tag_evaluation import evaluate_file, format_report
+
+    where = "stdin" if args.file == "-" else args.file
+    lines = input_lines(args.file, "labelled file")
+    if args.input == "conllu":
+        field = args.conllu_field or (tagger.conllu_field if tagger.conllu_field != "misc" else "upos")
+        sentences = conllu_sentences(lines, where, field)
+    else:
+        sentences = conll_sentences(lines, where, tagger.feature_columns, gold_column=-1)
+    report = evaluate_file(tagger, sentences, where, predictions_path=args.predictions)
+    if args.json:
+        atomic_write_json(args.json, report)
+    print(format_report(report))
 
 
 def _read_input(path: str, what: str) -> List[str]:

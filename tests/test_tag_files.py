@@ -215,3 +215,24 @@ def test_softmax_head_span_confidence_is_the_product_of_word_probabilities(tmp_p
     for span in tagger.spans([words])[0]:
         expected = math.prod(float(probs[t, best[t]]) for t in range(span["start"], span["end"]))
         assert span["confidence"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chunker):
+    run_dir = chunker.parent
+    test_file = run_dir.parent / "corpus" / "test.txt"
+    out = tmp_path / "report.json"
+    proc = run_cli(["evaluate", str(chunker), str(test_file), "--json", str(out), "--predictions",
+                    str(tmp_path / "pred.conll")])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    trained = json.loads((run_dir / "metrics.json").read_text())["test"]
+    for key in ("f1", "precision", "recall", "acc", "strict_f1"):
+        assert report[key] == pytest.approx(trained[key]), key
+    assert "spans (conlleval):" in proc.stdout and "span type  precision" in proc.stdout
+    assert (tmp_path / "pred.conll").read_text() == (run_dir / "predictions" / "test.conll").read_text()
+    # A gold tag outside the model's scheme is one line naming file and line.
+    bad = tmp_path / "bad.txt"
+    bad.write_text("the DT B-NP\ncat NN E-NP\n", encoding="utf-8")
+    proc = run_cli(["evaluate", str(chunker), str(bad)])
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {bad}:1: tag 'E-NP' (token 2) does not fit data.tag_scheme=iob2"

@@ -121,6 +121,14 @@ def test_pos_tagging_from_conllu_with_softmax_head(tmp_path):
                         "trainer.max_time=null", *TINY_TAGGER], tmp_path / "data")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "acc" in metrics["test"] and "f1" not in metrics["test"]
+    # Any labelled CoNLL-U file scores as training did; the report is a table plus JSON.
+    proc = run_cli(["evaluate", str(run_dir / "model"), str(files["test"]), "--input", "conllu",
+                    "--json", str(tmp_path / "report.json")])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["acc"] == pytest.approx(metrics["test"]["acc"])
+    assert set(report["per_tag"]) >= {"AUX", "PUNCT"} and len(report["confusion"]["matrix"]) == len(report["confusion"]["labels"]) + 1
+    assert proc.stdout.startswith(f"{files['test']}: ") and "tag   precision  recall      F1  support" in proc.stdout
 
 
 def test_tag_scheme_mismatch_is_a_one_line_error(tmp_path):

@@ -14,7 +14,7 @@ import torch
 from nlp_lstm.config import TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
 from nlp_lstm.data.tag_files import InputSentence, tokenize
-from nlp_lstm.data.tag_schemes import allowed_transition, convert, spans_from_tags
+from nlp_lstm.data.tag_schemes import allowed_transition, convert, spans_from_tags, split_tag
 from nlp_lstm.data.tagging_corpus import (EncodedSentence, TaggingVocabs, batch_indices, collate, encode,
                                           read_tagging_splits)
 from nlp_lstm.errors import ConfigError, NlpLstmError
@@ -436,6 +436,16 @@ class Tagger:
     def feature_columns(self) -> Dict[str, int]:
         """Extra input columns the model reads besides the word (e.g. {"pos": 1})."""
         return dict(self.configs["data"].get("feature_columns") or {})
+
+    @property
+    def labels(self) -> List[str]:
+        """The tags this model can output, in the corpus's scheme."""
+        itos = self.vocabs.tags.get_itos()
+        if self.scheme == "none":
+            return itos
+        types = sorted({split_tag(t)[1] for t in itos if t != "O"})
+        prefixes = "BIES" if self.corpus_scheme == "iobes" else "BI"
+        return ["O"] + [f"{p}-{t}" for t in types for p in prefixes]
 
     @property
     def conllu_field(self) -> str:
