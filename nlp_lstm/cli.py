@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--conllu-field", choices=("upos", "xpos"), default=None,
                     help="taggers, CoNLL-U: the gold field (default: the one the model was trained on)")
     ev.add_argument("--json", default=None, help="also write the full report (per label, confusion) here")
+    ev.add_argument("--predict-features", action="store_true",
+                    help="taggers, conll: predict the model's input columns with the taggers its package "
+                         "carries instead of reading the file's (e.g. a chunker on predicted POS)")
     ev.add_argument("--split", choices=("train", "valid", "test"), default="test")
     ev.add_argument("--data-dir", default=None, help="corpus cache (default: $NLP_LSTM_DATA_DIR or ./data)")
     ev.add_argument("--batch-size", type=_positive_int, default=10, help="LM evaluation rows")
@@ -138,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--misc-key", default="Tag", help="conllu output in misc: the key (e.g. NER)")
     tag.add_argument("--nbest", type=_positive_int, default=None, help="jsonl: the k best sequences (CRF)")
     tag.add_argument("--marginals", action="store_true", help="jsonl: per-token tag probabilities (CRF)")
+    tag.add_argument("--predict-features", action="store_true",
+                     help="conll input: predict the model's input columns (e.g. POS) with the taggers its "
+                          "package carries instead of reading them (raw text always does)")
     tag.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                      help="a progress bar with sentences/s on stderr (auto: when stderr is a terminal)")
     tag.add_argument("--device", default="auto")
@@ -276,7 +282,8 @@ def _evaluate_tagger_on_file(tagger, args) -> None:
         field = args.conllu_field or (tagger.conllu_field if tagger.conllu_field != "misc" else "upos")
         sentences = conllu_sentences(lines, where, field)
     else:
-        sentences = conll_sentences(lines, where, tagger.feature_columns, gold_column=-1)
+        sentences = conll_sentences(lines, where, _columns_to_read(tagger, "conll", args.predict_features),
+                                    gold_column=-1)
     report = evaluate_file(tagger, sentences, where, predictions_path=args.predictions)
     if args.json:
         atomic_write_json(args.json, report)
@@ -312,13 +319,11 @@ def _cmd_tag(args) -> None:
     if args.split_sentences and args.input != "text":
         raise NlpLstmError("--split-sentences splits raw text: it needs --input text")
     output_path_ok(args.output)
-    if tagger.feature_columns and args.input != "conll":
-        raise NlpLstmError(f"this model also reads input column(s) {', '.join(tagger.feature_columns)} "
-                           f"(data.feature_columns={tagger.feature_columns}): give CoNLL input that has them")
+    columns = _columns_to_read(tagger, args.input, args.predict_features)
     lines = input_lines(args.file)
     where = "stdin" if args.file == "-" else args.file
     if args.input == "conll":
-        sentences = conll_sentences(lines, where, tagger.feature_columns)
+        sentences = conll_sentences(lines, where, columns)
     elif args.input == "conllu":
         sentences = conllu_sentences(lines, where)
     else:
@@ -346,6 +351,18 @@ def _cmd_tag(args) -> None:
                 if args.marginals and sentence.words:
                     record["marginals"] = tagger.marginals(sentence.words, sentence.features)
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _columns_to_read(tagger, input_format: str, predict_features: bool) -> Dict[str, int]:
+    """The input columns to read from a file; the others are predicted by the taggers the
+    package carries (model.feature_taggers), or else the input is refused."""
+    if predict_features or input_format != "conll":
+        unpredictable = [n for n in tagger.feature_columns if n not in tagger.feature_taggers]
+        if unpredictable:
+            raise NlpLstmError(f"this model also reads input column(s) {', '.join(unpredictable)} "
+                               f"(data.feature_columns={tagger.feature_columns}): give CoNLL input that has them")
+        return {}
+    return tagger.feature_columns
 
 
 def _cmd_vectors(args) -> None:

@@ -222,6 +222,10 @@ class TaggerModelConfig(ModelConfig):
     # A frozen feature LM's states for the train sentences are computed once and kept in
     # host memory up to this many MB (0: computed in every step); nlp_lstm/tasks/feature_cache.py.
     lm_features_cache_mb: float = 4096
+    # Taggers that predict input columns (data.feature_columns) where an input lacks them,
+    # by column name: {pos: PATH} lets a chunker trained with a POS column tag raw text. Each
+    # is copied into this tagger's package. Training still reads the column from the data.
+    feature_taggers: Dict[str, str] = field(default_factory=dict)
     # Auxiliary language-modelling cost (Rei 2017): the first layer's forward state predicts
     # the next word and its backward state the previous word; the loss adds lm_loss_weight
     # times their summed NLL. Training only: it shapes the encoder, inference is unchanged.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -63,6 +64,29 @@ def load_feature_lm(path: str, device):
     if not isinstance(lm, LanguageModel):
         raise ConfigError(f"config model.lm_features={path!r}: not a language model package")
     return lm
+
+
+FEATURE_TAGGERS = "feature_taggers"  # a package's folder of the taggers that predict its input columns
+
+
+def load_feature_taggers(paths: Dict[str, str], feature_columns: Dict[str, int], device) -> Dict[str, "Tagger"]:
+    """model.feature_taggers, each checked to be a tagger package for one of the model's
+    input columns."""
+    from nlp_lstm.api import load
+
+    taggers = {}
+    for name, path in (paths or {}).items():
+        if name not in (feature_columns or {}):
+            raise ConfigError(f"config model.feature_taggers.{name}: the model has no input column {name!r} "
+                              f"(data.feature_columns={dict(feature_columns or {})})")
+        try:
+            tagger = load(path, str(device))
+        except NlpLstmError as exc:
+            raise ConfigError(f"config model.feature_taggers.{name}={path!r}: {exc}") from None
+        if not isinstance(tagger, Tagger):
+            raise ConfigError(f"config model.feature_taggers.{name}={path!r}: not a tagger package")
+        taggers[name] = tagger
+    return taggers
 
 
 def save_feature_lm(lm, directory: Path) -> None:
@@ -205,6 +229,7 @@ class TaggingTask(TrainingTask):
                                else load_feature_lm(cfg.model.lm_features, device))
         else:
             self.feature_lm = None
+        self.feature_taggers = load_feature_taggers(cfg.model.feature_taggers, cfg.data.feature_columns, device)
         lm_tokenizer = self.feature_lm.tokenizer if self.feature_lm else None
         self.encoded = {s: [encode(x, self.vocabs, self.scheme, self.corpus_scheme, lm_tokenizer) for x in sents]
                         for s, sents in self.splits.items()}
@@ -368,6 +393,8 @@ class TaggingTask(TrainingTask):
             self.vocabs.save(d)
             if self.feature_lm is not None:
                 save_feature_lm(self.feature_lm, d)
+            for name, path in self.cfg.model.feature_taggers.items():
+                shutil.copytree(path, d / FEATURE_TAGGERS / name)
 
         save_package(directory, "tagging", {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data},
                      write_assets, {k: v for k, v in self.model.state_dict().items()
@@ -410,9 +437,10 @@ class Tagger:
     """A trained tagger loaded from its package: `nlp_lstm.load(path).tag([...])`."""
 
     def __init__(self, model: SequenceTagger, vocabs: TaggingVocabs, configs: Dict[str, Any], device,
-                 lm_tokenizer=None) -> None:
+                 lm_tokenizer=None, feature_taggers: Optional[Dict[str, "Tagger"]] = None) -> None:
         self.model, self.vocabs, self.configs, self.device = model, vocabs, configs, device
         self.lm_tokenizer = lm_tokenizer
+        self.feature_taggers = feature_taggers or {}  # input columns this package can predict
         self.corpus_scheme = configs["data"]["tag_scheme"]
         self.scheme = "none" if self.corpus_scheme == "none" else configs["task"]["train_scheme"]
         self.model.eval()
@@ -430,7 +458,12 @@ class Tagger:
         feature_lm = read_feature_lm(Path(path), device) if model_cfg.lm_features else None
         model = build_tagger(model_cfg, vocabs, scheme, feature_lm, for_inference=True)
         model.load_state_dict(state_dict)
-        return cls(model.to(device), vocabs, meta["configs"], device, feature_lm.tokenizer if feature_lm else None)
+        from nlp_lstm.api import load
+
+        feature_taggers = {name: load(Path(path) / FEATURE_TAGGERS / name, str(device))
+                           for name in model_cfg.feature_taggers}
+        return cls(model.to(device), vocabs, meta["configs"], device, feature_lm.tokenizer if feature_lm else None,
+                   feature_taggers)
 
     @property
     def feature_columns(self) -> Dict[str, int]:
@@ -460,7 +493,8 @@ class Tagger:
         missing = [name for name in self.vocabs.features if name not in features]
         if missing:
             raise NlpLstmError(f"this model also reads input column(s) {', '.join(missing)} "
-                               f"(data.feature_columns={self.feature_columns}): give CoNLL input that has them")
+                               f"(data.feature_columns={self.feature_columns}): give CoNLL input that has them, "
+                               f"or train it with model.feature_taggers.{missing[0]}=PATH to predict them")
         return encode(Sentence(list(words), [], {n: list(v) for n, v in features.items()}), self.vocabs,
                       self.scheme, self.corpus_scheme, self.lm_tokenizer)
 
@@ -478,6 +512,7 @@ class Tagger:
         exclusive), start_char/end_char/text where the sentence has character offsets, and
         confidence (see span_confidences)."""
         keep = [i for i, s in enumerate(sentences) if len(s.words)]
+        self._predict_missing_features([sentences[i] for i in keep], batch_size)
         encoded = [self._encode(sentences[i].words, sentences[i].features) for i in keep]
         want_spans = spans and self.scheme != "none"
         predicted, found = [], None
@@ -490,6 +525,16 @@ class Tagger:
             out[i] = (convert(tags, self.scheme, self.corpus_scheme),
                       [span_record(sentences[i], span) for span in found[n]] if found is not None else None)
         return out
+
+    def _predict_missing_features(self, sentences: Sequence[InputSentence], batch_size: int) -> None:
+        """Fill each input column a sentence lacks from the packaged tagger that predicts it
+        (the chunker's POS from its POS tagger), in one batched pass per column."""
+        for name, tagger in self.feature_taggers.items():
+            lacking = [s for s in sentences if name not in s.features]
+            if lacking:
+                for sentence, (tags, _) in zip(lacking, tagger.predict_inputs(
+                        [InputSentence(s.words, dict(s.features)) for s in lacking], batch_size)):
+                    sentence.features[name] = tags
 
     def spans(self, texts: Sequence[Union[str, Sequence[str]]], batch_size: int = 256,
               features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:

@@ -1,0 +1,51 @@
+"""Chained taggers: a chunker that reads POS carries the POS tagger that predicts it
+(model.feature_taggers.pos), so raw text works end to end and the package stands alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nlp_lstm
+from conftest import run_cli, run_train
+from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+
+
+def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    common = ["trainer.max_epochs=3", "trainer.max_time=null", "logger.tensorboard=false"]
+    pos_run = tmp_path / "pos"
+    pos_overrides = [o for o in conll_overrides(corpus) if not o.startswith("data.tag_column")]
+    run_train(pos_run, pos_overrides + ["data.tag_column=1", "data.tag_scheme=none"] + TINY_TAGGER + common,
+              tmp_path / "data")
+    pos_package = tmp_path / "pos_package"
+    shutil.copytree(pos_run / "model", pos_package)
+    chunk_run = tmp_path / "chunk"
+    run_train(chunk_run, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + common
+              + [f"+model.feature_taggers.pos={pos_package}"], tmp_path / "data")
+    shutil.rmtree(pos_package)  # the chunker's package must stand alone
+    chunker = nlp_lstm.load(chunk_run / "model", device="cpu")
+    pos = chunker.feature_taggers["pos"]
+    words = ["the", "cat", "saw", "Bob", "."]
+    predicted_pos = pos.tag_tokens([words])[0]
+    expected = chunker.tag_tokens([words], features=[{"pos": predicted_pos}])[0]
+    proc = run_cli(["tag", str(chunk_run / "model")], stdin="the cat saw Bob .\n")
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split("\t")[1] for line in proc.stdout.split("\n") if line] == expected
+    # Scored with predicted POS instead of the file's column, and with the column.
+    gold_pos = run_cli(["evaluate", str(chunk_run / "model"), str(corpus["test"]), "--json", str(tmp_path / "g.json")])
+    predicted = run_cli(["evaluate", str(chunk_run / "model"), str(corpus["test"]), "--predict-features",
+                         "--json", str(tmp_path / "p.json")])
+    assert gold_pos.returncode == 0 and predicted.returncode == 0, predicted.stderr
+    metrics = json.loads((chunk_run / "metrics.json").read_text())
+    assert json.loads((tmp_path / "g.json").read_text())["f1"] == metrics["test"]["f1"]
+    assert 0 < json.loads((tmp_path / "p.json").read_text())["f1"] <= 100
+
+
+def test_a_feature_tagger_for_a_column_the_model_lacks_is_one_line(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    proc = run_train(tmp_path / "run", conll_overrides(corpus) + TINY_TAGGER + [
+        f"+model.feature_taggers.pos={tmp_path}"], tmp_path / "data", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: config model.feature_taggers.pos: the model has no input column 'pos' "
+                                   "(data.feature_columns={})")
