@@ -132,8 +132,12 @@ class TextbookTagger(nn.Module):
     def forward(self, batch):
         parts = [self.embedding(batch.words)]
         if self.char_conv is not None:
-            h = self.char_conv(self.char_embedding(batch.chars).transpose(1, 2))  # (W, filters, C)
-            pad = torch.arange(batch.chars.size(1), device=h.device)[None] >= batch.char_lengths[:, None]
+            # A textbook loop encodes every word's characters, repeats included.
+            chars, lengths = batch.chars, batch.char_lengths
+            if batch.char_index is not None:
+                chars, lengths = chars.index_select(0, batch.char_index), lengths.index_select(0, batch.char_index)
+            h = self.char_conv(self.char_embedding(chars).transpose(1, 2))  # (W, filters, C)
+            pad = torch.arange(chars.size(1), device=h.device)[None] >= lengths[:, None]
             per_word = h.masked_fill(pad[:, None], float("-inf")).max(dim=2).values
             grid = per_word.new_zeros(*batch.words.shape, per_word.size(1))
             grid[batch.mask] = per_word

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--conllu-field", choices=("upos", "xpos"), default=None,
                     help="taggers, CoNLL-U: the gold field (default: the one the model was trained on)")
     ev.add_argument("--json", default=None, help="also write the full report (per label, confusion) here")
+    ev.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                    help="taggers: fp32 (default) reproduces the numbers training reported")
     ev.add_argument("--predict-features", action="store_true",
                     help="taggers, conll: predict the model's input columns with the taggers its package "
                          "carries instead of reading the file's (e.g. a chunker on predicted POS)")
@@ -146,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "package carries instead of reading them (raw text always does)")
     tag.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                      help="a progress bar with sentences/s on stderr (auto: when stderr is a terminal)")
+    tag.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                     help="auto: bf16 where the hardware computes it natively (a CPU with AVX512-BF16 or AMX, "
+                          "a CUDA card with bf16), else fp32")
     tag.add_argument("--device", default="auto")
 
     vec = sub.add_parser("vectors", help="write a model's input word embeddings as word2vec text (.vec)",
@@ -284,6 +289,7 @@ def _evaluate_tagger_on_file(tagger, args) -> None:
     else:
         sentences = conll_sentences(lines, where, _columns_to_read(tagger, "conll", args.predict_features),
                                     gold_column=-1)
+    tagger.set_precision(args.precision)
     report = evaluate_file(tagger, sentences, where, predictions_path=args.predictions)
     if args.json:
         atomic_write_json(args.json, report)
@@ -314,6 +320,7 @@ def _cmd_tag(args) -> None:
     tagger = load(args.model, args.device)
     if not isinstance(tagger, Tagger):
         raise NlpLstmError(f"{args.model}: not a tagger")
+    tagger.set_precision(args.precision)
     if (args.nbest or args.marginals) and args.format != "jsonl":
         raise NlpLstmError("--nbest and --marginals need --format jsonl")
     if args.split_sentences and args.input != "text":

@@ -57,3 +57,30 @@ def test_whole_tagger_padded_batch_equals_sentences_alone():
             n = len(e.words)
             assert torch.allclose(emissions[i, :n], alone[0, :n], atol=1e-5)
         assert model.decode(emissions, batch) == [model.decode(model(collate([e])), collate([e]))[0] for e in encoded]
+
+
+def test_a_batch_encodes_each_distinct_words_characters_once_with_the_same_result():
+    import dataclasses
+    import random
+
+    from nlp_lstm.config import TaggerModelConfig
+    from nlp_lstm.data.conll import Sentence
+    from nlp_lstm.data.tagging_corpus import TaggingVocabs, collate, encode
+    from nlp_lstm.tasks.tagging import build_tagger
+    from tagging_fixtures import make_sentence
+
+    rng = random.Random(4)
+    sentences = [Sentence([w for w, _, _ in s], [c for _, _, c in s]) for s in (make_sentence(rng) for _ in range(40))]
+    vocabs = TaggingVocabs.fit(sentences, "iobes", "iob2", lowercase_words=True)
+    for char_features in ("cnn", "lstm"):
+        torch.manual_seed(0)
+        model = build_tagger(TaggerModelConfig(emb_size=8, hidden_size=8, char_features=char_features,
+                                               char_emb_size=4, char_hidden_size=6, lm_loss_weight=0.0),
+                             vocabs, "iobes").eval()
+        batch = collate([encode(s, vocabs, "iobes", "iob2") for s in sentences])
+        words = int(batch.mask.sum())
+        assert batch.chars.size(0) < words / 3  # "the", "." ... once each
+        every_word = dataclasses.replace(batch, chars=batch.chars[batch.char_index],
+                                         char_lengths=batch.char_lengths[batch.char_index], char_index=None)
+        with torch.no_grad():
+            torch.testing.assert_close(model(batch), model(every_word), rtol=1e-5, atol=1e-6)

@@ -29,7 +29,7 @@ def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):
     words = ["the", "cat", "saw", "Bob", "."]
     predicted_pos = pos.tag_tokens([words])[0]
     expected = chunker.tag_tokens([words], features=[{"pos": predicted_pos}])[0]
-    proc = run_cli(["tag", str(chunk_run / "model")], stdin="the cat saw Bob .\n")
+    proc = run_cli(["tag", str(chunk_run / "model"), "--precision", "fp32"], stdin="the cat saw Bob .\n")
     assert proc.returncode == 0, proc.stderr
     assert [line.split("\t")[1] for line in proc.stdout.split("\n") if line] == expected
     # Scored with predicted POS instead of the file's column, and with the column.

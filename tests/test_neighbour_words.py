@@ -1,5 +1,7 @@
 """The auxiliary language-modelling cost (model.lm_loss_weight, Rei 2017)."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -52,8 +54,7 @@ def test_next_word_prediction_never_sees_the_next_word():
     first = model.encode(batch)[0]
     changed = batch.words.clone()
     changed[0, 3:] = UNK_INDEX
-    first_changed = model.encode(type(batch)(changed, batch.chars, batch.char_lengths, batch.features, batch.tags,
-                                             batch.mask, batch.lengths, batch.has_gold))[0]
+    first_changed = model.encode(dataclasses.replace(batch, words=changed))[0]
     half = first.size(-1) // 2
     assert torch.equal(first[0, :3, :half], first_changed[0, :3, :half])
     assert not torch.allclose(first[0, 3:, :half], first_changed[0, 3:, :half])  # the change does reach it
@@ -112,13 +113,19 @@ def _tagger_with_feature_lm(bidirectional: bool, weight: float = 0.5):
 
 def _with_word_changed(batch, position: int):
     """The batch with sentence 0's word at `position` replaced (word, its characters, its LM id)."""
-    import dataclasses
 
-    words, lm_ids, chars = batch.words.clone(), batch.lm_ids.clone(), batch.chars.clone()
+
+    words, lm_ids, char_index = batch.words.clone(), batch.lm_ids.clone(), batch.char_index.clone()
     words[0, position] = UNK_INDEX
     lm_ids[0, position] = 11
-    chars[position] = torch.where(chars[position] > 0, 3, 0)  # sentence 0's words come first in chars
-    return dataclasses.replace(batch, words=words, lm_ids=lm_ids, chars=chars)
+    # Its characters: a new row of their own (a distinct word's row is shared by every
+    # occurrence); sentence 0's words come first in char_index.
+    row = batch.chars[char_index[position]]
+    chars = torch.cat([batch.chars, torch.where(row > 0, 3, 0).unsqueeze(0)])
+    char_index[position] = len(batch.chars)
+    lengths = torch.cat([batch.char_lengths, batch.char_lengths[batch.char_index[position]].view(1)])
+    return dataclasses.replace(batch, words=words, lm_ids=lm_ids, chars=chars, char_lengths=lengths,
+                               char_index=char_index)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

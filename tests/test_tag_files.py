@@ -54,7 +54,7 @@ def test_conllu_comes_back_with_only_the_chosen_field_changed(tmp_path, chunker)
     source = tmp_path / "in.conllu"
     source.write_text(CONLLU, encoding="utf-8")
     proc = run_cli(["tag", str(chunker), str(source), "--input", "conllu", "--format", "conllu",
-                    "--misc-key", "Chunk"])
+                    "--misc-key", "Chunk", "--precision", "fp32"])
     assert proc.returncode == 0, proc.stderr
     tagged = nlp_lstm.load(chunker, device="cpu").tag_tokens([["The", "cat", "'s", "old", "house", "."],
                                                               ["A", "dog"]])
@@ -73,7 +73,7 @@ def test_conllu_comes_back_with_only_the_chosen_field_changed(tmp_path, chunker)
         assert new[9] == "|".join(misc + [f"Chunk={next(tags)}"])
     # UPOS instead: the fourth field replaced, MISC kept
     upos = run_cli(["tag", str(chunker), str(source), "--input", "conllu", "--format", "conllu",
-                    "--conllu-field", "upos"])
+                    "--conllu-field", "upos", "--precision", "fp32"])
     first_word = [line for line in upos.stdout.split("\n") if line.startswith("1\tThe")][0].split("\t")
     assert first_word[3] == tagged[0][0] and first_word[9] == "_"
 
@@ -102,7 +102,8 @@ def test_output_keeps_input_order_under_length_sorted_windows(tmp_path, chunker)
     source = tmp_path / "in.conll"
     source.write_text("".join("\n".join(s) + "\n\n" for s in sentences), encoding="utf-8")
     out = tmp_path / "out.conll"
-    proc = run_cli(["tag", str(chunker), str(source), "--input", "conll", "--batch-size", "7", "--output", str(out)])
+    proc = run_cli(["tag", str(chunker), str(source), "--input", "conll", "--batch-size", "7", "--output", str(out),
+                    "--precision", "fp32"])
     assert proc.returncode == 0, proc.stderr
     blocks = [b.split("\n") for b in out.read_text(encoding="utf-8").strip("\n").split("\n\n")]
     assert [[line.split("\t")[0] for line in b] for b in blocks] == sentences
@@ -236,3 +237,15 @@ def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chu
     proc = run_cli(["evaluate", str(chunker), str(bad)])
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {bad}:1: tag 'E-NP' (token 2) does not fit data.tag_scheme=iob2"
+
+
+def test_bf16_prediction_agrees_with_fp32(chunker):
+    from nlp_lstm.training.precision import cpu_has_native_bf16
+
+    tagger = nlp_lstm.load(chunker, device="cpu")
+    sentences = random_sentences(200, 9)
+    fp32 = tagger.tag_tokens(sentences)
+    assert tagger.set_precision("auto").precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    bf16 = tagger.set_precision("bf16").tag_tokens(sentences)
+    same = sum(a == b for x, y in zip(fp32, bf16) for a, b in zip(x, y))
+    assert same >= 0.97 * sum(map(len, fp32))

@@ -188,8 +188,8 @@ def lm_stream(words: Sequence[str], tokenizer) -> Tuple[List[int], List[int], Li
 @dataclass
 class TaggingBatch:
     words: Tensor  # (B, T)
-    chars: Tensor  # (W, C): the real words of the batch, row-major
-    char_lengths: Tensor  # (W,)
+    chars: Tensor  # (U, C): the batch's distinct words, as character ids (see char_index)
+    char_lengths: Tensor  # (U,)
     features: Dict[str, Tensor]  # name -> (B, T)
     tags: Tensor  # (B, T), 0 where padded or unknown
     mask: Tensor  # (B, T) bool
@@ -206,6 +206,9 @@ class TaggingBatch:
     # (B, T, D) feature-LM states given ready-made (a frozen LM's, cached by the task):
     # the model then does not run the LM.
     lm_states: Optional[Tensor] = None
+    # (W,) for each real word (row-major), its row of `chars`: a word type's characters are
+    # encoded once per batch ("the" 300 times is one row); None: one row per real word.
+    char_index: Optional[Tensor] = None
 
     def real_word_positions(self) -> Tensor:
         if self.word_positions is not None:
@@ -222,7 +225,8 @@ class TaggingBatch:
                             move(self.lm_ids) if self.lm_ids is not None else None,
                             move(self.word_positions) if self.word_positions is not None else None,
                             self.token_count, *(move(t) if t is not None else None for t in
-                                                (self.lm_lengths, self.lm_first, self.lm_last, self.lm_states)))
+                                                (self.lm_lengths, self.lm_first, self.lm_last, self.lm_states,
+                                                 self.char_index)))
 
     @property
     def num_tokens(self) -> int:
@@ -241,9 +245,17 @@ def collate(items: Sequence[EncodedSentence]) -> TaggingBatch:
     words = _padded([s.words for s in items], longest)
     tags = _padded([s.tags if s.tags is not None else [] for s in items], longest)
     features = {n: _padded([s.features[n] for s in items], longest) for n in (items[0].features if items else {})}
-    all_chars = [c for s in items for c in s.chars]
-    char_lengths = torch.tensor([len(c) for c in all_chars])
-    chars = _padded(all_chars, int(char_lengths.max()))
+    rows: Dict[Tuple[int, ...], int] = {}  # distinct words (character ids) -> row
+    char_index = []
+    for s in items:
+        for word_chars in s.chars:
+            key = tuple(word_chars)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = len(rows)
+            char_index.append(row)
+    char_lengths = torch.tensor([len(c) for c in rows])
+    chars = _padded(list(rows), int(char_lengths.max()))
     mask = torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1)
     has_gold = torch.tensor([s.tags is not None for s in items])
     lm = {}
@@ -254,7 +266,7 @@ def collate(items: Sequence[EncodedSentence]) -> TaggingBatch:
               "lm_last": _padded([s.lm_last for s in items], longest)}
     return TaggingBatch(words, chars, char_lengths, features, tags, mask, lengths, has_gold,
                         word_positions=mask.reshape(-1).nonzero().squeeze(1),
-                        token_count=sum(len(s.words) for s in items), **lm)
+                        token_count=sum(len(s.words) for s in items), char_index=torch.tensor(char_index), **lm)
 
 
 def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, rng: Optional[random.Random] = None

@@ -131,7 +131,9 @@ class SequenceTagger(nn.Module):
             words = words.masked_fill(drop & batch.mask, UNK_INDEX)
         parts = [embedding_dropout(self.word_embedding, words, self.cfg.dropout_embedding, self.training)]
         if self.char_encoder is not None:
-            per_word = self.char_encoder(batch.chars, batch.char_lengths)  # (W, c) for the real words
+            per_word = self.char_encoder(batch.chars, batch.char_lengths)  # (U, c): each distinct word once
+            if batch.char_index is not None:
+                per_word = per_word.index_select(0, batch.char_index)  # (W, c) for the real words
             grid = per_word.new_zeros(words.numel(), per_word.size(1))
             grid = grid.index_copy(0, batch.real_word_positions(), per_word)  # row-major, as collate's
             parts.append(grid.view(*words.shape, -1))

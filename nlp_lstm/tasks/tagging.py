@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import contextlib
 import math
 import random
 import shutil
@@ -443,6 +444,7 @@ class Tagger:
         self.feature_taggers = feature_taggers or {}  # input columns this package can predict
         self.corpus_scheme = configs["data"]["tag_scheme"]
         self.scheme = "none" if self.corpus_scheme == "none" else configs["task"]["train_scheme"]
+        self.precision = "fp32"  # see set_precision
         self.model.eval()
 
     @classmethod
@@ -517,14 +519,32 @@ class Tagger:
         want_spans = spans and self.scheme != "none"
         predicted, found = [], None
         if encoded:
-            predicted, _, _, found = predict(self.model, encoded, self.vocabs, batch_size, self.device,
-                                             self.scheme if want_spans else None)
+            with self._autocast():
+                predicted, _, _, found = predict(self.model, encoded, self.vocabs, batch_size, self.device,
+                                                 self.scheme if want_spans else None)
         out: List[Tuple[List[str], Optional[List[Dict[str, Any]]]]] = [([], [] if want_spans else None)
                                                                        for _ in sentences]
         for n, (i, tags) in enumerate(zip(keep, predicted)):
             out[i] = (convert(tags, self.scheme, self.corpus_scheme),
                       [span_record(sentences[i], span) for span in found[n]] if found is not None else None)
         return out
+
+    def set_precision(self, precision: str) -> "Tagger":
+        """fp32 (the default: the numbers training reported), bf16, or auto (bf16 where the
+        hardware computes it natively: about twice the sentences/s on a CPU with AMX).
+        Packaged feature taggers follow."""
+        from nlp_lstm.training.precision import resolve_precision
+
+        self.precision = resolve_precision(precision, torch.device(self.device))
+        for tagger in self.feature_taggers.values():
+            tagger.set_precision(precision)
+        return self
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(torch.device(self.device).type, dtype=dtype)
 
     def _predict_missing_features(self, sentences: Sequence[InputSentence], batch_size: int) -> None:
         """Fill each input column a sentence lacks from the packaged tagger that predicts it
