@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "a CUDA card with bf16), else fp32")
     tag.add_argument("--device", default="auto")
 
+    exp = sub.add_parser("export", help="write a tagger's network as ONNX plus what decoding needs (tagger.json)",
+                         description="OUT/model.onnx (dynamic batch and length; inputs words, chars, lengths and "
+                                     "the model's input columns; output emissions) and OUT/tagger.json "
+                                     "(vocabularies, tags, schemes, CRF scores). See nlp_lstm/export.py.")
+    exp.add_argument("model")
+    exp.add_argument("output")
+
     vec = sub.add_parser("vectors", help="write a model's input word embeddings as word2vec text (.vec)",
                          description="LM: one row per token of its vocabulary; tagger: per word of its vocabulary "
                                      "(padding left out). Tokens holding whitespace (a character LM's space) "
@@ -372,6 +379,20 @@ def _columns_to_read(tagger, input_format: str, predict_features: bool) -> Dict[
     return tagger.feature_columns
 
 
+def _cmd_export(args) -> None:
+    from nlp_lstm.api import load
+    from nlp_lstm.export import export_tagger
+    from nlp_lstm.tasks.tagging import Tagger
+
+    tagger = load(args.model, "cpu")
+    if not isinstance(tagger, Tagger):
+        raise NlpLstmError(f"{args.model}: export covers taggers (an LM package is already a state_dict and a "
+                           "tokenizer)")
+    meta = export_tagger(tagger, Path(args.output))
+    print(f"{args.output}: model.onnx (inputs {', '.join(meta['inputs'])}; output emissions) and tagger.json",
+          file=sys.stderr)
+
+
 def _cmd_vectors(args) -> None:
     import numpy as np
 
@@ -421,7 +442,7 @@ def _cmd_data(args) -> None:
 
 
 COMMANDS = {"generate": _cmd_generate, "score": _cmd_score, "evaluate": _cmd_evaluate, "tag": _cmd_tag,
-            "bench": _cmd_bench, "vectors": _cmd_vectors, "data": _cmd_data}
+            "bench": _cmd_bench, "vectors": _cmd_vectors, "export": _cmd_export, "data": _cmd_data}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -11,7 +11,9 @@ dropout can sit between them.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from typing import List, Optional, Tuple
 
 import torch
@@ -86,7 +88,7 @@ class RNNLayer(nn.Module):
             w_hh = F.dropout(w_hh, self.weight_drop, True)
         params = [self.weight_ih, w_hh, self.bias_ih, self.bias_hh]
         with torch.autocast(x.device.type, enabled=False):
-            if self.cell == "gru" and x.device.type == "cpu" and x.size(1) > 0:
+            if self.cell == "gru" and x.device.type == "cpu" and x.size(1) > 0 and not _EXPORTING.on:
                 out, h = gru_window(x, state[0][0], *params, mm_dtype=dtype)  # CPU has no fused GRU kernel
                 return out, (h.unsqueeze(0),)
             x, params = x.to(dtype), [p.to(dtype) for p in params]
@@ -102,6 +104,24 @@ class RNNLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.cell}, {self.input_size}, {self.hidden_size}, weight_drop={self.weight_drop}"
+
+
+class _Exporting(threading.local):
+    on = False
+
+
+_EXPORTING = _Exporting()
+
+
+@contextlib.contextmanager
+def fused_gru_on_cpu():
+    """GRU layers call torch.gru on the CPU too (export: the CPU kernel's Python loop over
+    time cannot become a graph with a dynamic length)."""
+    previous, _EXPORTING.on = _EXPORTING.on, True
+    try:
+        yield
+    finally:
+        _EXPORTING.on = previous
 
 
 class StackedRNN(nn.Module):
