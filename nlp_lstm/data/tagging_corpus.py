@@ -141,7 +141,9 @@ class EncodedSentence:
 
 
 def encode(sentence: Sentence, vocabs: TaggingVocabs, train_scheme: str, corpus_scheme: str,
-           lm_tokenizer=None) -> EncodedSentence:
+           lm_tokenizer=None, char_cache: Optional[Dict[str, List[int]]] = None) -> EncodedSentence:
+    """`char_cache`: word -> character ids, filled as words are seen (a tagger encoding a
+    large input looks each frequent word's characters up once)."""
     words = [w.lower() for w in sentence.words] if vocabs.lowercase_words else sentence.words
     tags = None
     if sentence.tags:
@@ -151,10 +153,23 @@ def encode(sentence: Sentence, vocabs: TaggingVocabs, train_scheme: str, corpus_
     lm_ids, lm_first, lm_last = lm_stream(sentence.words, lm_tokenizer) if lm_tokenizer is not None else (None,) * 3
     return EncodedSentence(
         words=vocabs.words.lookup_indices(words),
-        chars=[vocabs.chars.lookup_indices(w) for w in sentence.words],
+        chars=(_cached_chars(sentence.words, vocabs.chars, char_cache) if char_cache is not None
+               else [vocabs.chars.lookup_indices(w) for w in sentence.words]),
         features={n: v.lookup_indices(sentence.features.get(n, [UNK] * len(words))) for n, v in vocabs.features.items()},
         tags=tags, lm_ids=lm_ids, lm_first=lm_first, lm_last=lm_last,
     )
+
+
+def _cached_chars(words: Sequence[str], chars: Vocab, cache: Dict[str, List[int]]) -> List[List[int]]:
+    out = []
+    for word in words:
+        ids = cache.get(word)
+        if ids is None:
+            if len(cache) >= 500_000:  # bounded: a stream of ever-new words must not grow it forever
+                cache.clear()
+            ids = cache[word] = chars.lookup_indices(word)
+        out.append(ids)
+    return out
 
 
 def lm_stream(words: Sequence[str], tokenizer) -> Tuple[List[int], List[int], List[int]]:

@@ -445,6 +445,7 @@ class Tagger:
         self.corpus_scheme = configs["data"]["tag_scheme"]
         self.scheme = "none" if self.corpus_scheme == "none" else configs["task"]["train_scheme"]
         self.precision = "fp32"  # see set_precision
+        self._char_cache: Dict[str, List[int]] = {}  # word -> character ids (see encode)
         self.model.eval()
 
     @classmethod
@@ -498,7 +499,7 @@ class Tagger:
                                f"(data.feature_columns={self.feature_columns}): give CoNLL input that has them, "
                                f"or train it with model.feature_taggers.{missing[0]}=PATH to predict them")
         return encode(Sentence(list(words), [], {n: list(v) for n, v in features.items()}), self.vocabs,
-                      self.scheme, self.corpus_scheme, self.lm_tokenizer)
+                      self.scheme, self.corpus_scheme, self.lm_tokenizer, self._char_cache)
 
     def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 256,
                    features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[str]]:
