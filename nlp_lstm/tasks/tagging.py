@@ -123,20 +123,27 @@ def model_scheme(task_cfg, data_cfg) -> str:
     return "none" if data_cfg.tag_scheme == "none" else task_cfg.train_scheme
 
 
+def length_batches(encoded: Sequence[EncodedSentence], batch_size: int) -> List[Tuple[List[int], Any]]:
+    """(sentence indices, collated batch) in length order: what `predict` runs."""
+    return [(indices, collate([encoded[i] for i in indices]))
+            for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False)]
+
+
 @torch.no_grad()
 def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: TaggingVocabs, batch_size: int,
-            device, scheme: Optional[str] = None) -> Tuple[List[List[str]], float, int, Optional[List[List[Span]]]]:
+            device, scheme: Optional[str] = None, batches: Optional[List[Tuple[List[int], Any]]] = None
+            ) -> Tuple[List[List[str]], float, int, Optional[List[List[Span]]]]:
     """Predicted tags (model scheme) per sentence, summed loss, number of sentences scored,
     and, given the model's `scheme`, each sentence's predicted spans with their confidence
-    (see span_confidences)."""
+    (see span_confidences). `batches`: length_batches(encoded, batch_size), made beforehand
+    (by another thread while this one runs the model)."""
     was_training = model.training
     model.eval()
     itos = vocabs.tags.get_itos()
     predictions: List[Optional[List[str]]] = [None] * len(encoded)
     spans: Optional[List[Optional[List[Span]]]] = [None] * len(encoded) if scheme else None
     loss, scored = torch.zeros((), dtype=torch.float64, device=device), 0
-    for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False):
-        host = collate([encoded[i] for i in indices])
+    for indices, host in batches if batches is not None else length_batches(encoded, batch_size):
         batch = host.to(device)
         emissions = model(batch)
         decoded = model.decode(emissions, batch)
@@ -514,15 +521,25 @@ class Tagger:
         whose tags have spans), its spans as dicts: type, start and end (words, end
         exclusive), start_char/end_char/text where the sentence has character offsets, and
         confidence (see span_confidences)."""
+        return self.predict_prepared(sentences, self.prepare_inputs(sentences, batch_size), batch_size, spans)
+
+    def prepare_inputs(self, sentences: Sequence[InputSentence], batch_size: int = 256):
+        """The host-side work of prediction (predicted input columns, encoding, length
+        batches), separable so that a stream prepares the next window while the model runs."""
         keep = [i for i, s in enumerate(sentences) if len(s.words)]
         self._predict_missing_features([sentences[i] for i in keep], batch_size)
         encoded = [self._encode(sentences[i].words, sentences[i].features) for i in keep]
+        return keep, encoded, length_batches(encoded, batch_size)
+
+    def predict_prepared(self, sentences: Sequence[InputSentence], prepared, batch_size: int = 256,
+                         spans: bool = False) -> List[Tuple[List[str], Optional[List[Dict[str, Any]]]]]:
+        keep, encoded, batches = prepared
         want_spans = spans and self.scheme != "none"
         predicted, found = [], None
         if encoded:
             with self._autocast():
                 predicted, _, _, found = predict(self.model, encoded, self.vocabs, batch_size, self.device,
-                                                 self.scheme if want_spans else None)
+                                                 self.scheme if want_spans else None, batches)
         out: List[Tuple[List[str], Optional[List[Dict[str, Any]]]]] = [([], [] if want_spans else None)
                                                                        for _ in sentences]
         for n, (i, tags) in enumerate(zip(keep, predicted)):
