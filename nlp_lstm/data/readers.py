@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterable, Iterator, List
 
 from nlp_lstm.errors import DataError
 
@@ -34,18 +34,23 @@ def iter_lines(path: os.PathLike, what: str = "corpus file") -> Iterator[str]:
     split on "\n" only, a trailing "\r" and a leading BOM removed. Errors name the file
     and line; a file with nothing but whitespace is an error once the end is reached."""
     path = Path(path)
-    handle = open_for_reading(path, what)
+    with open_for_reading(path, what) as handle:
+        yield from decoded_lines(handle, str(path), f"{what} is empty")
+
+
+def decoded_lines(raw_lines: Iterable[bytes], where: str, if_empty: str) -> Iterator[str]:
+    """UTF-8 lines of a binary stream (a file, stdin) as `iter_lines` describes; errors
+    name `where` and the line; `if_empty`: the error once the end shows no text."""
     has_text = False
-    with handle:
-        for line_no, raw in enumerate(handle, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}:{line_no}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})") from None
-            if line_no == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-            line = line[:-1] if line.endswith("\n") else line
-            has_text = has_text or bool(line.strip())
-            yield line.rstrip("\r")
+    for line_no, raw in enumerate(raw_lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{where}:{line_no}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})") from None
+        if line_no == 1 and line.startswith("\ufeff"):
+            line = line[1:]
+        line = line[:-1] if line.endswith("\n") else line
+        has_text = has_text or bool(line.strip())
+        yield line.rstrip("\r")
     if not has_text:
-        raise DataError(f"{path}: {what} is empty")
+        raise DataError(f"{where}: {if_empty}")

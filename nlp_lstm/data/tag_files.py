@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from nlp_lstm.data.readers import iter_lines
+from nlp_lstm.data.readers import decoded_lines, iter_lines
 from nlp_lstm.errors import DataError
 
 # A simple, documented tokenizer for raw text: words (letters/digits, inner hyphens and
@@ -47,19 +47,7 @@ def input_lines(path: str, what: str = "input file") -> Iterator[Tuple[int, str]
     if path != "-":
         yield from enumerate(iter_lines(path, what), start=1)
         return
-    has_text = False
-    for line_no, raw in enumerate(sys.stdin.buffer, start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"stdin:{line_no}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})") from None
-        if line_no == 1 and line.startswith("\ufeff"):
-            line = line[1:]
-        line = line.rstrip("\n").rstrip("\r")
-        has_text = has_text or bool(line.strip())
-        yield line_no, line
-    if not has_text:
-        raise DataError(f"stdin: no {what.split()[0]} to read")
+    yield from enumerate(decoded_lines(sys.stdin.buffer, "stdin", f"no {what.split()[0]} to read"), start=1)
 
 
 def text_sentences(lines: Iterable[Tuple[int, str]], split=None) -> Iterator[InputSentence]:

@@ -53,18 +53,24 @@ def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm
                           lm_eos=feature_lm.tokenizer.eos_id if feature_lm else 0, for_inference=for_inference)
 
 
-def load_feature_lm(path: str, device):
-    """The LM package named by model.lm_features (a word, character or subword LM)."""
+def load_config_package(key: str, path: str, device, kind: type, what: str):
+    """The model package a config key names, checked to be of `kind`; errors name the key."""
     from nlp_lstm.api import load
-    from nlp_lstm.tasks.language_modeling import LanguageModel
 
     try:
-        lm = load(path, str(device))
+        loaded = load(path, str(device))
     except NlpLstmError as exc:
-        raise ConfigError(f"config model.lm_features={path!r}: {exc}") from None
-    if not isinstance(lm, LanguageModel):
-        raise ConfigError(f"config model.lm_features={path!r}: not a language model package")
-    return lm
+        raise ConfigError(f"config {key}={path!r}: {exc}") from None
+    if not isinstance(loaded, kind):
+        raise ConfigError(f"config {key}={path!r}: not a {what} package")
+    return loaded
+
+
+def load_feature_lm(path: str, device):
+    """The LM package named by model.lm_features (a word, character or subword LM)."""
+    from nlp_lstm.tasks.language_modeling import LanguageModel
+
+    return load_config_package("model.lm_features", path, device, LanguageModel, "language model")
 
 
 FEATURE_TAGGERS = "feature_taggers"  # a package's folder of the taggers that predict its input columns
@@ -73,20 +79,12 @@ FEATURE_TAGGERS = "feature_taggers"  # a package's folder of the taggers that pr
 def load_feature_taggers(paths: Dict[str, str], feature_columns: Dict[str, int], device) -> Dict[str, "Tagger"]:
     """model.feature_taggers, each checked to be a tagger package for one of the model's
     input columns."""
-    from nlp_lstm.api import load
-
     taggers = {}
     for name, path in (paths or {}).items():
         if name not in (feature_columns or {}):
             raise ConfigError(f"config model.feature_taggers.{name}: the model has no input column {name!r} "
                               f"(data.feature_columns={dict(feature_columns or {})})")
-        try:
-            tagger = load(path, str(device))
-        except NlpLstmError as exc:
-            raise ConfigError(f"config model.feature_taggers.{name}={path!r}: {exc}") from None
-        if not isinstance(tagger, Tagger):
-            raise ConfigError(f"config model.feature_taggers.{name}={path!r}: not a tagger package")
-        taggers[name] = tagger
+        taggers[name] = load_config_package(f"model.feature_taggers.{name}", path, device, Tagger, "tagger")
     return taggers
 
 
