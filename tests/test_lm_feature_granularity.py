@@ -108,7 +108,9 @@ def test_char_lm_features_end_to_end_with_a_cached_frozen_lm(tmp_path):
                                                       "trainer.max_time=null", "logger.tensorboard=false"]
     cached, uncached = tmp_path / "cached", tmp_path / "uncached"
     proc = run_train(cached, common, tmp_path / "data")
-    assert "feature LM states cached for 300 of 300 train sentences" in proc.stderr + proc.stdout
+    log = proc.stderr + proc.stdout
+    assert "feature LM states cached for 300 of 300 train sentences" in log
+    assert "feature LM states cached for 40 of 40 valid sentences" in log
     run_train(uncached, common + ["model.lm_features_cache_mb=0"], tmp_path / "data")
     a = torch.load(cached / "model" / "weights.pt", weights_only=True)
     b = torch.load(uncached / "model" / "weights.pt", weights_only=True)
@@ -123,11 +125,11 @@ def test_the_cache_holds_each_sentences_states_within_its_budget(tmp_path):
 
     model, _, encoded = tagger_with_lm(tokenizer_of("char", tmp_path), bidirectional=True)
     cache = FrozenFeatureCache(budget_mb=1)
-    cache.fill(model, encoded, batch_size=2, device="cpu")
+    cache.fill(model, "train", encoded, batch_size=2, device="cpu")
     order = [2, 0, 1]
     with torch.no_grad():
         expected = model.lm_features(collate([encoded[i] for i in order]))
-    got = cache.lookup(order)
+    got = cache.lookup("train", order)
     assert got is not None and got.shape == expected.shape
     for row, i in enumerate(order):
         n = len(encoded[i].words)
@@ -135,9 +137,10 @@ def test_the_cache_holds_each_sentences_states_within_its_budget(tmp_path):
     # A budget for about one sentence's states: the rest are left to the step.
     one = encoded[1]
     small = FrozenFeatureCache(budget_mb=(len(one.words) * expected.size(-1) * 4 + 1) / 2**20)
-    small.fill(model, encoded, batch_size=1, device="cpu")
-    assert list(small.states) == [1]  # the shortest sentence comes first
-    assert small.lookup([1]) is not None and small.lookup([0, 1]) is None
+    small.fill(model, "train", encoded, batch_size=1, device="cpu")
+    assert list(small.states) == [("train", 1)]  # the shortest sentence comes first
+    assert small.lookup("train", [1]) is not None and small.lookup("train", [0, 1]) is None
+    assert small.lookup("valid", [1]) is None
 
 
 @pytest.mark.parametrize("kind", ["char", "sentencepiece"])

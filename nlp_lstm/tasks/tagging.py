@@ -296,6 +296,17 @@ class TaggingTask(TrainingTask):
                  f"({len(vectors.new_words):,} added from the file); token coverage "
                  + ", ".join(f"{split} {100 * c:.1f}%" for split, c in covered.items()))
 
+    def _cached_lm_states(self, split: str, indices: List[int]):
+        """The frozen feature LM's states for these sentences of `split` (None where not all
+        are cached); the split's states are computed at its first use, here, under the
+        precision the caller runs in."""
+        if split not in self.lm_cache.filled:
+            was_training = self.model.training
+            self.model.eval()
+            self.lm_cache.fill(self.model, split, self.encoded[split], self.cfg.task.eval_batch_size, self.device)
+            self.model.train(was_training)
+        return self.lm_cache.lookup(split, indices)
+
     def data_summary(self) -> Dict[str, Any]:
         return self.summary
 
@@ -332,9 +343,7 @@ class TaggingTask(TrainingTask):
     def training_step(self, batch) -> StepOutput:
         batch, weight, indices = batch
         if self.lm_cache is not None:
-            if not self.lm_cache.filled:  # here, not at start: under the run's precision
-                self.lm_cache.fill(self.model, self.encoded["train"], self.cfg.task.eval_batch_size, self.device)
-            batch.lm_states = self.lm_cache.lookup(indices)
+            batch.lm_states = self._cached_lm_states("train", indices)
         tokens = batch.num_tokens if weight else 0  # counted on the host batch: no device sync
         sentences = int(batch.lengths.numel()) if weight else 0
         batch = batch.to(self.device)
@@ -350,8 +359,13 @@ class TaggingTask(TrainingTask):
         # on every rank, so all ranks compute the same (one-process) metrics.
         rank, world = self.dist.rank, self.dist.world_size
         encoded = self.encoded[split]
-        predicted, loss, scored, _ = predict(self.model, encoded[rank::world], self.vocabs,
-                                             self.cfg.task.eval_batch_size, self.device)
+        mine = encoded[rank::world]
+        batches = length_batches(mine, self.cfg.task.eval_batch_size)
+        if self.lm_cache is not None:
+            for indices, batch in batches:
+                batch.lm_states = self._cached_lm_states(split, [rank + world * i for i in indices])
+        predicted, loss, scored, _ = predict(self.model, mine, self.vocabs, self.cfg.task.eval_batch_size,
+                                             self.device, batches=batches)
         if self.dist.enabled:
             shares = gather_objects((predicted, loss, scored), self.dist)
             predicted = [None] * len(encoded)
