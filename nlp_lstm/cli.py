@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("model")
     score.add_argument("file", help="UTF-8 text, one line per line ('-' for stdin)")
     score.add_argument("--batch-size", type=_positive_int, default=10)
+    score.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                       help="a progress bar with tokens/s on stderr (auto: when stderr is a terminal)")
     score.add_argument("--device", default="auto")
 
     ev = sub.add_parser("evaluate", help="score a model on a labelled file (tagger) or a text file (LM), or on a "
@@ -219,8 +221,8 @@ def _load_lm(path: str, device: str):
 
 def _cmd_score(args) -> None:
     model = _load_lm(args.model, args.device)
-    lines = _read_input(args.file, "text file")
-    print(json.dumps({"file": args.file, **model.score_lines(lines, args.batch_size)}))
+    progress = {"auto": None, "on": True, "off": False}[args.progress]
+    print(json.dumps({"file": args.file, **model.score_file(args.file, args.batch_size, progress)}))
 
 
 def _cmd_evaluate(args) -> None:

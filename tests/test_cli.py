@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -71,3 +73,22 @@ def test_data_commands(tmp_path):
     assert listing.returncode == 0 and "wikitext2" in listing.stdout and "ptb" in listing.stdout
     unknown = run_cli(["data", "fetch", "nocorpus", "--data-dir", str(tmp_path)])
     assert unknown.returncode == 2 and "unknown corpus 'nocorpus'" in unknown.stderr
+
+
+def test_score_streams_a_file_and_gives_score_lines_numbers(trained_lm, tmp_path):
+    """`nlp-lstm score` encodes the file in chunks to a memory-mapped id file: the numbers
+    are those of scoring the lines in memory; the progress bar is on stderr when asked."""
+    import nlp_lstm
+    from conftest import make_lines
+
+    lines = make_lines(21_000, 12)  # more than one encoding chunk (20,000 lines)
+    (tmp_path / "big.txt").write_text("\n".join(lines) + "\n")
+    model = trained_lm["run_dir"] / "model"
+    proc = run_cli(["score", str(model), str(tmp_path / "big.txt"), "--progress", "on"])
+    assert proc.returncode == 0, proc.stderr
+    streamed = json.loads(proc.stdout)
+    in_memory = nlp_lstm.load(model, device="cpu").score_lines(lines)
+    assert streamed["tokens"] == in_memory["tokens"]
+    assert streamed["ppl"] == pytest.approx(in_memory["ppl"], rel=1e-9)
+    assert streamed["word_ppl"] == pytest.approx(in_memory["word_ppl"], rel=1e-9)
+    assert "tokens" in proc.stderr and "scoring" in proc.stderr

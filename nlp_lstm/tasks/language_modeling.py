@@ -14,7 +14,6 @@ import torch
 from nlp_lstm.config import ModelConfig
 from nlp_lstm.data.lm_batches import TrainStream, window_length
 from nlp_lstm.data.lm_corpus import LMCorpus, SplitStats, prepare_lm_corpus
-from nlp_lstm.data.readers import read_lines
 from nlp_lstm.data.tokenizers import Tokenizer, load_tokenizer, save_tokenizer
 from nlp_lstm.models.generation import sample
 from nlp_lstm.models.lm import RNNLanguageModel
@@ -236,5 +235,19 @@ class LanguageModel:
         result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device, lr, decay, method)
         return {"tokens": result["tokens"], "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))}
 
-    def score_file(self, path, batch_size: int = 10) -> Dict[str, float]:
-        return self.score_lines(read_lines(path, "text file"), batch_size)
+    def score_file(self, path, batch_size: int = 10, progress: Optional[bool] = None) -> Dict[str, float]:
+        """Metrics of a text file ('-': stdin) of any size: its lines are encoded in chunks to a
+        temporary int32 file that scoring reads through a memory map, so memory does not
+        grow with the file. The numbers are score_lines' on the same lines."""
+        import tempfile
+
+        from nlp_lstm.data.lm_corpus import encode_to_file
+        from nlp_lstm.data.tag_files import input_lines
+
+        with tempfile.TemporaryDirectory(prefix="nlp_lstm_score_") as tmp:
+            ids_path = Path(tmp) / "ids.bin"
+            stats = encode_to_file(self.tokenizer, (line for _, line in input_lines(str(path), "text file")), ids_path)
+            ids = np.memmap(ids_path, dtype=np.int32, mode="r") if stats.tokens else np.zeros(0, dtype=np.int32)
+            bptt = self.configs.get("task", {}).get("bptt", 35)
+            return score_stream(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
+                                stats.words, stats.chars, self.tokenizer.kind, progress=progress)

@@ -17,18 +17,21 @@ from nlp_lstm.training.distributed import SINGLE, DistInfo, sum_over_ranks
 @torch.no_grad()
 def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int, device: torch.device,
                  words: Optional[int] = None, chars: Optional[int] = None, unit: str = "word",
-                 limit_batches: Optional[int] = None, shard: DistInfo = SINGLE) -> Dict[str, float]:
+                 limit_batches: Optional[int] = None, shard: DistInfo = SINGLE,
+                 progress: Optional[bool] = False) -> Dict[str, float]:
     """Metrics over every token of `ids` (each line ended by eos), for each direction.
 
     For a bidirectional LM, `loss`/`ppl` are those of the two directions averaged in log
     space, and `ppl_forward`/`ppl_backward` are reported as well. Data-parallel (`shard`):
     the rows of the stream are independent, so rank r scores every world-th row and the
-    sums are added over ranks; every rank returns the one-process metrics.
+    sums are added over ranks; every rank returns the one-process metrics. `progress`: a
+    bar with tokens/s on stderr (None: when stderr is a terminal).
     """
     was_training = model.training
     model.eval()
     rows = range(max(1, min(batch_size, len(ids))))[shard.rank::shard.world_size]
     per_direction = []
+    bar = _progress_bar(progress, len(ids) * model.num_directions)
     for direction in range(model.num_directions):
         total, count = torch.zeros((), dtype=torch.float64, device=device), 0
         state = model.initial_state(len(rows), device)[direction]
@@ -44,6 +47,8 @@ def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int
             nll, n = model.nll(features, y)
             total += nll.double()
             count += int(n)
+            if bar is not None:
+                bar.update(x.numel())
         total, count = sum_over_ranks([float(total), count], shard)
         count = int(count)
         partial = count < len(ids)
@@ -51,6 +56,8 @@ def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int
         per_direction.append(lm_metrics(total, count, None if partial else words,
                                         None if partial else chars, unit))
     model.train(was_training)
+    if bar is not None:
+        bar.close()
     if len(per_direction) == 1:
         return per_direction[0]
     forward, backward = per_direction
@@ -61,3 +68,13 @@ def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int
     out["ppl_forward"], out["ppl_backward"] = forward["ppl"], backward["ppl"]
     out["tokens"] = forward["tokens"]
     return out
+
+
+def _progress_bar(progress: Optional[bool], total: int):
+    import sys
+
+    if not (sys.stderr.isatty() if progress is None else progress):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=" tokens", unit_scale=True, file=sys.stderr, desc="scoring", dynamic_ncols=True)
