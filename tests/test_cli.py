@@ -90,5 +90,5 @@ def test_score_streams_a_file_and_gives_score_lines_numbers(trained_lm, tmp_path
     in_memory = nlp_lstm.load(model, device="cpu").score_lines(lines)
     assert streamed["tokens"] == in_memory["tokens"]
     assert streamed["ppl"] == pytest.approx(in_memory["ppl"], rel=1e-9)
-    assert streamed["word_ppl"] == pytest.approx(in_memory["word_ppl"], rel=1e-9)
+    assert streamed["loss"] == pytest.approx(in_memory["loss"], rel=1e-9)
     assert "tokens" in proc.stderr and "scoring" in proc.stderr
