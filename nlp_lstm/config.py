@@ -145,7 +145,10 @@ class ModelConfig:
     # For an LM: two directional LMs (forward and backward, ELMo-style) sharing the
     # embedding and the softmax; no position ever sees the token it predicts.
     bidirectional: bool = False
-    tie_weights: bool = False  # a projection is added when hidden_size != emb_size
+    tie_weights: bool = False  # a projection is added when the last layer's size != emb_size
+    # The last RNN layer's size, where it differs from hidden_size (LMs; AWD-LSTM: emb_size,
+    # so that tied weights need no projection). null: hidden_size.
+    last_layer_size: Optional[int] = None
     # Dropouts, named after what they drop (AWD-LSTM's dropoute/dropouti/dropouth/dropout/wdrop).
     dropout_embedding: float = 0.0  # drops whole word types from the embedding matrix
     dropout_input: float = 0.0  # on the embedded input
@@ -180,6 +183,8 @@ class ModelConfig:
             _check(len(cutoffs) >= 1 and all(c > 0 for c in cutoffs) and cutoffs == sorted(set(cutoffs)),
                    "model.adaptive_cutoffs", cutoffs, "must be one or more increasing positive ids")
             _check(self.adaptive_div_value >= 1.0, "model.adaptive_div_value", self.adaptive_div_value, "must be >= 1")
+        _check(self.last_layer_size is None or self.last_layer_size >= 1, "model.last_layer_size",
+               self.last_layer_size, "must be >= 1 or null")
         for key in ("emb_size", "hidden_size", "num_layers"):
             _check(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "must be >= 1")
         for key in ("dropout_embedding", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop"):
@@ -245,6 +250,8 @@ class TaggerModelConfig(ModelConfig):
         # LM output-layer options: a tagger has no word softmax to tie or to make adaptive.
         _check(not self.tie_weights, "model.tie_weights", self.tie_weights, "must be false for a tagger (no word softmax)")
         _check(self.softmax == "full", "model.softmax", self.softmax, "must be full for a tagger (no word softmax)")
+        _check(self.last_layer_size is None, "model.last_layer_size", self.last_layer_size,
+               "is for language models only (a tagger's layers have hidden_size per direction)")
         for key in ("activation_reg", "temporal_activation_reg"):  # the LM's; a tagger has model.lm_loss_weight
             _check(getattr(self, key) == 0.0, f"model.{key}", getattr(self, key), "is for language models only")
         _check(0.0 <= self.word_dropout < 1.0, "model.word_dropout", self.word_dropout, "must be in [0, 1)")

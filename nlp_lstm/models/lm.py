@@ -29,16 +29,17 @@ class RNNLanguageModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, cfg.emb_size)
         self.rnns = nn.ModuleList(
             StackedRNN(cfg.cell, cfg.emb_size, cfg.hidden_size, cfg.num_layers,
-                       cfg.dropout_hidden, cfg.weight_drop, cfg.locked_dropout)
+                       cfg.dropout_hidden, cfg.weight_drop, cfg.locked_dropout, cfg.last_layer_size)
             for _ in range(self.num_directions)
         )
         self.input_dropout = SequenceDropout(cfg.dropout_input, cfg.locked_dropout)
         self.output_dropout = SequenceDropout(cfg.dropout_output, cfg.locked_dropout)
-        self.decoder_in = cfg.hidden_size
+        out_size = cfg.last_layer_size or cfg.hidden_size
+        self.decoder_in = out_size
         self.projection = None
-        if cfg.tie_weights and cfg.hidden_size != cfg.emb_size:
+        if cfg.tie_weights and out_size != cfg.emb_size:
             # Tying needs decoder input size == embedding size: project the RNN output.
-            self.projection = nn.Linear(cfg.hidden_size, cfg.emb_size)
+            self.projection = nn.Linear(out_size, cfg.emb_size)
             self.decoder_in = cfg.emb_size
         nn.init.uniform_(self.embedding.weight, -cfg.init_range, cfg.init_range)
         self.decoder, self.adaptive = None, None

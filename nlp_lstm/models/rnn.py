@@ -125,16 +125,20 @@ def fused_gru_on_cpu():
 
 
 class StackedRNN(nn.Module):
-    """Layers of one direction; dropout between layers, none after the last."""
+    """Layers of one direction; dropout between layers, none after the last. `last_size`:
+    the last layer's size where it differs (AWD-LSTM's last layer has the embedding's size,
+    so tied weights need no projection)."""
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int,
-                 dropout_hidden: float = 0.0, weight_drop: float = 0.0, locked_dropout: bool = True) -> None:
+                 dropout_hidden: float = 0.0, weight_drop: float = 0.0, locked_dropout: bool = True,
+                 last_size: Optional[int] = None) -> None:
         super().__init__()
+        sizes = [hidden_size] * (num_layers - 1) + [last_size or hidden_size]
         self.layers = nn.ModuleList(
-            RNNLayer(cell, input_size if i == 0 else hidden_size, hidden_size, weight_drop) for i in range(num_layers)
+            RNNLayer(cell, input_size if i == 0 else sizes[i - 1], sizes[i], weight_drop) for i in range(num_layers)
         )
         self.between = SequenceDropout(dropout_hidden, locked_dropout)
-        self.hidden_size = hidden_size
+        self.hidden_size = sizes[-1]  # what the stack outputs
 
     def initial_state(self, batch_size: int, device, dtype=torch.float32) -> State:
         return [layer.initial_state(batch_size, device, dtype) for layer in self.layers]

@@ -33,8 +33,8 @@ from nlp_lstm.package import read_package
 
 log = logging.getLogger("nlp_lstm")
 
-ARCHITECTURE = ("cell", "emb_size", "hidden_size", "num_layers", "bidirectional", "tie_weights", "softmax",
-                "adaptive_cutoffs", "adaptive_div_value")
+ARCHITECTURE = ("cell", "emb_size", "hidden_size", "last_layer_size", "num_layers", "bidirectional", "tie_weights",
+                "softmax", "adaptive_cutoffs", "adaptive_div_value")
 # lm_loss_weight: with feature-LM states, whether it is on decides the first layer's input
 # sizes (see SequenceTagger.lm_directions_split), so it is part of the architecture.
 TAGGER_ARCHITECTURE = ARCHITECTURE + ("char_features", "char_emb_size", "char_hidden_size", "feature_emb_size",
