@@ -118,6 +118,13 @@ def test_char_lm_features_end_to_end_with_a_cached_frozen_lm(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
     metrics = json.loads((cached / "metrics.json").read_text())
     assert metrics["test"]["f1"] > 0
+    # Fine-tuned instead of frozen: no cache, and the LM's weights in the package move.
+    tuned = tmp_path / "tuned"
+    proc = run_train(tuned, common + ["model.lm_fine_tune=true", "trainer.max_epochs=1"], tmp_path / "data")
+    assert "feature LM states cached" not in proc.stderr + proc.stdout
+    lm_weights = torch.load(lm_run / "model" / "weights.pt", weights_only=True)
+    tuned_weights = torch.load(tuned / "model" / "weights.pt", weights_only=True)
+    assert any(not torch.equal(tuned_weights[f"lm.{name}"], w) for name, w in lm_weights.items())
 
 
 def test_the_cache_holds_each_sentences_states_within_its_budget(tmp_path):
