@@ -21,7 +21,11 @@ taggers with or without character features; a tagger reading a feature LM
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -81,7 +85,7 @@ def export_tagger(tagger, out_dir: Path) -> Dict[str, Any]:
     # the input columns arrive as forward's *features: one nested tuple in dynamic_shapes
     shapes = ({0: batch, 1: time}, {0: batch, 1: time, 2: chars}, {0: batch}, tuple({0: batch, 1: time} for _ in names))
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp, torch.no_grad(), rnn.fused_gru_on_cpu():
+    with atomic_directory(out_dir) as tmp, torch.no_grad(), rnn.fused_gru_on_cpu(), _quiet_exporter():
         try:
             program = torch.onnx.export(wrapper, sample, input_names=["words", "chars", "lengths", *names],
                                         output_names=["emissions"], dynamic_shapes=shapes,
@@ -90,9 +94,43 @@ def export_tagger(tagger, out_dir: Path) -> Dict[str, Any]:
             raise NlpLstmError(f"export needs the onnx and onnxscript packages ({exc}): "
                                "pip install 'nlp-lstm[export]'") from None
         program.save(str(tmp / "model.onnx"))
+        _declare_dynamic_output(tmp / "model.onnx")
         meta = decoding_info(tagger, names)
         (tmp / "tagger.json").write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8")
     return meta
+
+
+def _declare_dynamic_output(path: Path) -> None:
+    """The exporter declares the emissions' length, and that of the LSTM outputs before
+    them, as the sample's (the graph computes any length; onnxruntime then warns on every
+    call): declare the output (batch, time, tags) and drop the intermediate shape
+    annotations, which are optional (runtimes infer them)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    model.graph.ClearField("value_info")
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    for dim, name in zip(dims, ("batch", "time")):
+        dim.Clear()
+        dim.dim_param = name
+    onnx.save(model, str(path))
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's progress lines (stdout), PyTorch-internal deprecation warnings and
+    "torchvision is not installed" notices say nothing to a user of `nlp-lstm export`."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch._dynamo", "torch.export")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def decoding_info(tagger, feature_names: List[str]) -> Dict[str, Any]:

@@ -32,6 +32,12 @@ def test_exported_tagger_matches_emissions_and_tags(tmp_path, extra):
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((out / "tagger.json").read_text())
     assert meta["inputs"] == ["words", "chars", "lengths", "pos"]
+    assert not proc.stderr.count("\n") > 1  # one summary line: no exporter chatter
+    import onnx
+
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert [d.dim_param or d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == \
+        ["batch", "time", len(meta["tags"])]
     tagger = nlp_lstm.load(run_dir / "model", device="cpu")
     session = ort.InferenceSession(str(out / "model.onnx"))
     rng = random.Random(11)
