@@ -134,7 +134,7 @@ def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: T
     """Predicted tags (model scheme) per sentence, summed loss, number of sentences scored,
     and, given the model's `scheme`, each sentence's predicted spans with their confidence
     (see span_confidences). `batches`: length_batches(encoded, batch_size), made beforehand
-    (by another thread while this one runs the model)."""
+    (evaluation attaches the cached feature-LM states to them)."""
     was_training = model.training
     model.eval()
     itos = vocabs.tags.get_itos()
@@ -533,25 +533,15 @@ class Tagger:
         whose tags have spans), its spans as dicts: type, start and end (words, end
         exclusive), start_char/end_char/text where the sentence has character offsets, and
         confidence (see span_confidences)."""
-        return self.predict_prepared(sentences, self.prepare_inputs(sentences, batch_size), batch_size, spans)
-
-    def prepare_inputs(self, sentences: Sequence[InputSentence], batch_size: int = 256):
-        """The host-side work of prediction (predicted input columns, encoding, length
-        batches), separable so that a stream prepares the next window while the model runs."""
         keep = [i for i, s in enumerate(sentences) if len(s.words)]
         self._predict_missing_features([sentences[i] for i in keep], batch_size)
         encoded = [self._encode(sentences[i].words, sentences[i].features) for i in keep]
-        return keep, encoded, length_batches(encoded, batch_size)
-
-    def predict_prepared(self, sentences: Sequence[InputSentence], prepared, batch_size: int = 256,
-                         spans: bool = False) -> List[Tuple[List[str], Optional[List[Dict[str, Any]]]]]:
-        keep, encoded, batches = prepared
         want_spans = spans and self.scheme != "none"
         predicted, found = [], None
         if encoded:
             with self._autocast():
                 predicted, _, _, found = predict(self.model, encoded, self.vocabs, batch_size, self.device,
-                                                 self.scheme if want_spans else None, batches)
+                                                 self.scheme if want_spans else None)
         out: List[Tuple[List[str], Optional[List[Dict[str, Any]]]]] = [([], [] if want_spans else None)
                                                                        for _ in sentences]
         for n, (i, tags) in enumerate(zip(keep, predicted)):
