@@ -306,16 +306,10 @@ def _evaluate_tagger_on_file(tagger, args) -> None:
 
 
 def _read_input(path: str, what: str) -> List[str]:
-    from nlp_lstm.data.readers import read_lines
+    """All lines of a file, or of stdin for '-' (data.tag_files.input_lines, collected)."""
+    from nlp_lstm.data.tag_files import input_lines
 
-    if path != "-":
-        return read_lines(path, what)
-    lines = sys.stdin.read().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not any(line.strip() for line in lines):
-        raise NlpLstmError(f"stdin: no {what.split()[0]} to read")
-    return lines
+    return [line for _, line in input_lines(path, what)]
 
 
 def _cmd_tag(args) -> None:

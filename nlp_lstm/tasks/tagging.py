@@ -224,9 +224,9 @@ class TaggingTask(TrainingTask):
         self.monitor_key = "acc" if self.corpus_scheme == "none" else "f1"
         self.splits = read_tagging_splits(cfg.data, Path(cfg.paths.data_dir), log=log.info)
         self.summary: Dict[str, Any] = {}
-        init_weights = self._start_from_package() if cfg.model.init_from else None
+        init_weights, package_vocabs = self._start_from_package() if cfg.model.init_from else (None, None)
         vocabs = TaggingVocabs.fit(self.splits["train"], self.scheme, self.corpus_scheme, cfg.model.lowercase_words)
-        self.vocabs = self.vocabs.extended_with(vocabs) if init_weights is not None else vocabs
+        self.vocabs = package_vocabs.extended_with(vocabs) if package_vocabs is not None else vocabs
         self.word_vectors = None
         if cfg.model.word_vectors and init_weights is None:
             self.vocabs, self.word_vectors = load_word_vectors(cfg.model, self.vocabs)
@@ -263,7 +263,8 @@ class TaggingTask(TrainingTask):
 
     def _start_from_package(self):
         """model.init_from: the package's architecture, vocabularies and feature LM (see
-        nlp_lstm/tasks/init_from.py); returns its weights, loaded once the model is built."""
+        nlp_lstm/tasks/init_from.py); returns its weights (loaded once the model is built) and
+        its vocabularies (extended with this run's train split)."""
         cfg, path = self.cfg, self.cfg.model.init_from
         for key in ("word_vectors", "lm_features"):
             if getattr(cfg.model, key):
@@ -276,13 +277,13 @@ class TaggingTask(TrainingTask):
             raise ConfigError(f"config task.train_scheme: the package at {path} predicts {package_scheme} tags, "
                               f"this run {self.scheme}; set task.train_scheme={package_scheme}")
         cfg.model = merged_model_config(cfg.model, configs["model"], TAGGER_ARCHITECTURE)
-        self.vocabs = TaggingVocabs.load(Path(path))
+        vocabs = TaggingVocabs.load(Path(path))
         columns = sorted(dict(cfg.data.feature_columns or {}))
-        if columns != sorted(self.vocabs.features):
+        if columns != sorted(vocabs.features):
             raise ConfigError(f"config data.feature_columns: the package at {path} reads input column(s) "
-                              f"{sorted(self.vocabs.features)}, this run gives {columns}")
+                              f"{sorted(vocabs.features)}, this run gives {columns}")
         self.summary["init_from"] = {"path": str(path), **meta.get("info", {})}
-        return weights
+        return weights, vocabs
 
     def _initialise_word_vectors(self) -> None:
         vectors = self.word_vectors
@@ -300,11 +301,8 @@ class TaggingTask(TrainingTask):
         """The frozen feature LM's states for these sentences of `split` (None where not all
         are cached); the split's states are computed at its first use, here, under the
         precision the caller runs in."""
-        if split not in self.lm_cache.filled:
-            was_training = self.model.training
-            self.model.eval()
+        if split not in self.lm_cache.filled:  # a frozen LM is always in eval mode (SequenceTagger.train)
             self.lm_cache.fill(self.model, split, self.encoded[split], self.cfg.task.eval_batch_size, self.device)
-            self.model.train(was_training)
         return self.lm_cache.lookup(split, indices)
 
     def data_summary(self) -> Dict[str, Any]:
