@@ -9,7 +9,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import hydra
 import torch
@@ -87,6 +87,16 @@ def make_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
 
 
+def task_class(task_name: str):
+    if task_name == "lm":
+        from nlp_lstm.tasks.language_modeling import LanguageModelingTask
+
+        return LanguageModelingTask
+    from nlp_lstm.tasks.tagging import TaggingTask
+
+    return TaggingTask
+
+
 def build_task(cfg: Config, device: torch.device, dist: DistInfo = SINGLE):
     """The task object for `task.name`, after checking the groups fit together."""
     is_tagger, is_tagging_data = isinstance(cfg.model, TaggerModelConfig), isinstance(cfg.data, TaggingDataConfig)
@@ -95,17 +105,13 @@ def build_task(cfg: Config, device: torch.device, dist: DistInfo = SINGLE):
             raise NlpLstmError(f"config data={cfg.data.name}: a tagging corpus; task=lm needs a text corpus")
         if is_tagger:
             raise NlpLstmError("config model: a tagger model; task=lm needs a language model (model=small, medium, awd)")
-        from nlp_lstm.tasks.language_modeling import LanguageModelingTask
-
-        return LanguageModelingTask(cfg, device, dist=dist)
-    if not is_tagger:
-        raise NlpLstmError("config model: task=tagging needs a tagger model (model=bilstm_crf)")
-    if not is_tagging_data:
-        raise NlpLstmError(f"config data={cfg.data.name}: task=tagging needs a tagging corpus "
-                           "(conll2000, ud_ewt, wnut17, conll, conllu)")
-    from nlp_lstm.tasks.tagging import TaggingTask
-
-    return TaggingTask(cfg, device, dist=dist)
+    else:
+        if not is_tagger:
+            raise NlpLstmError("config model: task=tagging needs a tagger model (model=bilstm_crf)")
+        if not is_tagging_data:
+            raise NlpLstmError(f"config data={cfg.data.name}: task=tagging needs a tagging corpus "
+                               "(conll2000, ud_ewt, wnut17, conll, conllu)")
+    return task_class(cfg.task.name)(cfg, device, dist=dist)
 
 
 def run(cfg: DictConfig) -> Dict[str, Any]:
@@ -145,10 +151,42 @@ def _resume_hint(run_dir: str) -> str:
     return " ".join(["python train.py", *overrides, "trainer.resume=true", f"hydra.run.dir={run_dir}"])
 
 
+def _sweeper_direction() -> Optional[str]:
+    """The direction an optimising sweeper (Optuna) was given, in a multirun; else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or "direction" not in hydra_cfg.sweeper:
+        return None
+    direction = hydra_cfg.sweeper.direction
+    return str(getattr(direction, "name", direction)).lower()
+
+
+def check_sweep_direction(task_name: str, direction: Optional[str]) -> None:
+    """A sweep that maximises perplexity or minimises F1 would run for hours to pick the
+    worst model: refuse it before the first trial trains."""
+    if direction is None:
+        return
+    wanted = {"min": "minimize", "max": "maximize"}[task_class(task_name).monitor_mode]
+    if direction != wanted:
+        raise ConfigError(f"config hydra.sweeper.direction={direction}: task={task_name} returns its best valid "
+                          f"{'perplexity' if task_name == 'lm' else 'F1 (accuracy without spans)'}, "
+                          f"which a sweep must {wanted}")
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
+    """One run; returns its objective (the best model's valid perplexity for an LM, F1 or
+    accuracy for a tagger) for sweepers such as Optuna's."""
     from nlp_lstm.training.trainer import TrainingInterrupted
 
+    direction = _sweeper_direction()
+    try:
+        check_sweep_direction(cfg.task.name, direction)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     try:
         result = run(cfg)
     except TrainingInterrupted as exc:
@@ -156,8 +194,23 @@ def hydra_main(cfg: DictConfig) -> float:
         sys.exit(130)
     except NlpLstmError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if direction is not None:
+            # In an Optuna sweep one failed trial (a diverged learning rate, say) is recorded
+            # as failed and the study goes on, within hydra.sweeper.max_failure_rate.
+            raise
         sys.exit(2)
-    return float(result["best_valid"]["loss"])
+    return float(result["objective"]["value"])
+
+
+def check_sweeper_installed(overrides: List[str]) -> None:
+    """hparams_search presets use Hydra's Optuna sweeper, an optional extra."""
+    if not any(o.lstrip("+").startswith("hparams_search=") and not o.endswith("=null") for o in overrides):
+        return
+    try:
+        import hydra_plugins.hydra_optuna_sweeper  # noqa: F401
+    except ImportError:
+        raise ConfigError("config hparams_search: needs Hydra's Optuna sweeper plugin, not installed here: "
+                          "pip install -e \".[sweep]\" (hydra-optuna-sweeper)") from None
 
 
 def _precheck_overrides(argv: List[str]) -> None:
@@ -175,6 +228,7 @@ def _precheck_overrides(argv: List[str]) -> None:
         elif not arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra")):
             overrides.append(arg)
     try:
+        check_sweeper_installed(overrides)
         compose_config(overrides, output_dir=tempfile.gettempdir())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -35,6 +35,7 @@ def _state_to(state, device):
 
 class LanguageModelingTask(TrainingTask):
     unit = "tokens"
+    objective_key = "ppl"  # a sweep minimises valid perplexity (exp of the monitored loss)
 
     def __init__(self, cfg, device: torch.device, corpus: Optional[LMCorpus] = None, dist: DistInfo = SINGLE) -> None:
         self.cfg, self.device, self.dist = cfg, device, dist

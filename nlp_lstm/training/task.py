@@ -25,6 +25,9 @@ class TrainingTask(ABC):
     unit = "tokens"  # what throughput is counted in: train.<unit>_per_sec
     monitor_key = "loss"  # validation metric that picks the best model
     monitor_mode = "min"
+    # What a sweep optimises: the best model's value of this validation metric (same
+    # direction as monitor_key; defaults to it). Language models report perplexity.
+    objective_key: Optional[str] = None
 
     @abstractmethod
     def steps_per_epoch(self) -> int:

@@ -496,4 +496,6 @@ class Trainer:
         self._write_metrics(status="completed", test=test)
         log.info(f"best valid: {self.task.describe(best_valid)}" + (f" | test: {self.task.describe(test)}" if test else ""))
         log.info(f"model package: {self.model_dir}")
-        return {"best_valid": best_valid, "test": test, "train": self._train_summary()}
+        objective = self.task.objective_key or self.task.monitor_key
+        return {"best_valid": best_valid, "test": test, "train": self._train_summary(),
+                "objective": {"metric": objective, "mode": self.task.monitor_mode, "value": best_valid[objective]}}
