@@ -57,6 +57,9 @@ TINY_MODEL = [
     "logger.histogram_every_n_steps=5", "logger.projector_tokens=20",
     "trainer.progress_bar=false", "trainer.log_every_n_steps=2",
     "trainer.num_threads=1",  # tiny models: more threads only add synchronisation
+    # The LM default is auto (bf16 on a CPU with bf16 units); the tests recompute numbers in
+    # fp32 and must not depend on the machine. test_config checks the default itself.
+    "trainer.precision=fp32",
 ]
 
 

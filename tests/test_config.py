@@ -37,6 +37,16 @@ def test_every_preset_composes_and_validates(preset):
         assert isinstance(cfg.data, TaggingDataConfig)
 
 
+def test_the_default_lm_run_is_built_for_its_ten_minutes():
+    # `python train.py`: adaptive softmax, bf16 where native (auto), the 10-minute budget;
+    # taggers stay fp32; presets that reproduce a paper keep the paper's fp32.
+    cfg = validate(_compose([]))
+    assert (cfg.model.softmax, cfg.trainer.precision, cfg.trainer.max_time) == ("adaptive", "auto", 600)
+    assert validate(_compose(["task=tagging"])).trainer.precision == "fp32"
+    for preset in ("ptb_small", "ptb_medium", "ptb_awd", "wt2_awd"):
+        assert validate(_compose([f"experiment={preset}"])).trainer.precision == "fp32", preset
+
+
 def test_preset_values_land():
     cfg = validate(_compose(["experiment=ptb_medium"]))
     assert (cfg.data.name, cfg.model.hidden_size, cfg.model.tie_weights, cfg.optim.lr) == ("ptb", 650, False, 35.0)

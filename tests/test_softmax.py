@@ -117,7 +117,18 @@ def test_adaptive_softmax_config_errors_name_the_key():
         _lm_config(softmax="adaptive", tie_weights=True)
     with pytest.raises(ConfigError, match="model.adaptive_cutoffs"):
         _lm_config(softmax="adaptive", adaptive_cutoffs=[30, 10])
-    with pytest.raises(ConfigError, match="model.adaptive_cutoffs=.*vocabulary size"):
-        RNNLanguageModel(_lm_config(softmax="adaptive", adaptive_cutoffs=[10, 100]), vocab_size=50)
     with pytest.raises(ConfigError, match="model.softmax"):
         _lm_config(softmax="sampled")
+
+
+def test_adaptive_cutoffs_beyond_a_small_vocabulary_are_dropped():
+    # The default LM is adaptive with cutoffs for a WikiText-sized vocabulary: on a small
+    # corpus the clusters that would be empty go, and with none left the softmax is full.
+    model = RNNLanguageModel(_lm_config(softmax="adaptive", adaptive_cutoffs=[10, 100]), vocab_size=50)
+    assert model.adaptive.adaptive.cutoffs == [10, 50]  # (torch appends the vocabulary size)
+    model = RNNLanguageModel(_lm_config(softmax="adaptive", adaptive_cutoffs=[49, 100]), vocab_size=50)
+    assert model.adaptive.adaptive.cutoffs == [49, 50]  # the last allowed cutoff: a one-word tail
+    model = RNNLanguageModel(_lm_config(softmax="adaptive", adaptive_cutoffs=[2000, 10000]), vocab_size=50)
+    assert model.adaptive is None and model.decoder.weight.shape == (50, model.decoder_in)
+    features = torch.randn(2, 3, model.decoder_in)
+    assert torch.allclose(torch.log_softmax(model.logits(features), -1).exp().sum(-1), torch.ones(2, 3), atol=1e-5)

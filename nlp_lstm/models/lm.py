@@ -8,16 +8,18 @@ it predicts in its own reading order, so neither can peek at its target.
 
 from __future__ import annotations
 
+import logging
 from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
-from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.dropout import SequenceDropout, embedding_dropout
 from nlp_lstm.models.rnn import State, StackedRNN
 from nlp_lstm.models.softmax import AdaptiveSoftmax, linear_cross_entropy
+
+log = logging.getLogger("nlp_lstm")
 
 
 class RNNLanguageModel(nn.Module):
@@ -43,13 +45,18 @@ class RNNLanguageModel(nn.Module):
             self.decoder_in = cfg.emb_size
         nn.init.uniform_(self.embedding.weight, -cfg.init_range, cfg.init_range)
         self.decoder, self.adaptive = None, None
-        if cfg.softmax == "adaptive":
-            if max(cfg.adaptive_cutoffs) >= vocab_size - 1:
-                raise ConfigError(f"config model.adaptive_cutoffs={list(cfg.adaptive_cutoffs)}: every cutoff must be "
-                                  f"below the vocabulary size minus one ({vocab_size - 1})")
-            self.adaptive = AdaptiveSoftmax(self.decoder_in, vocab_size, list(cfg.adaptive_cutoffs),
-                                            cfg.adaptive_div_value)
+        # Cutoffs are set for a WikiText-sized vocabulary (the default LM is adaptive): on a
+        # smaller one, clusters that would be empty go, and with none left the softmax is full.
+        cutoffs = [c for c in cfg.adaptive_cutoffs if c < vocab_size]
+        if cfg.softmax == "adaptive" and cutoffs:
+            if cutoffs != list(cfg.adaptive_cutoffs):
+                log.info(f"model.adaptive_cutoffs={list(cfg.adaptive_cutoffs)}: {cutoffs} kept for a vocabulary "
+                         f"of {vocab_size:,}")
+            self.adaptive = AdaptiveSoftmax(self.decoder_in, vocab_size, cutoffs, cfg.adaptive_div_value)
             return
+        if cfg.softmax == "adaptive":
+            log.info(f"model.adaptive_cutoffs={list(cfg.adaptive_cutoffs)}: none below the vocabulary size "
+                     f"{vocab_size:,}, so the softmax is full")
         self.decoder = nn.Linear(self.decoder_in, vocab_size)
         nn.init.zeros_(self.decoder.bias)
         if cfg.tie_weights:
