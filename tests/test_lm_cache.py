@@ -38,10 +38,15 @@ def _brute_force(model, ids, eos, size, theta, lam):
     return plain, cached
 
 
+# The default LM's adaptive softmax as well as the full one.
+SOFTMAXES = {"full": {}, "adaptive": {"softmax": "adaptive", "adaptive_cutoffs": [6]}}
+
+
+@pytest.mark.parametrize("softmax", sorted(SOFTMAXES))
 @pytest.mark.parametrize("bptt, size", [(4, 3), (5, 100), (3, 7)])
-def test_cache_equals_brute_force_per_token_interpolation(bptt, size):
+def test_cache_equals_brute_force_per_token_interpolation(bptt, size, softmax):
     torch.manual_seed(0)
-    model = RNNLanguageModel(ModelConfig(emb_size=8, hidden_size=8, num_layers=1), 12)
+    model = RNNLanguageModel(ModelConfig(emb_size=8, hidden_size=8, num_layers=1, **SOFTMAXES[softmax]), 12)
     rng = np.random.default_rng(1)
     ids = rng.integers(2, 12, size=23)
     ids[[5, 11, 17]] = 1  # line ends (eos)
@@ -97,20 +102,21 @@ def test_bad_cache_lambda_is_one_line(trained_lm):
 
 
 # ------------------------------------------------------------------ dynamic evaluation
-def _tiny_lm():
+def _tiny_lm(softmax: str = "full"):
     torch.manual_seed(0)
-    return RNNLanguageModel(ModelConfig(emb_size=8, hidden_size=8, num_layers=1), 12)
+    return RNNLanguageModel(ModelConfig(emb_size=8, hidden_size=8, num_layers=1, **SOFTMAXES[softmax]), 12)
 
 
+@pytest.mark.parametrize("softmax", sorted(SOFTMAXES))
 @pytest.mark.parametrize("method", ["sgd", "rms"])
-def test_dynamic_evaluation_never_sees_a_token_before_scoring_it(method):
+def test_dynamic_evaluation_never_sees_a_token_before_scoring_it(method, softmax):
     """Changing the token at position k leaves the NLL of every token before it unchanged
     (in its own window, which is scored before its update, and all earlier ones); with lr 0
     it is ordinary evaluation."""
     from nlp_lstm.tasks.lm_dynamic import score_dynamic
     from nlp_lstm.tasks.lm_scoring import score_stream
 
-    model = _tiny_lm()
+    model = _tiny_lm(softmax)
     rng = np.random.default_rng(2)
     ids = rng.integers(2, 12, size=40)
     run = lambda stream, lr: score_dynamic(model, stream, 1, 1, 5, torch.device("cpu"), lr, 0.01, method,  # noqa
