@@ -140,6 +140,9 @@ def decoding_info(tagger, feature_names: List[str]) -> Dict[str, Any]:
         "vocab": {"words": tagger.vocabs.words.get_itos(), "chars": tagger.vocabs.chars.get_itos(),
                   "features": {n: tagger.vocabs.features[n].get_itos() for n in feature_names},
                   "pad": 0, "unk": 1, "lowercase_words": tagger.vocabs.lowercase_words},
+        # nlp-lstm tag tokenises raw text with segtok (Python); other runtimes get its
+        # dependency-free fallback regex, which keeps contractions whole and splits "U.S.".
+        "tokenizer": "segtok: split_contractions(word_tokenizer(text))",
         "tokenizer_pattern": TOKEN_PATTERN.pattern, "crf": None,
     }
     crf = tagger.model.crf

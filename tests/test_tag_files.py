@@ -249,3 +249,18 @@ def test_bf16_prediction_agrees_with_fp32(chunker):
     bf16 = tagger.set_precision("bf16").tag_tokens(sentences)
     same = sum(a == b for x, y in zip(fp32, bf16) for a, b in zip(x, y))
     assert same >= 0.97 * sum(map(len, fp32))
+
+
+def test_raw_text_is_tokenised_as_the_treebank_corpora_are():
+    # The taggers learn from Penn Treebank tokens (CoNLL-2000, EWT): contractions split off,
+    # abbreviations and numbers whole. Offsets point into the text; nothing is dropped.
+    from nlp_lstm.data.tag_files import tokenize
+
+    text = "He doesn't know the U.S. economy's 3.5% growth, Boeing's 1,000 jets ; e.g. don't  wait!"
+    tokens = tokenize(text)
+    assert [t for t, _, _ in tokens] == [
+        "He", "does", "n't", "know", "the", "U.S.", "economy", "'s", "3.5", "%", "growth", ",", "Boeing", "'s",
+        "1,000", "jets", ";", "e.g.", "do", "n't", "wait", "!"]
+    assert all(text[start:end] == token for token, start, end in tokens)
+    covered = "".join(text[start:end] for _, start, end in tokens)
+    assert covered == "".join(text.split())  # every non-space character, once, in order

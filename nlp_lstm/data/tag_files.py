@@ -19,14 +19,30 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 from nlp_lstm.data.readers import decoded_lines, iter_lines
 from nlp_lstm.errors import DataError
 
-# A simple, documented tokenizer for raw text: words (letters/digits, inner hyphens and
-# apostrophes kept: "state-of-the-art", "don't") and single punctuation marks.
+# The fallback tokenizer (and the dependency-free one `nlp-lstm export` describes): words
+# (letters/digits, inner hyphens and apostrophes kept) and single punctuation marks.
 TOKEN_PATTERN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
 CONLLU_FIELDS = {"upos": 3, "xpos": 4, "misc": 9}
 
 
 def tokenize(text: str) -> List[Tuple[str, int, int]]:
-    """(token, start, end) character offsets into `text`."""
+    """(token, start, end) character offsets into `text`, tokenised as the Penn Treebank
+    corpora the taggers learn from are ("does n't", "Boeing 's", "U.S.", "3.5", "1,000"):
+    segtok's word tokenizer and contraction splitter, as flair uses them. Its tokens are
+    substrings of the text in order; should they ever not cover every non-space character,
+    the regex TOKEN_PATTERN tokenises the text instead, so nothing is dropped."""
+    from segtok.tokenizer import split_contractions, word_tokenizer
+
+    spans, position = [], 0
+    for token in split_contractions(word_tokenizer(text)):
+        start = text.find(token, position)
+        if start < 0 or text[position:start].strip():
+            break
+        spans.append((token, start, start + len(token)))
+        position = start + len(token)
+    else:
+        if not text[position:].strip():
+            return spans
     return [(m.group(), m.start(), m.end()) for m in TOKEN_PATTERN.finditer(text)]
 
 
