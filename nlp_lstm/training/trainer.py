@@ -498,4 +498,4 @@ class Trainer:
         log.info(f"model package: {self.model_dir}")
         objective = self.task.objective_key or self.task.monitor_key
         return {"best_valid": best_valid, "test": test, "train": self._train_summary(),
-                "objective": {"metric": objective, "mode": self.task.monitor_mode, "value": best_valid[objective]}}
+                "objective": {"metric": objective, "value": best_valid[objective]}}
