@@ -224,6 +224,9 @@ class TaggerModelConfig(ModelConfig):
     # into the tagger's package; frozen unless lm_fine_tune.
     lm_features: Optional[str] = None
     lm_fine_tune: bool = False
+    # Which of the feature LM's states: `top` (its output, as its softmax reads it) or `mix`
+    # (every RNN layer, weighted by a learned softmax and scaled: ELMo's scalar mix).
+    lm_features_layers: str = "top"
     # A frozen feature LM's states for the train sentences are computed once and kept in
     # host memory up to this many MB (0: computed in every step); nlp_lstm/tasks/feature_cache.py.
     lm_features_cache_mb: float = 4096
@@ -244,6 +247,7 @@ class TaggerModelConfig(ModelConfig):
         _check_choice("model.head", self.head, ("crf", "softmax"))
         _check_choice("model.word_vectors_format", self.word_vectors_format,
                       ("auto", "glove", "word2vec_text", "word2vec_binary"))
+        _check_choice("model.lm_features_layers", self.lm_features_layers, ("top", "mix"))
         _check(self.lm_features_cache_mb >= 0, "model.lm_features_cache_mb", self.lm_features_cache_mb, "must be >= 0")
         _check(self.word_vectors_max >= 0, "model.word_vectors_max", self.word_vectors_max, "must be >= 0")
         _check(self.bidirectional, "model.bidirectional", self.bidirectional, "taggers are bidirectional")
@@ -317,9 +321,11 @@ class TrainerConfig:
     progress_bar: bool = True
     # A step whose loss or gradient is NaN/Inf: `skip` it (no update; counted as
     # train/skipped_steps) or `stop` the run. Either way the run stops after
-    # max_nonfinite_steps such steps in a row: the model has diverged. The check costs one
-    # device-to-host sync per step (free on CPU); `off` drops it on GPUs (a non-finite
-    # running loss then still stops the run at the next log line).
+    # max_nonfinite_steps such steps in a row: the model has diverged. The verdict stays on
+    # the device (the fused optimiser skips with it, as under GradScaler) and is read at each
+    # log line, so a `stop` or a divergence is reported up to log_every_n_steps steps later,
+    # those steps skipped too. `off`: no check (a non-finite running loss then still stops
+    # the run at the next log line).
     nonfinite: str = "skip"
     max_nonfinite_steps: int = 20
 

@@ -200,3 +200,48 @@ def test_cudnn_gets_one_flat_weight_buffer(cell, mode):
         expected, _ = reference(x, reference.initial_state(4, "cuda"))
     tolerance = 2e-2 if mode == "bf16" else 1e-5
     torch.testing.assert_close(out.float(), expected.float(), rtol=tolerance, atol=tolerance)
+
+
+def _cuda_trainer(tmp_path, overrides):
+    from nlp_lstm.train_entry import build_task, compose_config
+    from nlp_lstm.training.trainer import Trainer
+
+    device = torch.device("cuda")
+    config = compose_config(overrides + ["trainer.progress_bar=false", "trainer.device=cuda"], tmp_path / "run")
+    task = build_task(config, device)
+    task.start_epoch(0)
+    return Trainer(config, task, tmp_path / "run", device), task
+
+
+@pytest.mark.parametrize("what", ["lm_full", "lm_adaptive_bf16", "lm_ntasgd_averaging", "tagger_crf", "tagger_softmax"])
+def test_a_training_step_on_cuda_never_synchronises(tmp_path, text_corpus, what):
+    """The whole step (non-finite check on, as by default) under CUDA's sync debug mode:
+    any read-back, nonzero() or copy from pageable memory raises."""
+    from torch.optim.swa_utils import AveragedModel
+
+    if what.startswith("lm"):
+        overrides = text_data_overrides(text_corpus) + TINY_MODEL + [f"paths.data_dir={tmp_path / 'data'}"]
+        if what == "lm_adaptive_bf16":
+            overrides += ["model.softmax=adaptive", "model.tie_weights=false", "model.adaptive_cutoffs=[5,15]",
+                          "trainer.precision=bf16"]
+        if what == "lm_ntasgd_averaging":
+            overrides += ["optim=ntasgd"]
+    else:
+        from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+
+        overrides = conll_overrides(tagging_corpus(tmp_path / "corpus"), pos_feature=True) + TINY_TAGGER + [
+            f"model.head={what.split('_')[1]}", "model.lm_loss_weight=0.1", f"paths.data_dir={tmp_path / 'data'}"]
+    trainer, task = _cuda_trainer(tmp_path, overrides)
+    if what == "lm_ntasgd_averaging":
+        trainer.averaged = AveragedModel(trainer.model)
+    trainer.train_step(task.next_batch())  # warm up (lazy state, cuDNN plans)
+    batch = task.next_batch()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(2):
+            trainer.train_step(batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    trainer.read_step_flags()
+    assert trainer.state["skipped_steps"] == 0

@@ -15,6 +15,7 @@ from conftest import make_lines, run_train, text_data_overrides, write_lines
 from nlp_lstm.config import ModelConfig, TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
 from nlp_lstm.data.tagging_corpus import TaggingVocabs, collate, encode, lm_stream
+from nlp_lstm.errors import ConfigError
 from nlp_lstm.data.tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.tagger import SequenceTagger
@@ -32,13 +33,14 @@ def tokenizer_of(kind: str, tmp_path):
     return SentencePieceTokenizer.fit(lines, tmp_path, vocab_size=60, model_type="bpe")
 
 
-def tagger_with_lm(tokenizer, bidirectional: bool, cell: str = "lstm"):
+def tagger_with_lm(tokenizer, bidirectional: bool, cell: str = "lstm", layers: str = "top"):
     torch.manual_seed(0)
     lm = RNNLanguageModel(ModelConfig(cell=cell, emb_size=8, hidden_size=12, num_layers=2,
                                       bidirectional=bidirectional), tokenizer.vocab_size)
     sentences = [Sentence(words, ["O"] * len(words), {}) for words in SENTENCES]
     vocabs = TaggingVocabs.fit(sentences, "iobes", "iob2", lowercase_words=True)
-    cfg = TaggerModelConfig(emb_size=8, hidden_size=8, char_features="none", lm_features="lm", lm_loss_weight=0.0)
+    cfg = TaggerModelConfig(emb_size=8, hidden_size=8, char_features="none", lm_features="lm",
+                            lm_loss_weight=0.0, lm_features_layers=layers)
     model = SequenceTagger(cfg, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), {}, lm=lm,
                            lm_eos=tokenizer.eos_id).eval()
     encoded = [encode(s, vocabs, "iobes", "iob2", tokenizer) for s in sentences]
@@ -70,6 +72,64 @@ def test_features_match_a_per_word_brute_force_computation(tmp_path, kind, bidir
             for j in range(len(sentence.words)):
                 expected = brute_force(lm, tokenizer.eos_id, sentence.lm_ids, sentence.lm_first[j], sentence.lm_last[j])
                 torch.testing.assert_close(features[b, j], expected, rtol=1e-5, atol=1e-6)
+
+
+def layers_brute_force(lm, eos: int, stream, first: int, last: int):
+    """Each RNN layer's state at the word (as brute_force), running the layers one by one
+    by hand: [forward layer 1, forward layer 2 | backward layer 1, backward layer 2]."""
+    def layer_states(tokens, direction):
+        x = lm.embedding(torch.tensor([tokens]))
+        states = []
+        for layer in lm.rnns[direction].layers:
+            x, _ = layer(x, layer.initial_state(1, "cpu"))
+            states.append(x[0, -1])
+        return states
+
+    parts = layer_states([eos] + stream[:last + 1], 0)
+    if lm.num_directions == 2:
+        parts += layer_states([eos] + stream[first:][::-1], 1)
+    return torch.cat(parts)
+
+
+@pytest.mark.parametrize("kind", ["char", "word"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_layer_mix_reads_every_layer_and_mixes_them_as_elmo(tmp_path, kind, bidirectional):
+    """model.lm_features_layers=mix: the features (and so the cache) hold every layer's
+    state at each word; the tagger's input is gamma * sum_j softmax(w)_j * layer_j per
+    direction (ELMo's scalar mix), with w and gamma learned."""
+    tokenizer = tokenizer_of(kind, tmp_path)
+    model, lm, encoded = tagger_with_lm(tokenizer, bidirectional, layers="mix")
+    batch = collate(encoded)
+    with torch.no_grad():
+        features = model.lm_features(batch)
+        assert features.size(-1) == 12 * 2 * lm.num_directions
+        for b, sentence in enumerate(encoded):
+            for j in range(len(sentence.words)):
+                expected = layers_brute_force(lm, tokenizer.eos_id, sentence.lm_ids, sentence.lm_first[j],
+                                              sentence.lm_last[j])
+                torch.testing.assert_close(features[b, j], expected, rtol=1e-5, atol=1e-6)
+        model.lm_mix.weights.copy_(torch.tensor([0.3, -1.2]))
+        model.lm_mix.scale.fill_(1.7)
+        mixed = model.lm_mix(features)
+        share = torch.softmax(torch.tensor([0.3, -1.2]), 0)
+        for d in range(lm.num_directions):
+            layer1, layer2 = features[..., 24 * d:24 * d + 12], features[..., 24 * d + 12:24 * (d + 1)]
+            torch.testing.assert_close(mixed[..., 12 * d:12 * (d + 1)], 1.7 * (share[0] * layer1 + share[1] * layer2))
+    # The mix's parameters train with the tagger.
+    model.train()
+    model(batch).pow(2).sum().backward()  # (one tag "O": the CRF loss itself is constant)
+    assert model.lm_mix.weights.grad.abs().sum() > 0 and model.lm_mix.scale.grad.abs() > 0
+
+
+def test_layer_mix_refuses_layers_of_different_sizes():
+    lm = RNNLanguageModel(ModelConfig(emb_size=8, hidden_size=12, num_layers=2, last_layer_size=8,
+                                      tie_weights=False), 50)
+    cfg = TaggerModelConfig(emb_size=8, hidden_size=8, char_features="none", lm_features="lm",
+                            lm_features_layers="mix")
+    with pytest.raises(ConfigError, match=r"config model.lm_features_layers=mix: .*differ in size \(\[8, 12\]\)"):
+        SequenceTagger(cfg, 10, 10, 5, {}, lm=lm)
+    with pytest.raises(ConfigError, match="model.lm_features_layers"):
+        TaggerModelConfig(lm_features_layers="all")
 
 
 def test_streams_follow_each_granularity(tmp_path):

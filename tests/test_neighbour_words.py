@@ -92,15 +92,16 @@ def test_bad_lm_loss_settings_name_the_key(key, value):
         TaggerModelConfig(**{key: value})
 
 
-def _tagger_with_feature_lm(bidirectional: bool, weight: float = 0.5):
+def _tagger_with_feature_lm(bidirectional: bool, weight: float = 0.5, layers: str = "top"):
     from nlp_lstm.config import ModelConfig
     from nlp_lstm.models.lm import RNNLanguageModel
 
     vocabs = TaggingVocabs.fit(SENTENCES, "iobes", "iob2", lowercase_words=True)
     torch.manual_seed(0)
-    lm = RNNLanguageModel(ModelConfig(emb_size=5, hidden_size=7, num_layers=1, bidirectional=bidirectional), 12)
+    lm = RNNLanguageModel(ModelConfig(emb_size=5, hidden_size=7, num_layers=1 if layers == "top" else 2,
+                                      bidirectional=bidirectional), 12)
     cfg = TaggerModelConfig(emb_size=8, hidden_size=6, num_layers=2, char_emb_size=4, char_hidden_size=5,
-                            lm_loss_weight=weight, word_dropout=0.0, lm_features="lm")
+                            lm_loss_weight=weight, word_dropout=0.0, lm_features="lm", lm_features_layers=layers)
     model = build_tagger(cfg, vocabs, "iobes")
     model = type(model)(cfg, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), {}, lm=lm, lm_eos=2)
     batch = collate([encode(s, vocabs, "iobes", "iob2") for s in SENTENCES])
@@ -128,12 +129,14 @@ def _with_word_changed(batch, position: int):
                                char_index=char_index)
 
 
+@pytest.mark.parametrize("layers", ["top", "mix"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_lm_cost_never_sees_its_targets_through_feature_lm_states(bidirectional):
+def test_lm_cost_never_sees_its_targets_through_feature_lm_states(bidirectional, layers):
     """Changing word 3 must leave the states that predict it unchanged: the first layer's
     forward state at word 2 (which predicts word 3) and its backward state at word 4 (which
-    predicts word 3), whatever the feature LM's directions."""
-    model, batch = _tagger_with_feature_lm(bidirectional)
+    predicts word 3), whatever the feature LM's directions and layers read."""
+    model, batch = _tagger_with_feature_lm(bidirectional, layers=layers)
+    assert model.lm_size == 7 and (model.lm_mix is not None) == (layers == "mix")
     first = model.encode(batch)[0]
     changed = model.encode(_with_word_changed(batch, 3))[0]
     half = first.size(-1) // 2

@@ -86,6 +86,29 @@ def test_adaptive_softmax_log_probs_normalise_and_nll_matches_them():
     assert float(head.nll(features, targets)) == pytest.approx(float(expected), rel=1e-5)
 
 
+@pytest.mark.parametrize("clusters_from", ["host", "device"])
+def test_adaptive_softmax_loss_equals_pytorchs_module_in_value_and_gradients(clusters_from):
+    """Our loss (rows per cluster given beforehand, no nonzero() in the step) against
+    nn.AdaptiveLogSoftmaxWithLoss's own forward on the same parameters."""
+    torch.manual_seed(0)
+    head = AdaptiveSoftmax(16, 60, [10, 25, 40], 2.0)
+    features = torch.randn(4, 7, 16, requires_grad=True)
+    targets = torch.randint(0, 60, (4, 7))
+    targets[1, 3] = targets[2, 0] = IGNORE_INDEX
+    targets[3, 6] = 59  # the last word of the last cluster
+    clusters = head.cluster_rows(targets) if clusters_from == "host" else None
+    ours = head.nll(features, targets, clusters)
+    grads = torch.autograd.grad(ours, [features, *head.parameters()])
+    keep = targets.reshape(-1) != IGNORE_INDEX
+    theirs = -head.adaptive(features.reshape(-1, 16)[keep], targets.reshape(-1)[keep]).output.sum()
+    expected = torch.autograd.grad(theirs, [features, *head.parameters()])
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert [len(rows) for rows, _ in head.cluster_rows(targets)] == [
+        int(((targets >= lo) & (targets < hi)).sum()) for lo, hi in ((10, 25), (25, 40), (40, 60))]
+
+
 def _lm_config(**overrides):
     base = dict(cell="lstm", emb_size=16, hidden_size=16, num_layers=1, tie_weights=False)
     base.update(overrides)

@@ -84,6 +84,12 @@ class RNNLanguageModel(nn.Module):
         out = self.projection(dropped) if self.projection is not None else dropped
         return out, state, (raw, dropped)
 
+    def layer_outputs(self, tokens: Tensor, state: State, direction: int = 0) -> List[Tensor]:
+        """Every RNN layer's output of `direction` (batch, time, size), for features that mix
+        the layers (ELMo); without the output projection, which belongs to the softmax."""
+        x = self.input_dropout(embedding_dropout(self.embedding, tokens, self.cfg.dropout_embedding, self.training))
+        return self.rnns[direction].forward_layers(x, state)[0]
+
     def activation_regularisers(self, raw: Tensor, dropped: Tensor) -> Tuple[Tensor, Tensor]:
         """(alpha * mean(dropped ** 2), beta * mean((raw[:, t] - raw[:, t - 1]) ** 2)), fp32."""
         ar = self.cfg.activation_reg * dropped.float().pow(2).mean()
@@ -104,10 +110,17 @@ class RNNLanguageModel(nn.Module):
         log_probs = torch.log_softmax(self.logits(features).float(), dim=-1)
         return log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
 
-    def nll(self, features: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
-        """Summed negative log-likelihood (fp32) and the number of scored targets."""
+    def target_clusters(self, targets: Tensor, pin: bool = False):
+        """What the output layer needs to know of the targets before the step, computed
+        where they are: on the host, for a batch on its way to the device, the step then
+        reads nothing back (the adaptive softmax's rows per cluster; None for the full one)."""
+        return self.adaptive.cluster_rows(targets, pin) if self.adaptive is not None else None
+
+    def nll(self, features: Tensor, targets: Tensor, clusters=None) -> Tuple[Tensor, Tensor]:
+        """Summed negative log-likelihood (fp32) and the number of scored targets;
+        `clusters`: target_clusters(targets), else computed on the targets' device."""
         if self.adaptive is not None:
-            loss = self.adaptive.nll(features, targets)
+            loss = self.adaptive.nll(features, targets, clusters)
         else:
             flat = features.reshape(-1, features.size(-1))
             loss = linear_cross_entropy(flat, self.decoder.weight, self.decoder.bias, targets.reshape(-1))

@@ -144,15 +144,22 @@ class StackedRNN(nn.Module):
         return [layer.initial_state(batch_size, device, dtype) for layer in self.layers]
 
     def forward(self, x: Tensor, state: Optional[State] = None) -> Tuple[Tensor, State]:
+        outputs, new_state = self.forward_layers(x, state)
+        return outputs[-1], new_state
+
+    def forward_layers(self, x: Tensor, state: Optional[State] = None) -> Tuple[List[Tensor], State]:
+        """Every layer's output (before the dropout between layers), and the new state."""
         if state is None:
             state = self.initial_state(x.size(0), x.device)
         new_state: State = []
+        outputs: List[Tensor] = []
         for i, layer in enumerate(self.layers):
             if i > 0:
                 x = self.between(x)
             x, layer_state = layer(x, state[i])
+            outputs.append(x)
             new_state.append(layer_state)
-        return x, new_state
+        return outputs, new_state
 
 
 def detach_state(state):
@@ -160,3 +167,11 @@ def detach_state(state):
     if isinstance(state, Tensor):
         return state.detach()
     return type(state)(detach_state(s) for s in state)
+
+
+def mask_state(state, keep: Tensor):
+    """The state where `keep` (a 0-d bool tensor) is true, else zeros (the initial state),
+    chosen on the device (no host sync); nested lists/tuples as detach_state."""
+    if isinstance(state, Tensor):
+        return torch.where(keep, state, torch.zeros((), dtype=state.dtype, device=state.device))
+    return type(state)(mask_state(s, keep) for s in state)

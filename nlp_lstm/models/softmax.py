@@ -12,7 +12,7 @@ from one cast of the weight per call, with fp32 log-softmax, loss and weight gra
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -104,25 +104,56 @@ def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, targets
 
 
 class AdaptiveSoftmax(nn.Module):
-    """Grave et al.'s adaptive softmax (torch.nn.AdaptiveLogSoftmaxWithLoss).
+    """Grave et al.'s adaptive softmax: the parameters of torch.nn.AdaptiveLogSoftmaxWithLoss
+    (so packages keep its layout), with a training loss that needs no host sync.
 
     The vocabulary must be ordered by frequency, as this project's word and char
     vocabularies are: the head holds ids below the first cutoff plus one slot per tail
-    cluster; rarer clusters get smaller projections (`div_value`).
+    cluster; rarer clusters get smaller projections (`div_value`). The module's own forward
+    finds each cluster's rows with nonzero() and checks their count on the host, a wait for
+    the device at every step; here the rows come from `cluster_rows`, run where the targets
+    are (on the host, for a batch on its way to the device).
     """
 
     def __init__(self, in_features: int, vocab_size: int, cutoffs: List[int], div_value: float) -> None:
         super().__init__()
         self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(in_features, vocab_size, cutoffs, div_value=div_value)
+        # Where each tail cluster begins: a word's cluster is how many of these it reaches.
+        self.register_buffer("tail_starts", torch.tensor(self.adaptive.cutoffs[:-1]), persistent=False)
 
     def log_probs(self, features: Tensor) -> Tensor:
         shape = features.shape
         return self.adaptive.log_prob(features.reshape(-1, shape[-1]).float()).view(*shape[:-1], -1)
 
-    def nll(self, features: Tensor, targets: Tensor) -> Tensor:
+    def cluster_rows(self, targets: Tensor, pin: bool = False) -> List[Tuple[Tensor, Tensor]]:
+        """Per tail cluster, the flattened positions of its targets and their ids within it.
+        Ignored targets (IGNORE_INDEX) fall in none. `pin`: in page-locked memory, for a
+        copy to a GPU that does not wait for it."""
+        flat = targets.reshape(-1)
+        clusters = []
+        for low, high in zip(self.adaptive.cutoffs[:-1], self.adaptive.cutoffs[1:]):
+            rows = ((flat >= low) & (flat < high)).nonzero().squeeze(1)
+            pair = (rows, flat.index_select(0, rows) - low)
+            clusters.append(tuple(t.pin_memory() for t in pair) if pin else pair)
+        return clusters
+
+    def nll(self, features: Tensor, targets: Tensor,
+            clusters: Optional[List[Tuple[Tensor, Tensor]]] = None) -> Tensor:
+        """Summed NLL (fp32) of `targets` (IGNORE_INDEX scores nothing); `clusters` from
+        cluster_rows (computed here, on the targets' device, when not given)."""
+        a = self.adaptive
         flat, targets = features.reshape(-1, features.size(-1)), targets.reshape(-1)
+        if clusters is None:
+            clusters = self.cluster_rows(targets)
         keep = targets != IGNORE_INDEX
-        # Ignored rows are scored as id 0 and weighted out: no data-dependent branch on the
-        # host. (The module itself still selects each cluster's rows with nonzero().)
-        output = self.adaptive(flat, targets.clamp(min=0)).output.float()
-        return -(output * keep).sum()
+        safe = targets.clamp(min=0)  # ignored rows read id 0 and are weighted out: no branch
+        cluster = torch.bucketize(safe, self.tail_starts, right=True)  # 0: the head's shortlist
+        head_target = torch.where(cluster == 0, safe, a.shortlist_size + cluster - 1)
+        head = F.log_softmax(a.head(flat).float(), dim=1).gather(1, head_target.unsqueeze(1)).squeeze(1)
+        total = -(head * keep).sum()
+        for (rows, within), tail in zip(clusters, a.tail):
+            rows = rows.to(flat.device, non_blocking=True)
+            within = within.to(flat.device, non_blocking=True)
+            log_probs = F.log_softmax(tail(flat.index_select(0, rows)).float(), dim=1)
+            total = total - log_probs.gather(1, within.unsqueeze(1)).sum()
+        return total

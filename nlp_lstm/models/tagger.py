@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
+from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.crf import CRF
 from nlp_lstm.models.dropout import SequenceDropout, embedding_dropout
 from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
@@ -83,6 +84,13 @@ class SequenceTagger(nn.Module):
         size += cfg.feature_emb_size * len(feature_sizes)
         self.lm, self.lm_eos = lm, lm_eos
         self.base_input_size = size
+        self.lm_mix = None
+        self.lm_size = 0  # the feature LM's values per word and direction
+        if lm is not None:
+            self.lm_size = lm.decoder_in
+            if cfg.lm_features_layers == "mix":
+                self.lm_mix = LayerMix(lm)
+                self.lm_size = self.lm_mix.size
         # With the auxiliary LM cost, each direction of the first layer reads only the feature
         # LM's direction that has not seen the word it predicts: a backward LM state at word t
         # has read word t+1 (the forward direction's target), a forward LM state has read word
@@ -91,10 +99,10 @@ class SequenceTagger(nn.Module):
         backward_size = None  # the first layer's backward input, where it differs
         if lm is not None:
             if self.lm_directions_split:
-                backward_size = size + (lm.decoder_in if lm.num_directions == 2 else 0)
-                size += lm.decoder_in
+                backward_size = size + (self.lm_size if lm.num_directions == 2 else 0)
+                size += self.lm_size
             else:
-                size += lm.decoder_in * lm.num_directions
+                size += self.lm_size * lm.num_directions
             if not cfg.lm_fine_tune:
                 for p in lm.parameters():
                     p.requires_grad_(False)
@@ -139,17 +147,19 @@ class SequenceTagger(nn.Module):
             parts.append(grid.view(*words.shape, -1))
         for name, embedding in self.feature_embeddings.items():
             parts.append(embedding(batch.features[name]))
-        if batch.lm_states is not None:
-            parts.append(batch.lm_states.to(parts[0].dtype))
-        elif self.lm is not None:
-            with torch.set_grad_enabled(self.cfg.lm_fine_tune and torch.is_grad_enabled()):
-                parts.append(self.lm_features(batch))
+        if self.lm is not None:
+            states = batch.lm_states
+            if states is None:
+                with torch.set_grad_enabled(self.cfg.lm_fine_tune and torch.is_grad_enabled()):
+                    states = self.lm_features(batch)
+            states = states.to(parts[0].dtype)
+            parts.append(self.lm_mix(states) if self.lm_mix is not None else states)
         x = self.input_dropout(torch.cat(parts, dim=-1))
         if not self.lm_directions_split:
             return self.encoder.forward_layers_out(x, batch.lengths)
         # [base | forward LM | backward LM]: the forward direction reads base + forward LM,
         # the backward direction base + backward LM (nothing of a forward-only LM).
-        split = self.base_input_size + self.lm.decoder_in
+        split = self.base_input_size + self.lm_size
         x_backward = torch.cat([x[..., :self.base_input_size], x[..., split:]], dim=-1)
         return self.encoder.forward_layers_out(x[..., :split], batch.lengths, x_backward)
 
@@ -170,10 +180,16 @@ class SequenceTagger(nn.Module):
         lm_ids, lengths = batch.lm_ids, batch.lm_lengths
         start = torch.full_like(lm_ids[:, :1], self.lm_eos)
         states = self.lm.initial_state(lm_ids.size(0), lm_ids.device)
-        forward, _ = self.lm(torch.cat([start, lm_ids], 1), states[0], 0)
+
+        def run(tokens: Tensor, direction: int) -> Tensor:
+            if self.lm_mix is None:
+                return self.lm(tokens, states[direction], direction)[0]
+            return torch.cat(self.lm.layer_outputs(tokens, states[direction], direction), dim=-1)
+
+        forward = run(torch.cat([start, lm_ids], 1), 0)
         out = [_gather_positions(forward, batch.lm_last + 1)]  # +1: past the <eos> read first
         if self.lm.num_directions == 2:
-            backward, _ = self.lm(torch.cat([start, reverse_padded(lm_ids, lengths)], 1), states[1], 1)
+            backward = run(torch.cat([start, reverse_padded(lm_ids, lengths)], 1), 1)
             # In the reversed stream a word's first token sits at length - 1 - first.
             position = (lengths.unsqueeze(1) - batch.lm_first).clamp(min=0)
             out.append(_gather_positions(backward, position))
@@ -193,6 +209,29 @@ class SequenceTagger(nn.Module):
             return self.crf.viterbi(emissions, batch.mask)
         best = emissions.argmax(-1).cpu()
         return [best[b, :n].tolist() for b, n in enumerate(batch.lengths.tolist())]
+
+
+class LayerMix(nn.Module):
+    """ELMo's scalar mix (Peters et al. 2018, eq. 1): gamma * sum_j softmax(w)_j * h_j over
+    the feature LM's layers, with one set of weights learned by the tagger for both
+    directions. Lower layers of a bidirectional LM carry more syntax (ELMo sec. 5.3: POS
+    tagging is best from the first layer), so a tagger should not get only the top one.
+    Input: per word [forward layer 1 .. L | backward layer 1 .. L]; output [forward | backward]."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        sizes = {layer.hidden_size for layer in lm.rnns[0].layers}
+        if len(sizes) != 1:
+            raise ConfigError(f"config model.lm_features_layers=mix: the feature LM's layers differ in size "
+                              f"({sorted(sizes)}); use model.lm_features_layers=top")
+        self.size, self.num_layers, self.num_directions = sizes.pop(), len(lm.rnns[0].layers), lm.num_directions
+        self.weights = nn.Parameter(torch.zeros(self.num_layers))  # softmax(0) = an even mix to start
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, states: Tensor) -> Tensor:
+        layers = states.unflatten(-1, (self.num_directions, self.num_layers, self.size))
+        mix = torch.softmax(self.weights.float(), 0).to(states.dtype)
+        return (self.scale.to(states.dtype) * torch.einsum("...dls,l->...ds", layers, mix)).flatten(-2)
 
 
 def _gather_positions(states: Tensor, positions: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from nlp_lstm.data.lm_corpus import LMCorpus, SplitStats, prepare_lm_corpus
 from nlp_lstm.data.tokenizers import Tokenizer, load_tokenizer, save_tokenizer
 from nlp_lstm.models.generation import sample
 from nlp_lstm.models.lm import RNNLanguageModel
-from nlp_lstm.models.rnn import detach_state
+from nlp_lstm.models.rnn import detach_state, mask_state
 from nlp_lstm.package import save_package
 from nlp_lstm.tasks.init_from import ARCHITECTURE, load_leading_weights, merged_model_config, read_init_package
 from nlp_lstm.tasks.lm_scoring import score_stream
@@ -92,10 +92,11 @@ class LanguageModelingTask(TrainingTask):
         regularised = self.cfg.model.activation_reg > 0 or self.cfg.model.temporal_activation_reg > 0
         ar = tar = 0.0
         for direction, (x, y) in enumerate(batch):
+            clusters = self.model.target_clusters(y, pin=self.device.type == "cuda")  # on the host
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             features, state, (raw, dropped) = self.model.forward_with_activations(x, self.hidden[direction], direction)
             self.hidden[direction] = detach_state(state)  # truncated BPTT: carry the state, cut the graph
-            nll, count = self.model.nll(features, y)
+            nll, count = self.model.nll(features, y, clusters)
             total_nll = total_nll + nll
             total_count += int(y.numel())
             if regularised:
@@ -109,9 +110,9 @@ class LanguageModelingTask(TrainingTask):
         return StepOutput(loss=nll + ar + tar, nll_sum=nll.detach() * units, units=units,
                           extras={"activation_reg": ar.detach(), "temporal_activation_reg": tar.detach()})
 
-    def discard_step(self) -> None:
-        # The skipped step's carried hidden state may be NaN: start the rows afresh.
-        self.hidden = self.model.initial_state(self.cfg.task.batch_size, self.device)
+    def keep_step_state(self, keep) -> None:
+        # A skipped step's carried hidden state may be NaN: those rows start afresh (zeros).
+        self.hidden = mask_state(self.hidden, keep)
 
     def lr_scale(self, batch) -> float:
         # With variable windows, scale the lr by length/bptt so every token weighs the same.

@@ -8,7 +8,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from nlp_lstm.data.lm_batches import eval_batches
+from nlp_lstm.data.lm_batches import IGNORE_INDEX, eval_batches
 from nlp_lstm.metrics import lm_metrics
 from nlp_lstm.models.rnn import detach_state
 from nlp_lstm.training.distributed import SINGLE, DistInfo, sum_over_ranks
@@ -41,12 +41,13 @@ def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int
             if not rows:
                 continue  # more ranks than rows: this one has nothing to score
             x, y = x[rows.start::rows.step], y[rows.start::rows.step]
+            clusters = model.target_clusters(y)  # on the host, as the count: nothing read back per batch
+            count += int((y != IGNORE_INDEX).sum())
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             features, state = model(x, state, direction)
             state = detach_state(state)
-            nll, n = model.nll(features, y)
+            nll, _ = model.nll(features, y, clusters)
             total += nll.double()
-            count += int(n)
             if bar is not None:
                 bar.update(x.numel())
         total, count = sum_over_ranks([float(total), count], shard)

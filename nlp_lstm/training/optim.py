@@ -13,15 +13,26 @@ from nlp_lstm.errors import ConfigError
 
 def build_optimizer(cfg, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
+    # The fused kernels update every tensor in one pass (CPU and CUDA): with a tagger's many
+    # small parameters the per-tensor loop cost as much as the LSTM's backward. They also
+    # take the trainer's device-side verdict on a non-finite step (`found_inf`), so skipping
+    # a step needs no host sync (training/nonfinite.py).
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params) or None
     if cfg.name in ("sgd", "ntasgd"):
         # NT-ASGD (Merity et al. 2017) is SGD whose iterates are averaged once validation
         # stalls; the averaging lives in the trainer (torch.optim.swa_utils.AveragedModel).
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    # The fused kernel updates every tensor in one pass (CPU and CUDA): with a tagger's
-    # many small parameters the per-tensor loop cost as much as the LSTM's backward.
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                    fused=fused)
+        if cfg.momentum and fused:
+            # Fused SGD makes its momentum buffers uninitialised on the first step and fills
+            # them in the kernel, which a skipped (found_inf) first step never runs: garbage
+            # momentum from then on (torch 2.13). Buffers of zeros from the start are the same
+            # first step without dampening (buffer = 0 * momentum + gradient), skipped or not.
+            for p in params:
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return optimizer
     return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-                             fused=fused or None)
+                             fused=fused)
 
 
 def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: Optional[int], monitor_mode: str = "min"):

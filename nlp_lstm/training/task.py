@@ -18,6 +18,9 @@ class StepOutput:
     tokens: int = 0  # tokens, where `units` are sentences
     # Further detached per-step terms of the loss (regularisers), logged as train/<name>.
     extras: Dict[str, Tensor] = field(default_factory=dict)
+    # Set by the trainer's non-finite check: whether the step updated the model (a 0-d bool
+    # tensor on the device); None when unchecked.
+    kept: Optional[Tensor] = None
 
 
 class TrainingTask(ABC):
@@ -49,8 +52,9 @@ class TrainingTask(ABC):
     def training_step(self, batch: Any) -> StepOutput:
         ...
 
-    def discard_step(self) -> None:
-        """The last training step was skipped (non-finite loss): drop any state it produced."""
+    def keep_step_state(self, keep: Tensor) -> None:
+        """Where `keep` (a 0-d bool tensor on the device: no sync) is false, the last training
+        step is skipped (non-finite loss or gradient): drop any state it produced."""
 
     def lr_scale(self, batch: Any) -> float:
         """Factor on the learning rate for this batch (variable-length BPTT)."""

@@ -28,6 +28,7 @@ from nlp_lstm.training.checkpoint import (load_checkpoint, read_run_marker, rng_
                                           save_checkpoint, set_rng_state)
 from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, gather_objects
 from nlp_lstm.training.monitor import Monitor
+from nlp_lstm.training.nonfinite import (NonfiniteSteps, grad_norm_of, optimizer_step, update_average)
 from nlp_lstm.training.optim import build_optimizer, build_scheduler
 from nlp_lstm.training.task import TrainingTask
 
@@ -91,9 +92,11 @@ class Trainer:
             "last_eval_step": -1, "stop_reason": None, "skipped_steps": 0, "nonfinite_in_a_row": 0,
         }
         self._stop_signal: Optional[str] = None
+        self.nonfinite = NonfiniteSteps(device)
 
     # ------------------------------------------------------------------ state
     def _payload(self) -> Dict[str, Any]:
+        self.read_step_flags()
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -135,6 +138,7 @@ class Trainer:
             self.best_state = {**self.model.state_dict(), **package}
         self.state = {**self.state, **payload["trainer"]}  # keys added since keep their defaults
         self.state["stop_reason"] = None  # the budgets may have been raised for this resume
+        self.nonfinite = NonfiniteSteps(self.device, run=self.state["nonfinite_in_a_row"])
         task_state, rng = payload["task"], payload["rng"]
         if isinstance(task_state, list):  # written by a data-parallel run: one entry per rank
             if len(task_state) != self.dist.world_size:
@@ -223,6 +227,7 @@ class Trainer:
     def _train_until_done(self) -> None:
         s, t = self.state, self.tcfg
         window_nll, window_units, window_start = 0.0, 0, time.perf_counter()
+        window_kept_units = 0  # units of the steps not skipped (a tensor under trainer.nonfinite)
         window_extras: Dict[str, Any] = {}  # summed per-step regulariser values (tensors: no sync)
         window_steps = 0
         last_checkpoint = time.monotonic()
@@ -265,7 +270,7 @@ class Trainer:
                 if start is not None and self.averaged is None and s["epoch"] >= start:
                     log.info(f"averaging the weights of every step from epoch {s['epoch'] + 1} on")
                     self.averaged = AveragedModel(self.model)
-                    self.averaged.update_parameters(self.model)
+                    update_average(self.averaged, self.model, keep=None)
                 self._evaluate()
                 self.save_checkpoint()
                 last_checkpoint = time.monotonic()
@@ -279,14 +284,15 @@ class Trainer:
             s["train_time"] += time.perf_counter() - step_start
             window_nll = window_nll + out.nll_sum  # a tensor: no host sync per step
             window_units += out.units
+            window_kept_units = window_kept_units + (out.units if out.kept is None else out.kept * out.units)
             window_steps += 1
             for name, value in out.extras.items():
                 window_extras[name] = window_extras.get(name, 0.0) + value
             bar.update(1)
             if s["step"] % t.log_every_n_steps == 0:
                 extras = {name: float(total) / max(1, window_steps) for name, total in window_extras.items()}
-                self._log_train(window_nll, window_units, window_start, grad_norm, bar, extras)
-                window_nll, window_units, window_start = 0.0, 0, time.perf_counter()
+                self._log_train(window_nll, window_kept_units, window_units, window_start, grad_norm, bar, extras)
+                window_nll, window_units, window_kept_units, window_start = 0.0, 0, 0, time.perf_counter()
                 window_extras, window_steps = {}, 0
             if self.cfg.logger.histogram_every_n_steps and s["step"] % self.cfg.logger.histogram_every_n_steps == 0:
                 self.monitor.histograms(self.model, s["step"])
@@ -316,54 +322,55 @@ class Trainer:
         if self.cfg.optim.clip_grad_norm:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, self.cfg.optim.clip_grad_norm)
-        if (self.tcfg.nonfinite != "off" and not self.scaler.is_enabled()
-                and not self._finite_step(out.loss, grad_norm)):
+        keep = None
+        if self.tcfg.nonfinite != "off" and not self.scaler.is_enabled():
             # (fp16's GradScaler skips overflowing steps itself, as part of loss scaling.)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.task.discard_step()
+            norm = grad_norm if grad_norm is not None else grad_norm_of(self._trainable, out.loss)
+            keep = self.nonfinite.check(out.loss, norm, self.state["step"] + 1)
+            self.task.keep_step_state(keep)
             zero = torch.zeros((), device=out.nll_sum.device)
-            return dataclasses.replace(out, nll_sum=zero, units=0, tokens=0, extras={}), None
+            out = dataclasses.replace(out, nll_sum=torch.where(keep, out.nll_sum, zero), kept=keep,
+                                      extras={k: torch.where(keep, v, zero) for k, v in out.extras.items()})
         scale = self.task.lr_scale(batch)
         if scale != 1.0:
             for group in self.optimizer.param_groups:
                 group["lr"] *= scale
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            optimizer_step(self.optimizer, keep)
         if scale != 1.0:
             for group in self.optimizer.param_groups:
                 group["lr"] /= scale
         if self.averaged is not None:
-            self.averaged.update_parameters(self.model)
+            update_average(self.averaged, self.model, keep)
         return out, grad_norm
 
-    def _finite_step(self, loss: torch.Tensor, grad_norm: Optional[torch.Tensor]) -> bool:
-        """Whether the loss and every gradient are finite; counts and polices the rest.
-
-        One device-to-host sync of a single flag per step (free on CPU).
-        """
-        if grad_norm is None:
-            grads = [p.grad for p in self._trainable if p.grad is not None]
-            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss
-        if bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
-            self.state["nonfinite_in_a_row"] = 0
-            return True
+    def read_step_flags(self) -> None:
+        """Read the non-finite counters of the steps since the last read (one sync), count
+        them and police them: trainer.nonfinite=stop, trainer.max_nonfinite_steps."""
+        report = self.nonfinite.read()
         s, t = self.state, self.tcfg
-        s["skipped_steps"] += 1
-        s["nonfinite_in_a_row"] += 1
-        what = f"non-finite {'loss' if not torch.isfinite(loss) else 'gradient'} at step {s['step'] + 1}"
+        s["nonfinite_in_a_row"] = self.nonfinite.current_run()
+        if not report.skipped:
+            return
+        s["skipped_steps"] += report.skipped
+        what = f"non-finite {'loss' if report.first_was_loss else 'gradient'} at step {report.first_step}"
         if t.nonfinite == "stop":
             raise NlpLstmError(f"{what} (trainer.nonfinite=stop): lower optim.lr, set optim.clip_grad_norm, "
                                "or check the data")
-        if s["nonfinite_in_a_row"] >= t.max_nonfinite_steps:
-            raise NlpLstmError(f"{what}: {s['nonfinite_in_a_row']} non-finite steps in a row "
+        if report.longest_run >= t.max_nonfinite_steps:
+            raise NlpLstmError(f"{what}: {report.longest_run} non-finite steps in a row "
                                f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
                                "lower optim.lr or set optim.clip_grad_norm")
-        log.warning(f"{what}: step skipped ({s['skipped_steps']} so far)")
-        return False
+        log.warning(f"{what}: {report.skipped} step(s) skipped since the last report ({s['skipped_steps']} so far)")
 
-    def _log_train(self, window_nll, window_units, window_start, grad_norm, bar, extras=None) -> None:
+    def _log_train(self, window_nll, window_kept_units, window_units, window_start, grad_norm, bar,
+                   extras=None) -> None:
         s = self.state
-        mean = float(window_nll) / max(1, window_units)
+        self.read_step_flags()
+        mean = float(window_nll) / max(1, int(window_kept_units))
         if not math.isfinite(mean):
             raise NlpLstmError(f"training loss is {mean} at step {s['step']}: lower optim.lr or set optim.clip_grad_norm")
         metrics = self.task.running_metrics(mean)
@@ -399,6 +406,7 @@ class Trainer:
         """Validation metrics of the evaluation weights; weights that improve on the best
         become `best_state` and the model package."""
         s = self.state
+        self.read_step_flags()
         with self._evaluation_weights(), autocast_context(self.device, self.tcfg.precision):
             metrics = self.task.evaluate("valid")
             improved = self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))

@@ -58,8 +58,9 @@ def test_nonfinite_steps_are_skipped_and_counted_and_nothing_else_is_touched(tmp
         out, _ = trainer.train_step(batch)
         steps += 1
         faulty += has_fault
-        assert (out.units == 0) == has_fault  # a skipped step trains on nothing
+        assert bool(out.kept) != has_fault  # a skipped step trains on nothing
         assert torch.isfinite(out.nll_sum)  # and never poisons the running loss
+    trainer.read_step_flags()  # the flags stay on the device until log time
     assert faulty >= 1 and trainer.state["skipped_steps"] == faulty
     weights = dict(task.model.named_parameters())
     rows = torch.ones(weights["embedding.weight"].size(0), dtype=torch.bool)
@@ -69,6 +70,45 @@ def test_nonfinite_steps_are_skipped_and_counted_and_nothing_else_is_touched(tmp
     assert all(torch.isfinite(p).all() for n, p in weights.items() if n != "embedding.weight")
     assert torch.equal(weights["embedding.weight"][fault], before["embedding.weight"][fault])
     assert not torch.equal(weights["embedding.weight"][rows], before["embedding.weight"][rows])  # others trained
+
+
+def _state_after(tmp_path, name, optim, steps):
+    """Weights and optimiser state after train_step on `steps` (batch, seed) pairs; the
+    carried state restarts and the RNG is reseeded before each, so that two runs differ only
+    in the batches they see."""
+    (tmp_path / name).mkdir()
+    extra = ["optim.momentum=0.9"] if optim == "sgd" else []
+    trainer, task = _trainer(tmp_path / name, f"optim={optim}", "optim.weight_decay=0.01", *extra)
+    for batch, seed in steps:
+        task.hidden = task.model.initial_state(task.cfg.task.batch_size, task.device)
+        torch.manual_seed(seed)
+        trainer.train_step(batch)
+    optimiser = [t for state in trainer.optimizer.state.values() for t in state.values()]
+    return [p.detach() for p in task.model.parameters()], optimiser
+
+
+@pytest.mark.parametrize("optim", ["sgd", "adamw"])
+@pytest.mark.parametrize("where", ["first", "later"])
+def test_a_skipped_step_leaves_weights_and_optimiser_as_if_its_batch_never_came(tmp_path, optim, where):
+    """Momentum, weight decay and Adam's step count included: fused optimisers skip with a
+    device-side flag, and a momentum buffer made on a skipped first step must not be garbage."""
+    (tmp_path / "batches").mkdir()
+    _, task = _trainer(tmp_path / "batches")
+    fault = task.tokenizer.vocab[FAULT_WORD]
+    task.start_epoch(0)
+    batches = []
+    while (batch := task.next_batch()) is not None:
+        batches.append(batch)
+    bad = next(b for b in batches if (b[0][0] == fault).any())
+    good = [b for b in batches if not (b[0][0] == fault).any()][:3]
+    clean = [(b, i) for i, b in enumerate(good)]
+    with_fault = [(bad, 99)] + clean if where == "first" else clean[:1] + [(bad, 99)] + clean[1:]
+    weights, optimiser = _state_after(tmp_path, "clean", optim, clean)
+    weights_f, optimiser_f = _state_after(tmp_path, "fault", optim, with_fault)
+    assert len(optimiser) == len(optimiser_f) > 0
+    for a, b in zip(weights + optimiser, weights_f + optimiser_f):
+        finite = torch.isfinite(a)  # the faulty embedding row is inf in both
+        assert torch.equal(finite, torch.isfinite(b)) and torch.equal(a[finite], b[finite])
 
 
 def test_a_non_finite_model_is_never_saved_as_best(tmp_path):
