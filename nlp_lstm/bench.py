@@ -306,12 +306,14 @@ def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference:
     configured precision's autocast, for a like-for-like bf16 row)."""
     from nlp_lstm.api import resolve_device
     from nlp_lstm.train_entry import build_task, compose_config, configure_torch
+    from nlp_lstm.training.precision import resolve_precision
     from nlp_lstm.training.trainer import Trainer, autocast_context
 
     with tempfile.TemporaryDirectory() as run_dir:
         config = compose_config(overrides, run_dir)
         configure_torch(config)
         device = resolve_device(config.trainer.device)
+        config.trainer.precision = resolve_precision(config.trainer.precision, device)  # as train.py does
         task = build_task(config, device)
         trainer = Trainer(config, task, Path(run_dir), device)
         bench = _bench_lm if config.task.name == "lm" else _bench_tagging

@@ -12,13 +12,13 @@ bench() {  # name, then overrides
   local name="$1"; shift
   nlp-lstm bench "$@" --json "$out/$name.json" 2>&1 | tee "$out/$name.txt"
 }
-bench wt2_medium_fp32 experiment=wt2_medium --steps 10 --warmup 2
+bench wt2_medium_fp32 experiment=wt2_medium trainer.precision=fp32 --steps 10 --warmup 2
 bench wt2_medium_bf16 experiment=wt2_medium trainer.precision=bf16 --steps 10 --warmup 2
-bench wt2_gru_fp32 experiment=wt2_gru --steps 10 --warmup 2
+bench wt2_gru_fp32 experiment=wt2_gru trainer.precision=fp32 --steps 10 --warmup 2
 bench wt2_gru_bf16 experiment=wt2_gru trainer.precision=bf16 --steps 10 --warmup 2
 bench wt2_medium_adaptive_bf16 experiment=wt2_medium model.softmax=adaptive model.tie_weights=false \
   trainer.precision=bf16 --steps 10 --warmup 2
-bench wt2_small_fp32 experiment=wt2_small --steps 20 --warmup 3
+bench wt2_small_fp32 experiment=wt2_small trainer.precision=fp32 --steps 20 --warmup 3
 bench conll2000_chunk_fp32 experiment=conll2000_chunk --steps 60 --warmup 5
 bench conll2000_chunk_bf16 experiment=conll2000_chunk trainer.precision=bf16 --steps 60 --warmup 5
 # the chunker without its auxiliary language-modelling cost (extra work per training sentence)

@@ -39,7 +39,7 @@ print(subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_versio
                      capture_output=True, text=True).stdout)
 PY
 check gpu_tests python -m pytest -m gpu -q -p no:cacheprovider
-bench wt2_medium_fp32 experiment=wt2_medium --steps 50 --warmup 10
+bench wt2_medium_fp32 experiment=wt2_medium trainer.precision=fp32 --steps 50 --warmup 10
 bench wt2_medium_bf16 experiment=wt2_medium trainer.precision=bf16 --reference-precision same --steps 50 --warmup 10
 bench wt2_medium_adaptive_bf16 experiment=wt2_medium model.softmax=adaptive model.tie_weights=false \
   trainer.precision=bf16 --reference-precision same --steps 50 --warmup 10

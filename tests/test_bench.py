@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT, TINY_MODEL, text_data_overrides
 from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
@@ -26,6 +27,26 @@ def _check_report(report, unit, overrides):
     for phase in ("train", "infer"):
         expected = report[f"ours.{phase}.{unit}_per_sec"] / report[f"reference.{phase}.{unit}_per_sec"]
         assert report[f"ratio.{phase}"] == pytest.approx(expected)
+
+
+def test_bench_runs_the_precision_a_training_run_would(text_corpus, tmp_path):
+    """`trainer.precision=auto` (the LM default) is resolved for the device as `train.py`
+    does it (bf16 where native, else fp32), never left to autocast as fp16."""
+    from nlp_lstm.bench import run_bench as bench_in_process
+    from nlp_lstm.training.precision import resolve_precision
+
+    overrides = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.precision=auto",
+                                                                 f"paths.data_dir={tmp_path / 'data'}"]
+    report = bench_in_process(overrides, steps=2, warmup=1, reference_precision="same")
+    expected = resolve_precision("auto", torch.device("cpu"))
+    assert report["precision"] == report["reference_precision"] == expected
+
+
+def test_autocast_context_refuses_an_unresolved_precision():
+    from nlp_lstm.training.trainer import autocast_context
+
+    with pytest.raises(ValueError, match="precision 'auto'"):
+        autocast_context(torch.device("cpu"), "auto")
 
 
 def test_bench_language_model_against_reference(text_corpus, tmp_path):

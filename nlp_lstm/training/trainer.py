@@ -42,6 +42,8 @@ class TrainingInterrupted(NlpLstmError):
 def autocast_context(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):  # `auto` is resolved for the device first (resolve_precision)
+        raise ValueError(f"precision {precision!r} is not fp32, bf16 or fp16: resolve it for the device first")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
