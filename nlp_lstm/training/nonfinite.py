@@ -20,6 +20,7 @@ from torch import Tensor
 @dataclass
 class NonfiniteReport:
     skipped: int  # non-finite steps since the last read
+    run: int  # non-finite steps in a row up to now (0 if the last step was finite)
     longest_run: int  # the longest run of them in a row (runs continue across reads)
     first_step: int  # the first of them (1-based step number), or -1
     first_was_loss: bool  # whether that step's loss was non-finite (else only a gradient)
@@ -53,10 +54,7 @@ class NonfiniteSteps:
         self.skipped.zero_()
         self.longest.fill_(run)  # a run that goes on counts from where it is
         self.first_step.fill_(-1)
-        return NonfiniteReport(skipped, longest, first, bool(was_loss))
-
-    def current_run(self) -> int:
-        return int(self.run)
+        return NonfiniteReport(skipped, run, longest, first, bool(was_loss))
 
 
 def grad_norm_of(params: List[torch.nn.Parameter], fallback: Tensor) -> Tensor:

@@ -354,7 +354,7 @@ class Trainer:
         them and police them: trainer.nonfinite=stop, trainer.max_nonfinite_steps."""
         report = self.nonfinite.read()
         s, t = self.state, self.tcfg
-        s["nonfinite_in_a_row"] = self.nonfinite.current_run()
+        s["nonfinite_in_a_row"] = report.run
         if not report.skipped:
             return
         s["skipped_steps"] += report.skipped
