@@ -202,9 +202,10 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
         model.eval()
         with autocast_context(device, cfg.trainer.precision):
             for direction, (x, y) in enumerate(batch):
+                clusters = model.target_clusters(y)  # on the host, as score_stream does
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 features, _ = model(x, model.initial_state(x.size(0))[direction], direction)
-                model.nll(features, y)
+                model.nll(features, y, clusters)
         return tokens(batch)
 
     results = {"ours": {"train": measure(ours_train, batches, warmup, device),
