@@ -79,6 +79,20 @@ def run_train(run_dir: Path, overrides: List[str], data_dir: Path, timeout: int 
     return proc
 
 
+def step_trainer(tmp_path: Path, overrides: List[str], device: str = "cpu"):
+    """(Trainer, task) built in process as train.py builds them, the task at its first
+    epoch: for tests that drive `Trainer.train_step` themselves."""
+    import torch
+
+    from nlp_lstm.train_entry import build_task, compose_config
+    from nlp_lstm.training.trainer import Trainer
+
+    config = compose_config(overrides + ["trainer.progress_bar=false", f"trainer.device={device}"], tmp_path / "run")
+    task = build_task(config, torch.device(device))
+    task.start_epoch(0)
+    return Trainer(config, task, tmp_path / "run", torch.device(device)), task
+
+
 def run_cli(args: List[str], stdin: str | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nlp_lstm.cli", *args], cwd=ROOT, capture_output=True,
                           text=True, input=stdin, timeout=timeout)

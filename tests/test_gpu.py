@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_MODEL, run_train, text_data_overrides
+from conftest import TINY_MODEL, run_train, step_trainer, text_data_overrides
 from nlp_lstm.models.rnn import RNNLayer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")]
@@ -202,17 +202,6 @@ def test_cudnn_gets_one_flat_weight_buffer(cell, mode):
     torch.testing.assert_close(out.float(), expected.float(), rtol=tolerance, atol=tolerance)
 
 
-def _cuda_trainer(tmp_path, overrides):
-    from nlp_lstm.train_entry import build_task, compose_config
-    from nlp_lstm.training.trainer import Trainer
-
-    device = torch.device("cuda")
-    config = compose_config(overrides + ["trainer.progress_bar=false", "trainer.device=cuda"], tmp_path / "run")
-    task = build_task(config, device)
-    task.start_epoch(0)
-    return Trainer(config, task, tmp_path / "run", device), task
-
-
 @pytest.mark.parametrize("what", ["lm_full", "lm_adaptive_bf16", "lm_ntasgd_averaging", "tagger_crf", "tagger_softmax"])
 def test_a_training_step_on_cuda_never_synchronises(tmp_path, text_corpus, what):
     """The whole step (non-finite check on, as by default) under CUDA's sync debug mode:
@@ -231,7 +220,7 @@ def test_a_training_step_on_cuda_never_synchronises(tmp_path, text_corpus, what)
 
         overrides = conll_overrides(tagging_corpus(tmp_path / "corpus"), pos_feature=True) + TINY_TAGGER + [
             f"model.head={what.split('_')[1]}", "model.lm_loss_weight=0.1", f"paths.data_dir={tmp_path / 'data'}"]
-    trainer, task = _cuda_trainer(tmp_path, overrides)
+    trainer, task = step_trainer(tmp_path, overrides, device="cuda")
     if what == "lm_ntasgd_averaging":
         trainer.averaged = AveragedModel(trainer.model)
     trainer.train_step(task.next_batch())  # warm up (lazy state, cuDNN plans)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from conftest import step_trainer
 from nlp_lstm.models.rnn import RNNLayer
 from nlp_lstm.models.softmax import ROW_CHUNK, row_chunk
 
@@ -123,16 +124,6 @@ class _RecordHostSyncs(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _trainer(tmp_path, overrides):
-    from nlp_lstm.train_entry import build_task, compose_config
-    from nlp_lstm.training.trainer import Trainer
-
-    config = compose_config(overrides + ["trainer.progress_bar=false"], tmp_path / "run")
-    task = build_task(config, torch.device("cpu"))
-    task.start_epoch(0)
-    return Trainer(config, task, tmp_path / "run", torch.device("cpu")), task
-
-
 @pytest.mark.parametrize("head, optim", [("crf", "tagger_adam"), ("softmax", "tagger_sgd")])
 def test_a_tagger_training_step_never_waits_for_the_host(tmp_path, head, optim):
     """The tagger's step (char CNN, CRF or softmax head, auxiliary LM cost), its optimiser
@@ -140,7 +131,7 @@ def test_a_tagger_training_step_never_waits_for_the_host(tmp_path, head, optim):
     from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
 
     corpus = tagging_corpus(tmp_path / "corpus")
-    trainer, task = _trainer(tmp_path, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + [
+    trainer, task = step_trainer(tmp_path, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + [
         f"model.head={head}", "model.lm_loss_weight=0.1", f"optim={optim}", f"paths.data_dir={tmp_path / 'data'}"])
     trainer.train_step(task.next_batch())  # warm up (lazy state)
     batch = task.next_batch()  # made on the host, as a data loader would
@@ -161,7 +152,7 @@ def test_a_language_model_training_step_never_waits_for_the_host(tmp_path, nonfi
     from torch.optim.swa_utils import AveragedModel
 
     corpus = {s: write_lines(tmp_path / f"{s}.txt", make_lines(200, i)) for i, s in enumerate(("train", "valid", "test"))}
-    trainer, task = _trainer(tmp_path, text_data_overrides(corpus) + TINY_MODEL + [
+    trainer, task = step_trainer(tmp_path, text_data_overrides(corpus) + TINY_MODEL + [
         f"paths.data_dir={tmp_path / 'data'}", f"trainer.nonfinite={nonfinite}", f"optim={optim}",
         "model.activation_reg=1", "model.temporal_activation_reg=1", f"model.softmax={softmax}",
         "model.tie_weights=false", "model.adaptive_cutoffs=[5,15]"])
