@@ -25,7 +25,21 @@ from nlp_lstm.training.distributed import (SINGLE, DistInfo, broadcast_object, i
                                            shutdown)
 
 log = logging.getLogger("nlp_lstm")
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def find_config_dir() -> str:
+    """The Hydra configs: the copy a wheel or sdist installs as `nlp_lstm/conf`, else the
+    top-level conf/ of the source tree this package was imported from (a checkout, editable
+    install or not), which is the one source both come from."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise NlpLstmError(f"no training configs found (looked for {package / 'conf'} and {package.parent / 'conf'}): "
+                       "reinstall nlp-lstm (pip install nlp-lstm, or pip install -e . in a checkout)")
+
+
+CONFIG_DIR = find_config_dir()
 
 
 def compose_config(overrides: List[str], output_dir: os.PathLike) -> Config:
@@ -235,7 +249,23 @@ def _precheck_overrides(argv: List[str]) -> None:
         sys.exit(2)
 
 
+def _config_dirs(argv: List[str]) -> List[Path]:
+    """The packaged configs, then any --config-dir the command line names."""
+    dirs, args = [Path(CONFIG_DIR)], iter(argv)
+    for arg in args:
+        if arg in ("--config-dir", "-cd"):
+            dirs.append(Path(next(args, ".")))
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.partition("=")[2]))
+    return dirs
+
+
 def main() -> None:
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        from nlp_lstm.train_help import help_text
+
+        print(help_text(_config_dirs(sys.argv[1:])))
+        return
     register_configs()
     _precheck_overrides(sys.argv[1:])
     hydra_main()

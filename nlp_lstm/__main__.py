@@ -1,0 +1,6 @@
+"""`python -m nlp_lstm ...` is the `nlp-lstm` command."""
+
+from nlp_lstm.cli import main
+
+if __name__ == "__main__":
+    main()
