@@ -20,7 +20,8 @@ from nlp_lstm.training.precision import resolve_precision
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
 from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
-from nlp_lstm.training.checkpoint import mark_run_started
+from nlp_lstm.training.checkpoint import (check_same_run, mark_run_started, read_run_marker,
+                                          read_run_overrides, run_started)
 from nlp_lstm.training.distributed import (SINGLE, DistInfo, broadcast_object, init_from_env, rank_device,
                                            shutdown)
 
@@ -128,8 +129,9 @@ def build_task(cfg: Config, device: torch.device, dist: DistInfo = SINGLE):
     return task_class(cfg.task.name)(cfg, device, dist=dist)
 
 
-def run(cfg: DictConfig) -> Dict[str, Any]:
-    """Validate, build, train; returns the final metrics."""
+def run(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Validate, build, train; returns the final metrics. `overrides`: the command line's,
+    kept in the run dir so that a bare `trainer.resume=true hydra.run.dir=RUN` resumes it."""
     config = validate(cfg)
     dist = init_from_env(config.trainer.device)
     try:
@@ -140,8 +142,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         if dist.is_main:
             check_writable_dir(run_dir, "run dir")
             check_writable_dir(config.paths.data_dir, "data dir (paths.data_dir)")
+            check_run_dir(run_dir, config.trainer.resume, run_config)
             if not config.trainer.resume:
-                mark_run_started(run_dir, run_config)
+                mark_run_started(run_dir, run_config, overrides)
         configure_torch(config)
         device = resolve_device(rank_device(config.trainer.device, dist))
         if config.trainer.precision == "auto":
@@ -158,11 +161,54 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         shutdown(dist)
 
 
-def _resume_hint(run_dir: str) -> str:
-    from hydra.core.hydra_config import HydraConfig
+def check_run_dir(run_dir: Path, resume: bool, run_config: Dict[str, Any]) -> None:
+    """Before any data is read: a new run never overwrites one that a dir already holds, and a
+    resumed one trains what it started with."""
+    if not resume and run_started(run_dir):
+        raise ConfigError(f"run dir {run_dir} already holds a run: continue it with trainer.resume=true "
+                          f"hydra.run.dir={run_dir}, or start over in another hydra.run.dir (or delete that dir)")
+    if resume and run_started(run_dir):
+        check_same_run(read_run_marker(run_dir), run_config)
 
-    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("trainer.resume", "hydra.run.dir"))]
-    return " ".join(["python train.py", *overrides, "trainer.resume=true", f"hydra.run.dir={run_dir}"])
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def _resume_request(argv: List[str]) -> Optional[Path]:
+    """The run dir of `trainer.resume=true hydra.run.dir=RUN`, else None."""
+    values = {_override_key(a): a.split("=", 1)[1] for a in argv if "=" in a and not a.startswith("-")}
+    if values.get("trainer.resume", "").lower() != "true" or "hydra.run.dir" not in values:
+        return None
+    return Path(values["hydra.run.dir"])
+
+
+def with_saved_overrides(argv: List[str]) -> List[str]:
+    """A resume's command line: the run's own overrides (kept in its run marker), then the
+    ones given now, which win. That a given one may change (budgets, logging) is checked
+    against the run's config once composed, before any data is read."""
+    run_dir = _resume_request(argv)
+    if run_dir is None or not run_started(run_dir):
+        return argv
+    saved = read_run_overrides(run_dir)
+    if saved is None:  # a run from before overrides were kept: the command line must repeat them
+        return argv
+    given = {_override_key(a) for a in argv if "=" in a and not a.startswith("-")}
+    kept = [o for o in saved if _override_key(o) not in given]
+    if kept:
+        log.info(f"resuming {run_dir} with its own overrides: {' '.join(kept)}")
+    return kept + argv
+
+
+def _program() -> str:
+    """How this run was started, for the commands the messages print."""
+    name = Path(sys.argv[0]).name
+    return "python train.py" if name == "train.py" else ("nlp-lstm-train" if name == "nlp-lstm-train" else
+                                                          f"python {sys.argv[0]}")
+
+
+def _resume_hint(run_dir: str) -> str:
+    return f"{_program()} trainer.resume=true hydra.run.dir={run_dir}"
 
 
 def _sweeper_direction() -> Optional[str]:
@@ -202,7 +248,9 @@ def hydra_main(cfg: DictConfig) -> float:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     try:
-        result = run(cfg)
+        from hydra.core.hydra_config import HydraConfig
+
+        result = run(cfg, overrides=[o for o in HydraConfig.get().overrides.task if _override_key(o) != "trainer.resume"])
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}. Resume with: {_resume_hint(cfg.paths.output_dir)}", file=sys.stderr)
         sys.exit(130)
@@ -267,6 +315,11 @@ def main() -> None:
         print(help_text(_config_dirs(sys.argv[1:])))
         return
     register_configs()
+    try:
+        sys.argv[1:] = with_saved_overrides(sys.argv[1:])
+    except NlpLstmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     _precheck_overrides(sys.argv[1:])
     hydra_main()
 

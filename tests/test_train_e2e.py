@@ -101,7 +101,7 @@ def test_resume_with_different_model_is_refused(tmp_path, text_corpus):
     proc = run_train(tmp_path / "run", common + ["model.hidden_size=32", "trainer.resume=true"], tmp_path / "data",
                      check=False)
     assert proc.returncode == 2
-    assert "error: config model.hidden_size=32 differs from the checkpoint's 24" in proc.stderr
+    assert "error: config model.hidden_size=32 differs from the run's 24" in proc.stderr
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, text_corpus):

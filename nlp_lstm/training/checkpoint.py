@@ -12,7 +12,7 @@ import hashlib
 import io
 import random
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -78,24 +78,54 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
 
 # A run marks its run dir as soon as it starts, before any data is read: `trainer.resume=true`
 # then tells a run killed before its first checkpoint (start it again from the beginning)
-# from a dir that never held a run (refused: most likely a wrong hydra.run.dir).
+# from a dir that never held a run (refused: most likely a wrong hydra.run.dir). The marker
+# also keeps the command line's overrides, so `trainer.resume=true hydra.run.dir=RUN` alone
+# resumes the run as it was started.
 RUN_MARKER = Path("checkpoints") / "run.json"
 
+# What a resumed run may not change (trainer.* budgets and logger.* it may).
+SAME_RUN_GROUPS = ("task", "data", "tokenizer", "model", "optim")
 
-def mark_run_started(run_dir: Path, run_config: Dict[str, Any]) -> None:
-    atomic_write_json(Path(run_dir) / RUN_MARKER, {"config": run_config})
+
+def mark_run_started(run_dir: Path, run_config: Dict[str, Any], overrides: Optional[List[str]] = None) -> None:
+    atomic_write_json(Path(run_dir) / RUN_MARKER, {"config": run_config, "overrides": list(overrides or [])})
 
 
 def run_started(run_dir: Path) -> bool:
     return (Path(run_dir) / RUN_MARKER).is_file()
 
 
-def read_run_marker(run_dir: Path) -> Dict[str, Any]:
-    """The config the run was started with."""
+def _read_marker(run_dir: Path) -> Dict[str, Any]:
     import json
 
     path = Path(run_dir) / RUN_MARKER
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["config"]
+        marker = json.loads(path.read_text(encoding="utf-8"))
+        marker["config"]  # noqa: B018 (every marker has it)
+        return marker
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise NlpLstmError(f"{path}: unreadable run marker ({type(exc).__name__}): delete the run dir to start afresh") from None
+
+
+def read_run_marker(run_dir: Path) -> Dict[str, Any]:
+    """The config the run was started with."""
+    return _read_marker(run_dir)["config"]
+
+
+def read_run_overrides(run_dir: Path) -> Optional[List[str]]:
+    """The command line's overrides the run was started with (None: a run from before they
+    were kept)."""
+    overrides = _read_marker(run_dir).get("overrides")
+    return None if overrides is None else [str(o) for o in overrides]
+
+
+def check_same_run(saved: Dict[str, Any], new: Dict[str, Any]) -> None:
+    """A resumed run must train what it started with; only budgets and logging may change."""
+    for group in SAME_RUN_GROUPS:
+        old, now = saved.get(group, {}), new.get(group, {})
+        for key in sorted(set(old) | set(now)):
+            if old.get(key) != now.get(key):
+                raise NlpLstmError(
+                    f"config {group}.{key}={now.get(key)!r} differs from the run's {old.get(key)!r}: a resumed run "
+                    f"trains what it started with (only trainer.* and logger.* may change); train something else "
+                    f"in a new hydra.run.dir")

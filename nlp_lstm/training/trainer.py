@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import recover_directory
-from nlp_lstm.training.checkpoint import (load_checkpoint, read_run_marker, rng_state, run_started,
+from nlp_lstm.training.checkpoint import (check_same_run, load_checkpoint, read_run_marker, rng_state, run_started,
                                           save_checkpoint, set_rng_state)
 from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, gather_objects
 from nlp_lstm.training.monitor import Monitor
@@ -123,7 +123,7 @@ class Trainer:
 
     def _restore(self) -> None:
         payload = load_checkpoint(self.checkpoint_path)
-        self._check_same_run(payload.get("config", {}))
+        check_same_run(payload.get("config", {}), self.run_config)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scheduler and payload["scheduler"]:
@@ -153,16 +153,6 @@ class Trainer:
         set_rng_state(rng)
         log.info(f"resumed from {self.checkpoint_path} at epoch {self.state['epoch']} step {self.state['step']}")
 
-    def _check_same_run(self, saved: Dict[str, Any]) -> None:
-        """A resumed run must train the same thing; only budgets and logging may change."""
-        for group in ("task", "data", "tokenizer", "model", "optim"):
-            old, new = saved.get(group, {}), self.run_config.get(group, {})
-            for key in sorted(set(old) | set(new)):
-                if old.get(key) != new.get(key):
-                    raise NlpLstmError(
-                        f"config {group}.{key}={new.get(key)!r} differs from the checkpoint's {old.get(key)!r}: "
-                        f"resume with the same overrides as the original run")
-
     # ------------------------------------------------------------------ loop
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of writes that a kill -9 interrupted (never complete, never read)."""
@@ -177,11 +167,14 @@ class Trainer:
             self._remove_stale_temporaries()
         if self.tcfg.resume and not self.checkpoint_path.exists() and run_started(self.run_dir):
             # Killed before its first checkpoint: a requeued job passes the same command.
-            self._check_same_run(read_run_marker(self.run_dir))
+            check_same_run(read_run_marker(self.run_dir), self.run_config)
             log.warning(f"{self.checkpoint_path}: no checkpoint yet (the run stopped before its first one): "
                         "starting the run from the beginning")
         elif self.tcfg.resume:
             self._restore()
+            finished = self._already_finished()
+            if finished is not None:
+                return finished
         self.monitor = Monitor(self.run_dir, self.cfg.logger.tensorboard,
                                purge_step=self.state["step"] + 1 if self.tcfg.resume else None,
                                writes=self.dist.is_main)
@@ -201,6 +194,24 @@ class Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.monitor.close()
+
+    def _already_finished(self) -> Optional[Dict[str, Any]]:
+        """A completed run resumed with no budget raised: nothing to train, score or write
+        again; its result is the one it reported."""
+        import json
+
+        try:
+            metrics = json.loads((self.run_dir / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        reason = self._budget_reason()
+        if metrics.get("status") != "completed" or reason is None or not metrics.get("best_valid"):
+            return None
+        log.info(f"{self.run_dir}: the run is complete ({reason} reached at step {self.state['step']}); "
+                 f"raise trainer.max_steps, max_epochs or max_time to train it further")
+        objective = self.task.objective_key or self.task.monitor_key
+        return {"best_valid": metrics["best_valid"], "test": metrics.get("test"), "train": metrics["train"],
+                "objective": {"metric": objective, "value": metrics["best_valid"][objective]}}
 
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is not None:  # a second Ctrl-C means: stop now

@@ -36,9 +36,10 @@ def test_signal_checkpoints_flushes_and_prints_the_resume_command(tmp_path, text
     step = load_checkpoint(run_dir / "checkpoints" / "last.pt")["trainer"]["step"]
     assert metrics["train"]["steps"] == step > 0
     assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
-    # The printed command resumes the run (with a budget, so that it ends).
+    # The printed command resumes the run as it is, the run's overrides being kept in its run
+    # dir (a budget is added, so that it ends).
     command = shlex.split(last.split("Resume with: ", 1)[1])
-    assert command[:2] == ["python", "train.py"] and "trainer.resume=true" in command
+    assert command == ["python", "train.py", "trainer.resume=true", f"hydra.run.dir={run_dir}"]
     resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), *command[2:], f"trainer.max_steps={step + 5}"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
