@@ -8,3 +8,11 @@ def load(path, device: str = "auto"):
     from nlp_lstm.api import load as _load
 
     return _load(path, device)
+
+
+def train(overrides=(), run_dir=None):
+    """Train as `python train.py OVERRIDES` would; returns the run dir, its metrics and the
+    trained model (see nlp_lstm.train_entry.train)."""
+    from nlp_lstm.train_entry import train as _train
+
+    return _train(overrides, run_dir)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import random
 import re
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import hydra
 import torch
@@ -43,23 +47,29 @@ def find_config_dir() -> str:
 CONFIG_DIR = find_config_dir()
 
 
-def compose_config(overrides: List[str], output_dir: os.PathLike) -> Config:
-    """The validated Config that `python train.py OVERRIDES` would train, via Hydra's
-    compose API (same files, same schemas), with `output_dir` as the run dir (Hydra's
-    own `hydra.run.dir` only exists under `@hydra.main`); any composition problem is one
+def compose(overrides: List[str], output_dir: os.PathLike) -> DictConfig:
+    """The config that `python train.py OVERRIDES` would train, via Hydra's compose API
+    (same files, same schemas), with `output_dir` as the run dir (Hydra's own
+    `hydra.run.dir` only exists under `@hydra.main`); any composition problem is one
     ConfigError line."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     register_configs()
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="compose"):
-            cfg = compose("config", overrides=list(overrides) + [f"paths.output_dir={output_dir}"])
+            cfg = hydra_compose("config", overrides=list(overrides) + [f"paths.output_dir={output_dir}"])
+        OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException, ValueError, TypeError) as exc:
         # (Hydra raises a bare ValueError for some bad overrides, e.g. `data=0`.)
         raise ConfigError(_composition_error(overrides, exc)) from None
-    return validate(cfg)
+    return cfg
+
+
+def compose_config(overrides: List[str], output_dir: os.PathLike) -> Config:
+    """compose(), validated: the dataclasses a run is built from."""
+    return validate(compose(overrides, output_dir))
 
 
 def _composition_error(overrides: List[str], exc: Exception) -> str:
@@ -183,11 +193,14 @@ def _resume_request(argv: List[str]) -> Optional[Path]:
     return Path(values["hydra.run.dir"])
 
 
-def with_saved_overrides(argv: List[str]) -> List[str]:
+def with_saved_overrides(argv: List[str], run_dir: Optional[Path] = None) -> List[str]:
     """A resume's command line: the run's own overrides (kept in its run marker), then the
     ones given now, which win. That a given one may change (budgets, logging) is checked
-    against the run's config once composed, before any data is read."""
-    run_dir = _resume_request(argv)
+    against the run's config once composed, before any data is read. `run_dir`: the run dir
+    when the command line does not name it (the Python API)."""
+    if run_dir is not None and _resume_request([*argv, f"hydra.run.dir={run_dir}"]) is None:
+        return argv
+    run_dir = run_dir if run_dir is not None else _resume_request(argv)
     if run_dir is None or not run_started(run_dir):
         return argv
     saved = read_run_overrides(run_dir)
@@ -198,6 +211,70 @@ def with_saved_overrides(argv: List[str]) -> List[str]:
     if kept:
         log.info(f"resuming {run_dir} with its own overrides: {' '.join(kept)}")
     return kept + argv
+
+
+@dataclass
+class TrainResult:
+    """What `nlp_lstm.train` returns: the run dir, its `metrics.json`, the objective a sweep
+    would read, and the trained model package (loaded on first use)."""
+
+    run_dir: Path
+    metrics: Dict[str, Any]
+    objective: Dict[str, Any]
+    device: str = "auto"
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def model(self):
+        if self._model is None:
+            from nlp_lstm.api import load
+
+            self._model = load(self.run_dir / "model", self.device)
+        return self._model
+
+
+def train(overrides: Sequence[str] = (), run_dir: Optional[os.PathLike] = None) -> TrainResult:
+    """Train as `python train.py OVERRIDES` would (the same groups, presets and checks), from
+    Python: into `run_dir` (default `outputs/<date>/<time>`, as the command line), logging to
+    its train.log (and to stderr where nothing else handles the logs). Errors raise
+    nlp_lstm exceptions carrying the command line's one-line messages."""
+    overrides = [str(o) for o in overrides]
+    hydra_keys = [o for o in overrides if _override_key(o).startswith("hydra")]
+    if hydra_keys:
+        raise ConfigError(f"overrides {' '.join(hydra_keys)}: Hydra's own settings are the command line's; "
+                          "give nlp_lstm.train(run_dir=...) for the run dir")
+    run_dir = Path(run_dir) if run_dir is not None else Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
+    check_sweeper_installed(overrides)
+    overrides = with_saved_overrides(overrides, run_dir)
+    cfg = compose(overrides, run_dir)
+    with _logging_to(run_dir / "train.log"):
+        result = run(cfg, overrides=[o for o in overrides if _override_key(o) != "trainer.resume"])
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    return TrainResult(run_dir, metrics, result["objective"], device=str(cfg.trainer.device))
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path):
+    """The project's log lines into `path` (as Hydra writes train.log), and to stderr when no
+    handler of the caller's would show them."""
+    logger = logging.getLogger("nlp_lstm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handlers = [logging.FileHandler(path, encoding="utf-8")]
+    if not logger.handlers and not logging.getLogger().handlers:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    level = logger.level
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
 
 
 def _program() -> str:
