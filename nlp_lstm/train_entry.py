@@ -73,15 +73,41 @@ def compose_config(overrides: List[str], output_dir: os.PathLike) -> Config:
 
 
 def _composition_error(overrides: List[str], exc: Exception) -> str:
-    """One line for a composition failure; the key by its full name where Hydra gives it
-    (a key that a config file sets but the schema lacks)."""
-    text = str(exc)
-    key = re.search(r"full_key: (\S+)", text)
+    """One line for a composition failure, naming the key or option and what would be right:
+    the key a misspelt one is close to, the options of a group, the type a value must have."""
+    import difflib
+
+    text, cause = str(exc), exc.__cause__
+    key = getattr(cause, "full_key", None) or next(iter(re.findall(r"full_key: (\S+)", text)), None)
+    if key and ("not in" in str(cause) or "Could not override" in text):  # a key the schema lacks
+        parent, _, leaf = key.rpartition(".")
+        fields = sorted(getattr(getattr(cause, "object_type", None), "__dataclass_fields__", {}))
+        close = difflib.get_close_matches(leaf, fields, n=1)
+        hint = (f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close
+                else f"known keys: {', '.join(fields)}" if fields else "no such key")
+        return f"config {key}: no such key in {parent or 'the config'} ({hint})"
+    if key and cause is not None and "could not be converted" in str(cause):  # a value of the wrong type
+        value = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
+        wanted = re.search(r"converted to (\w+)", str(cause)).group(1)
+        return f"config {key}={value}: not a valid {wanted.lower()}" if value is not None else \
+            f"config {key}: {_first_line(cause)}"
+    missing = re.search(r"Could not find '([^'/]+)/([^']+)'", text)
+    if missing:  # an option a group does not have
+        group, option = missing.groups()
+        options = [o.strip() for o in text.split(f"Available options in '{group}':", 1)[-1].split("Config search path")[0]
+                   .split("\n") if o.strip() and not o.strip().endswith("_schema")]
+        close = difflib.get_close_matches(option, options, n=1)
+        return (f"config {group}={option}: no such option ({'did you mean ' + close[0] + '? ' if close else ''}"
+                f"options: {', '.join(options)})")
+    group_missing = re.search(r"Could not override '([^']+)'\.\s*No match in the defaults list", text)
+    if group_missing:
+        return f"config {group_missing.group(1)}: no such config group or key"
     where = re.match(r"In '([^']+)'", text)
     if key:
         reason = next((line.strip() for line in text.splitlines()[1:] if line.strip()), "invalid key")
-        return f"config {key.group(1)}: {reason}" + (f" (in {where.group(1)})" if where else "")
-    return f"config overrides {' '.join(overrides)!r}: {_first_line(exc)}"
+        return f"config {key}: {reason}" + (f" (in {where.group(1)})" if where else "")
+    named = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in text] or overrides[:1] * (len(overrides) == 1)
+    return f"config {' '.join(named) or 'overrides'}: {_first_line(exc)}"
 
 
 def _first_line(exc: Exception) -> str:

@@ -182,3 +182,30 @@ def test_ptb_small_follows_zaremba_small_and_its_schedule():
         optimizer.step()  # an epoch of training, then the epoch's schedule step
         scheduler.step()
     assert rates == pytest.approx([1.0] * 4 + [0.5 ** k for k in range(1, 10)])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_tme=60", "config trainer.max_tme: no such key in trainer (did you mean trainer.max_time?)"),
+    ("model.hiden_size=10", "config model.hiden_size: no such key in model (did you mean model.hidden_size?)"),
+    ("model=bilstm_crff", "config model=bilstm_crff: no such option (did you mean bilstm_crf? "
+                          "options: awd, bilstm_crf, lm, medium, small, tagging)"),
+    ("trainer.max_steps=abc", "config trainer.max_steps=abc: not a valid integer"),
+    ("trainer.max_time=soon", "config trainer.max_time=soon: not a valid float"),
+    ("modl=small", "config modl: no such key in the config (did you mean model?)"),
+])
+def test_override_errors_are_one_line_saying_what_would_be_right(override, message):
+    """Hydra's own errors (a misspelt key without `+`, an unknown group option, a wrong type)
+    as one line: the suggestion, the options (never the schemas), the expected type, and no
+    repetition of the other overrides."""
+    from nlp_lstm.train_entry import compose_config
+
+    with pytest.raises(ConfigError) as info:
+        compose_config(["seed=3", override, "trainer.max_epochs=2"], "/tmp/unused")
+    assert str(info.value) == message
+
+
+def test_cli_override_error_is_one_line_and_exit_2(tmp_path):
+    proc = run_train(tmp_path / "run", ["trainer.max_tme=60", "seed=4"], tmp_path / "data", check=False)
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert lines == ["error: config trainer.max_tme: no such key in trainer (did you mean trainer.max_time?)"]
