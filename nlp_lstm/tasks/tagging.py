@@ -244,8 +244,8 @@ class TaggingTask(TrainingTask):
             if unknown:
                 log.info(f"{split}: {unknown} sentence(s) hold a tag never seen in train; "
                          f"it can never be predicted and is scored as an error")
-        sizes = {s: f"{len(v):,}" for s, v in self.splits.items()}
-        log.info(f"tagging corpus {cfg.data.name}: sentences {sizes}; {len(self.vocabs.words):,} words, "
+        sizes = ", ".join(f"{split} {len(sentences):,}" for split, sentences in self.splits.items())
+        log.info(f"tagging corpus {cfg.data.name}: sentences: {sizes}; {len(self.vocabs.words):,} words, "
                  f"{len(self.vocabs.tags)} tags ({self.scheme})")
         self.model = build_tagger(cfg.model, self.vocabs, self.scheme, self.feature_lm)
         if init_weights is not None:

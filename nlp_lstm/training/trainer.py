@@ -62,6 +62,36 @@ class _TrainingStep(torch.nn.Module):
         return self.output.loss
 
 
+# The line every trainer.log_every_n_steps: in train.log always, on a console only where no
+# progress bar shows the same numbers.
+progress_log = logging.getLogger("nlp_lstm.progress")
+
+
+class _NotOnTheBar(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != progress_log.name
+
+
+@contextlib.contextmanager
+def terminal_logging(bar_shown: bool):
+    """With a progress bar on the terminal: log lines print above it (tqdm's redirect), and
+    the console leaves out the progress lines, which the bar shows."""
+    if not bar_shown:
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    loggers = [logger for logger in (logging.getLogger(), logging.getLogger("nlp_lstm"))
+               if any(type(h) is logging.StreamHandler for h in logger.handlers)]
+    before = {h for logger in loggers for h in logger.handlers}
+    with logging_redirect_tqdm(loggers=loggers):
+        for logger in loggers:
+            for handler in logger.handlers:
+                if handler not in before:  # tqdm's stand-in for a console handler
+                    handler.addFilter(_NotOnTheBar())
+        yield
+
+
 class Trainer:
     def __init__(self, cfg, task: TrainingTask, run_dir: Path, device: torch.device,
                  run_config: Optional[Dict[str, Any]] = None, dist: DistInfo = SINGLE) -> None:
@@ -185,11 +215,13 @@ class Trainer:
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in previous:
             signal.signal(sig, self._on_signal)
+        self._show_bar = self.tcfg.progress_bar and sys.stderr.isatty() and self.dist.is_main
         try:
-            self._train_until_done()
-            if self._stop_signal:
-                self._interrupt()
-            return self._finish()
+            with terminal_logging(self._show_bar):
+                self._train_until_done()
+                if self._stop_signal:
+                    self._interrupt()
+                return self._finish()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -265,11 +297,11 @@ class Trainer:
                 self.task.start_epoch(s["epoch"])
                 s["in_epoch"] = True
             if bar is None:
+                # A bar only on a terminal, where each epoch's finished bar stays on screen; in a
+                # log file (no terminal) the progress lines of _log_train say the same.
                 bar = tqdm(total=self.task.steps_per_epoch(), desc=f"epoch {s['epoch'] + 1}", unit="step",
-                           initial=self.task.steps_done_in_epoch(), disable=not t.progress_bar,
-                           dynamic_ncols=True, leave=False,
-                           # In a log file (no terminal) print a line every 30 s, not every step.
-                           mininterval=0.5 if sys.stderr.isatty() else 30)
+                           initial=self.task.steps_done_in_epoch(), disable=not self._show_bar,
+                           dynamic_ncols=True, leave=True, mininterval=0.5)
             step_start = time.perf_counter()
             batch = self.task.next_batch()
             if batch is None:  # end of epoch
@@ -394,7 +426,22 @@ class Trainer:
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         self.monitor.scalars("train", metrics, s["step"])
-        bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "grad_norm"}, refresh=False)
+        shown = {k: f"{v:.4g}" for k, v in metrics.items()
+                 if k not in ("grad_norm", "skipped_steps") and not k.endswith("_per_sec")}
+        shown[f"{self.task.unit}/s"] = f"{metrics[f'{self.task.unit}_per_sec']:,.0f}"
+        if s["skipped_steps"]:
+            shown["skipped"] = s["skipped_steps"]
+        bar.set_postfix(shown, refresh=False)
+        progress_log.info(self._progress_line(metrics))
+
+    def _progress_line(self, metrics: Dict[str, float]) -> str:
+        """`step 1,200 | epoch 3 40% | loss 4.812 ppl 123 | lr 20 | 41,230 tokens/s`"""
+        s, done, total = self.state, self.task.steps_done_in_epoch(), self.task.steps_per_epoch()
+        epoch = f"epoch {s['epoch'] + 1}" + (f" {100 * done // max(1, total)}%" if total else "")
+        quality = " ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "ppl", "bpc", "acc") if k in metrics)
+        rate = f"{metrics[f'{self.task.unit}_per_sec']:,.0f} {self.task.unit}/s"
+        skipped = f" | skipped {s['skipped_steps']}" if s["skipped_steps"] else ""
+        return f"step {s['step']:,} | {epoch} | {quality} | lr {metrics['lr']:.3g} | {rate}{skipped}"
 
     # ------------------------------------------------------------------ evaluation
     @contextlib.contextmanager
