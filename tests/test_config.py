@@ -209,3 +209,8 @@ def test_cli_override_error_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
     assert lines == ["error: config trainer.max_tme: no such key in trainer (did you mean trainer.max_time?)"]
+
+
+def test_taggers_stop_early_by_default():
+    assert validate(_compose(["task=tagging"])).trainer.early_stopping_patience == 10
+    assert validate(_compose([])).trainer.early_stopping_patience is None  # the LM's 10-minute run
