@@ -216,3 +216,15 @@ def test_tagger_trained_with_language_modelling_cost(tmp_path):
     assert tagger.model.neighbour_words is None
     assert [t["tag"] for t in tagger.tag(["the old cat saw a dog ."])[0]] == \
         ["B-NP", "I-NP", "I-NP", "B-VP", "B-NP", "I-NP", "O"]
+
+
+def test_a_loaded_tagger_and_lm_say_what_they_are(trained_tagger, trained_lm):
+    tagger = nlp_lstm.load(trained_tagger["run_dir"] / "model", device="cpu")
+    shown = repr(tagger)
+    assert shown.startswith(f"Tagger({len(tagger.labels)} labels in iob2 [O, B-")
+    assert "crf head" in shown and f"{len(tagger.vocabs.words):,} words" in shown
+    assert "inputs: words, characters (cnn)" in shown and "fp32 on cpu" in shown
+    assert f"{sum(p.numel() for p in tagger.model.parameters()):,} parameters" in shown
+    lm = nlp_lstm.load(trained_lm["run_dir"] / "model", device="cpu")
+    assert repr(lm).startswith("LanguageModel(2 x 24 LSTM, word vocabulary of ")
+    assert f"{lm.tokenizer.vocab_size:,}" in repr(lm)

@@ -185,6 +185,14 @@ class LanguageModel:
         self.model, self.tokenizer, self.configs, self.device = model, tokenizer, configs, device
         self.model.eval()
 
+    def __repr__(self) -> str:
+        m = self.configs["model"]
+        direction = "bidirectional " if m.get("bidirectional") else ""
+        parameters = sum(p.numel() for p in self.model.parameters())
+        return (f"LanguageModel({direction}{m.get('num_layers')} x {m.get('hidden_size')} {m.get('cell', 'lstm').upper()}, "
+                f"{self.tokenizer.kind} vocabulary of {self.tokenizer.vocab_size:,}, {m.get('softmax', 'full')} softmax, "
+                f"{parameters:,} parameters on {self.device})")
+
     @classmethod
     def from_package(cls, path, meta, state_dict, device) -> "LanguageModel":
         tokenizer = load_tokenizer(Path(path) / "tokenizer")

@@ -485,6 +485,17 @@ class Tagger:
         return cls(model.to(device), vocabs, meta["configs"], device, feature_lm.tokenizer if feature_lm else None,
                    feature_taggers)
 
+    def __repr__(self) -> str:
+        m = self.configs["model"]
+        labels = self.labels
+        shown = ", ".join(labels[:8]) + (", ..." if len(labels) > 8 else "")
+        chars = [] if m.get("char_features") in (None, "none") else [f"characters ({m['char_features']})"]
+        inputs = ["words", *chars, *(f"column {name}" for name in self.feature_columns)]
+        parameters = sum(p.numel() for p in self.model.parameters())
+        return (f"Tagger({len(labels)} labels in {self.corpus_scheme} [{shown}], {m.get('head')} head, "
+                f"{len(self.vocabs.words):,} words, inputs: {', '.join(inputs)}, {parameters:,} parameters, "
+                f"{self.precision} on {self.device})")
+
     @property
     def feature_columns(self) -> Dict[str, int]:
         """Extra input columns the model reads besides the word (e.g. {"pos": 1})."""
