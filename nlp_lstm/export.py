@@ -82,8 +82,11 @@ def export_tagger(tagger, out_dir: Path) -> Dict[str, Any]:
     wrapper = _Emissions(model, names).eval()
     sample = example_inputs(tagger, [["The", "old", "man", "saw", "it", "."], ["Yes", "."]])
     batch, time, chars = torch.export.Dim("batch"), torch.export.Dim("time"), torch.export.Dim("chars")
-    # the input columns arrive as forward's *features: one nested tuple in dynamic_shapes
-    shapes = ({0: batch, 1: time}, {0: batch, 1: time, 2: chars}, {0: batch}, tuple({0: batch, 1: time} for _ in names))
+    # The input columns arrive as forward's *features: one nested tuple in dynamic_shapes,
+    # and none at all for a tagger without columns (torch.export counts the entries).
+    shapes = ({0: batch, 1: time}, {0: batch, 1: time, 2: chars}, {0: batch})
+    if names:
+        shapes += (tuple({0: batch, 1: time} for _ in names),)
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp, torch.no_grad(), rnn.fused_gru_on_cpu(), _quiet_exporter():
         try:
