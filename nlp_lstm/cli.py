@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dynamic evaluation: pull towards the trained weights per step")
     ev.add_argument("--dynamic-batch-size", type=_positive_int, default=1,
                     help="dynamic evaluation: rows read in parallel (1: the text in order, as the paper)")
+    ev.add_argument("--dynamic-stats-batches", type=_positive_int, default=None,
+                    help="dynamic evaluation, rms: batches of the training split its gradient statistics are "
+                         "taken from (default: all of it, as the paper)")
     ev.add_argument("--device", default="auto")
 
     tag = sub.add_parser("tag", help="tag text with a sequence tagger (streams: any input size)")
@@ -247,10 +250,11 @@ def _cmd_evaluate(args) -> None:
         metrics = model.evaluate(splits[args.split], args.predictions)
         print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
         return
+    data_cfg = DataConfig(**model.configs["data"])
+    splits = None
     if args.file is not None:
         source, lines = args.file, _read_input(args.file, "text file")
     else:
-        data_cfg = DataConfig(**model.configs["data"])
         splits = read_lm_splits(data_cfg, data_dir)
         if args.split not in splits:
             raise NlpLstmError(f"{args.model}: its corpus {data_cfg.name!r} has no {args.split} split")
@@ -271,11 +275,19 @@ def _cmd_evaluate(args) -> None:
         metrics["cache"] = {"size": args.cache_size, "ppl_without": report["ppl"], "settings": report["cache"],
                             "tokens_per_sec": per_second(report["tokens"], start)}
     if args.dynamic_eval:
+        train_lines = None
+        if args.dynamic_eval == "rms":  # Krause et al. take the gradient statistics from the training text
+            splits = splits if splits is not None else read_lm_splits(data_cfg, data_dir)
+            if "train" not in splits:
+                raise NlpLstmError(f"--dynamic-eval rms: its gradient statistics come from the training split, "
+                                   f"and {args.model}'s corpus {data_cfg.name!r} has none")
+            train_lines = splits["train"]
         start = time.perf_counter()
         dynamic = model.score_lines_dynamic(lines, args.dynamic_lr, args.dynamic_decay,
-                                            args.dynamic_eval, args.dynamic_batch_size)
+                                            args.dynamic_eval, args.dynamic_batch_size, train_lines=train_lines,
+                                            statistics_batches=args.dynamic_stats_batches)
         metrics["dynamic"] = {"method": args.dynamic_eval, "lr": args.dynamic_lr, "decay": args.dynamic_decay,
-                              "ppl_without": metrics["ppl"], "ppl": dynamic["ppl"],
+                              "rows": dynamic["rows"], "ppl_without": metrics["ppl"], "ppl": dynamic["ppl"],
                               "tokens_per_sec": per_second(dynamic["tokens"], start)}
     report = {**({"file": source} if isinstance(source, str) else source), **metrics}
     if args.json:

@@ -1,5 +1,6 @@
 """The neural cache pointer against a brute-force per-token interpolation on a tiny model."""
 
+import copy
 import json
 import math
 
@@ -113,26 +114,28 @@ def test_dynamic_evaluation_never_sees_a_token_before_scoring_it(method, softmax
     """Changing the token at position k leaves the NLL of every token before it unchanged
     (in its own window, which is scored before its update, and all earlier ones); with lr 0
     it is ordinary evaluation."""
-    from nlp_lstm.tasks.lm_dynamic import score_dynamic
+    from nlp_lstm.tasks.lm_dynamic import gradient_statistics, score_dynamic
     from nlp_lstm.tasks.lm_scoring import score_stream
 
     model = _tiny_lm(softmax)
     rng = np.random.default_rng(2)
     ids = rng.integers(2, 12, size=40)
+    statistics = gradient_statistics(model, rng.integers(2, 12, size=50), 1, 2, 5, torch.device("cpu"))
     run = lambda stream, lr: score_dynamic(model, stream, 1, 1, 5, torch.device("cpu"), lr, 0.01, method,  # noqa
-                                           rms_windows=2, per_token=True)
-    base = run(ids, 0.5)
+                                           statistics=statistics, per_token=True)
+    lr = 0.5 if method == "sgd" else 0.002
+    base = run(ids, lr)
     for k in (7, 23, 39):
         changed = ids.copy()
         changed[k] = 2 if ids[k] != 2 else 3
-        other = run(changed, 0.5)
+        other = run(changed, lr)
         assert torch.equal(base["per_token"][0, :k], other["per_token"][0, :k]), k
         if k + 1 < len(ids):
             assert not torch.equal(base["per_token"][0, k + 1:], other["per_token"][0, k + 1:])
     static = score_stream(model, ids, 1, 1, 5, torch.device("cpu"))
     assert run(ids, 0.0)["nll"] == pytest.approx(static["loss"] * static["tokens"], rel=1e-5)
     before = [p.clone() for p in model.parameters()]
-    run(ids, 0.5)
+    run(ids, lr)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the given model is untouched
 
 
@@ -142,8 +145,29 @@ def test_dynamic_evaluation_lowers_perplexity_on_repeated_text(trained_lm):
     lm = nlp_lstm.load(trained_lm["run_dir"] / "model", device="cpu")
     lines = ["river the found mat past bird talked committee sister"] * 40
     static = lm.score_lines(lines, batch_size=1)["ppl"]
-    for method, lr in (("sgd", 1.0), ("rms", 0.01)):
-        assert lm.score_lines_dynamic(lines, lr, 0.0, method)["ppl"] < 0.7 * static, method
+    train = trained_lm["corpus"]["train"].read_text(encoding="utf-8").splitlines()
+    for method, lr in (("sgd", 1.0), ("rms", 0.003)):
+        assert lm.score_lines_dynamic(lines, lr, 0.0, method, train_lines=train)["ppl"] < 0.7 * static, method
+
+
+def test_evaluate_cli_takes_rms_statistics_from_the_training_split(trained_lm, tmp_path, capsys):
+    """On a file as on a split, `rms` reads the model's training split for its gradient
+    statistics: the numbers are the API's with the training text given."""
+    import nlp_lstm
+    from nlp_lstm.cli import main
+
+    lm = nlp_lstm.load(trained_lm["run_dir"] / "model", device="cpu")
+    lines = ["river the found mat past bird talked committee sister"] * 10
+    text = tmp_path / "odd.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["evaluate", str(trained_lm["run_dir"] / "model"), str(text), "--data-dir",
+                 str(trained_lm["data_dir"]), "--dynamic-eval", "rms", "--dynamic-lr", "0.003",
+                 "--dynamic-stats-batches", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    train = trained_lm["corpus"]["train"].read_text(encoding="utf-8").splitlines()
+    expected = lm.score_lines_dynamic(lines, 0.003, 0.0, "rms", train_lines=train, statistics_batches=3)
+    assert report["dynamic"]["ppl"] == pytest.approx(expected["ppl"], rel=1e-6)
+    assert report["dynamic"]["rows"] == 1 and report["dynamic"]["ppl"] < report["ppl"]
 
 
 def test_evaluate_cli_reports_dynamic_evaluation(trained_lm):
@@ -153,3 +177,108 @@ def test_evaluate_cli_reports_dynamic_evaluation(trained_lm):
     report = json.loads(out.stdout)
     assert report["dynamic"]["ppl_without"] == report["ppl"] and report["dynamic"]["ppl"] > 0
     assert report["dynamic"]["tokens_per_sec"] > 0
+
+
+def _dynamic_brute_force(model, ids, eos, bptt, lr, decay, rms=None, eps=0.0):
+    """Krause et al. (2018) written out: one row, window by window; each window is scored,
+    then every weight moves from its value w *before* the step,
+        sgd: w <- w - lr g + decay (w0 - w)
+        rms: w <- w - lr g / (rms + eps) + decay min(norm, 1 / decay) (w0 - w),
+    g the gradient of the window's mean NLL (zero for a weight the window did not reach),
+    rms the root mean squared gradient per weight, norm = rms / (mean over the parameter
+    tensors of each one's mean rms)."""
+    from nlp_lstm.models.rnn import detach_state
+
+    model = copy.deepcopy(model)
+    model.eval()
+    names = [n for n, _ in model.named_parameters()]
+    w0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    norm = None
+    if rms is not None:
+        average = sum(float(rms[n].mean()) for n in names) / len(names)
+        norm = {n: (rms[n] / average).clamp(max=1 / decay) if decay else rms[n] / average for n in names}
+    inputs = [eos] + list(ids[:-1])
+    state = model.initial_state(1)[0]
+    total = 0.0
+    for start in range(0, len(ids), bptt):
+        x = torch.tensor([inputs[start:start + bptt]])
+        y = torch.tensor([list(ids[start:start + bptt])])
+        model.zero_grad()
+        features, state = model(x, state, 0)
+        state = detach_state(state)
+        log_probs = torch.log_softmax(model.logits(features).float(), -1)
+        nll = -log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        total += float(nll.detach().double().sum())
+        nll.mean().backward()
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                w = p.detach().clone()
+                g = p.grad if p.grad is not None else torch.zeros_like(w)
+                if rms is None:
+                    p.copy_(w - lr * g + decay * (w0[n] - w))
+                else:
+                    p.copy_(w - lr * g / (rms[n] + eps) + decay * norm[n] * (w0[n] - w))
+    return total
+
+
+def _rms_brute_force(model, ids, eos, bptt):
+    """Root mean squared gradient of each weight over the windows of one row of `ids`."""
+    from nlp_lstm.models.rnn import detach_state
+
+    model = copy.deepcopy(model)
+    model.eval()
+    squares = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    inputs = [eos] + list(ids[:-1])
+    state = model.initial_state(1)[0]
+    windows = 0
+    for start in range(0, len(ids), bptt):
+        x = torch.tensor([inputs[start:start + bptt]])
+        y = torch.tensor([list(ids[start:start + bptt])])
+        model.zero_grad()
+        features, state = model(x, state, 0)
+        state = detach_state(state)
+        log_probs = torch.log_softmax(model.logits(features).float(), -1)
+        (-log_probs.gather(-1, y.unsqueeze(-1))).mean().backward()
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                squares[n] += p.grad * p.grad
+        windows += 1
+    return {n: (s / windows).sqrt() for n, s in squares.items()}
+
+
+@pytest.mark.parametrize("softmax", sorted(SOFTMAXES))
+def test_dynamic_sgd_is_krause_rule_against_a_brute_force(softmax):
+    """Large lr and decay, where applying the decay after the step (w <- (w - lr g) + decay
+    (w0 - (w - lr g))) and the paper's rule differ clearly."""
+    from nlp_lstm.tasks.lm_dynamic import score_dynamic
+
+    model = _tiny_lm(softmax)
+    ids = np.random.default_rng(3).integers(2, 12, size=40)
+    expected = _dynamic_brute_force(model, list(ids), 1, 5, lr=2.0, decay=0.3)
+    result = score_dynamic(model, ids, 1, 1, 5, torch.device("cpu"), 2.0, 0.3, "sgd")
+    assert result["tokens"] == len(ids)
+    assert result["nll"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("softmax", sorted(SOFTMAXES))
+def test_dynamic_rms_is_krause_rule_with_training_statistics_against_a_brute_force(softmax):
+    """The RMS rule with its gradient statistics from training text (not the text scored),
+    the decay rate clipped at 1 / decay so no weight overshoots w0."""
+    from nlp_lstm.tasks.lm_dynamic import gradient_statistics, score_dynamic
+
+    model = _tiny_lm(softmax)
+    rng = np.random.default_rng(4)
+    train, ids = rng.integers(2, 12, size=60), rng.integers(2, 12, size=40)
+    rms = _rms_brute_force(model, list(train), 1, 5)
+    statistics = gradient_statistics(model, train, 1, 1, 5, torch.device("cpu"))
+    for (name, _), root in zip(model.named_parameters(), statistics):
+        assert torch.allclose(root, rms[name], rtol=1e-4, atol=1e-7), name
+    lr, decay, eps = 0.003, 0.4, 1e-3
+    average = sum(float(r.mean()) for r in rms.values()) / len(rms)
+    assert max(float(r.max()) for r in rms.values()) / average > 1 / decay  # some rates are clipped
+    expected = _dynamic_brute_force(model, list(ids), 1, 5, lr, decay, rms=rms, eps=eps)
+    result = score_dynamic(model, ids, 1, 1, 5, torch.device("cpu"), lr, decay, "rms",
+                           statistics=statistics, eps=eps)
+    assert result["nll"] == pytest.approx(expected, rel=1e-5)
+    static = score_dynamic(model, ids, 1, 1, 5, torch.device("cpu"), 0.0, 0.0, "rms", statistics=statistics)
+    assert abs(result["nll"] - static["nll"]) > 1e-3  # the updates did something

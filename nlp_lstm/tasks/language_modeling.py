@@ -15,6 +15,7 @@ from nlp_lstm.config import ModelConfig
 from nlp_lstm.data.lm_batches import TrainStream, window_length
 from nlp_lstm.data.lm_corpus import LMCorpus, SplitStats, prepare_lm_corpus
 from nlp_lstm.data.tokenizers import Tokenizer, load_tokenizer, save_tokenizer
+from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.generation import sample
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.rnn import detach_state, mask_state
@@ -227,15 +228,28 @@ class LanguageModel:
                                              size, settings))
 
     def score_lines_dynamic(self, lines: Sequence[str], lr: float, decay: float = 0.0, method: str = "sgd",
-                            batch_size: int = 1, bptt: Optional[int] = None) -> Dict[str, Any]:
+                            batch_size: int = 1, bptt: Optional[int] = None,
+                            train_lines: Optional[Sequence[str]] = None,
+                            statistics_batches: Optional[int] = None) -> Dict[str, Any]:
         """Perplexity under dynamic evaluation (`nlp_lstm.tasks.lm_dynamic`), forward direction;
-        the loaded model itself is left unchanged."""
+        the loaded model itself is left unchanged. `rms` takes its gradient statistics from
+        `train_lines`, the model's training text (the first `statistics_batches` batches)."""
         from nlp_lstm.metrics import safe_exp
-        from nlp_lstm.tasks.lm_dynamic import score_dynamic
+        from nlp_lstm.tasks.lm_dynamic import STATISTICS_BATCH_SIZE, gradient_statistics, score_dynamic
 
         ids, bptt = self._stream(lines, bptt)
-        result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device, lr, decay, method)
-        return {"tokens": result["tokens"], "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))}
+        statistics = None
+        if method == "rms":
+            if not train_lines:
+                raise NlpLstmError("dynamic evaluation rms: its gradient statistics come from the model's "
+                                   "training text, and none was given")
+            train_ids, _ = self._stream(train_lines, bptt)
+            statistics = gradient_statistics(self.model, train_ids, self.tokenizer.eos_id, STATISTICS_BATCH_SIZE,
+                                             bptt, self.device, statistics_batches)
+        result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device, lr, decay,
+                               method, statistics)
+        return {"tokens": result["tokens"], "rows": result["rows"],
+                "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))}
 
     def score_file(self, path, batch_size: int = 10, progress: Optional[bool] = None) -> Dict[str, float]:
         """Metrics of a text file ('-': stdin) of any size: its lines are encoded in chunks to a
