@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cache: flatness of its softmax; a comma-separated list tries each")
     ev.add_argument("--cache-lambda", type=_float_list, default=[0.1],
                     help="cache: weight of the cache in the mixture, in [0, 1]; a comma-separated list tries each")
+    ev.add_argument("--cache-batch-size", type=_positive_int, default=1,
+                    help="cache: rows read in parallel, each with its own cache and none shorter than the "
+                         "cache (1: the text in order, every token with its full history)")
     ev.add_argument("--dynamic-eval", choices=("sgd", "rms"), default=None,
                     help="LMs: also score with dynamic evaluation (Krause et al. 2018): a gradient step on "
                          "each window after scoring it")
@@ -271,9 +274,9 @@ def _cmd_evaluate(args) -> None:
             raise NlpLstmError(f"--cache-lambda {args.cache_lambda}: each must be in [0, 1]")
         settings = [(theta, lam) for theta in args.cache_theta for lam in args.cache_lambda]
         start = time.perf_counter()
-        report = model.score_lines_with_cache(lines, args.cache_size, settings, args.batch_size)
-        metrics["cache"] = {"size": args.cache_size, "ppl_without": report["ppl"], "settings": report["cache"],
-                            "tokens_per_sec": per_second(report["tokens"], start)}
+        report = model.score_lines_with_cache(lines, args.cache_size, settings, args.cache_batch_size)
+        metrics["cache"] = {"size": args.cache_size, "rows": report["rows"], "ppl_without": report["ppl"],
+                            "settings": report["cache"], "tokens_per_sec": per_second(report["tokens"], start)}
     if args.dynamic_eval:
         train_lines = None
         if args.dynamic_eval == "rms":  # Krause et al. take the gradient statistics from the training text

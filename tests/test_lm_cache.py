@@ -16,7 +16,8 @@ from nlp_lstm.tasks.lm_cache import score_with_cache
 
 def _brute_force(model, ids, eos, size, theta, lam):
     """One row, token by token: the model reads <eos> then the stream; at each position t the
-    cache holds the states of the `size` previous positions and the tokens that followed."""
+    cache holds the states of the `size` previous positions and the tokens that followed.
+    In log space, in float64: exact for tokens of any probability."""
     model.eval()
     with torch.no_grad():
         inputs = torch.tensor([[eos] + list(ids[:-1])])
@@ -25,17 +26,21 @@ def _brute_force(model, ids, eos, size, theta, lam):
         log_probs = torch.log_softmax(model.logits(features).float(), -1)
     plain = cached = 0.0
     for t, target in enumerate(ids):
-        p_model = math.exp(float(log_probs[t, target]))
-        plain -= math.log(p_model)
+        log_model = float(log_probs[t, target])
+        plain -= log_model
         history = range(max(0, t - size), t)
         if not history:
-            cached -= math.log(p_model)
+            cached -= log_model
             continue
         scores = [theta * float(features[t] @ features[i]) for i in history]
         top = max(scores)
         weights = [math.exp(s - top) for s in scores]
         p_cache = sum(w for w, i in zip(weights, history) if ids[i] == target) / sum(weights)
-        cached -= math.log((1 - lam) * p_model + lam * p_cache)
+        terms = [math.log(1 - lam) + log_model] if lam < 1 else []
+        if lam > 0 and p_cache > 0:
+            terms.append(math.log(lam) + math.log(p_cache))
+        top = max(terms)
+        cached -= top + math.log(sum(math.exp(x - top) for x in terms))
     return plain, cached
 
 
@@ -73,14 +78,16 @@ def test_no_token_is_in_the_cache_before_it_is_scored():
 
 def test_repeated_text_gets_a_lower_perplexity_with_the_cache(trained_lm):
     """The CLI on the toy corpus repeated: the cache helps, the plain ppl is the one of
-    `nlp-lstm evaluate` without it, and each setting is reported with its speed."""
+    `nlp-lstm evaluate` without it on as many rows, and each setting is reported with its
+    speed."""
     model = str(trained_lm["run_dir"] / "model")
     out = run_cli(["evaluate", model, "--split", "valid", "--data-dir", str(trained_lm["data_dir"]),
-                   "--cache-size", "200", "--cache-theta", "0.3,1.0", "--cache-lambda", "0.1,0.3"])
+                   "--batch-size", "1", "--cache-size", "200", "--cache-theta", "0.3,1.0",
+                   "--cache-lambda", "0.1,0.3"])
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     cache = report["cache"]
-    assert cache["ppl_without"] == pytest.approx(report["ppl"], rel=1e-4)
+    assert cache["rows"] == 1 and cache["ppl_without"] == pytest.approx(report["ppl"], rel=1e-4)
     assert len(cache["settings"]) == 4 and cache["tokens_per_sec"] > 0 and report["tokens_per_sec"] > 0
     assert [s["ppl"] for s in cache["settings"]] == sorted(s["ppl"] for s in cache["settings"])  # best first
 
@@ -93,6 +100,62 @@ def test_the_cache_lowers_perplexity_on_repeated_text(trained_lm):
     lines = ["river the found mat past bird talked committee sister"] * 15
     report = lm.score_lines_with_cache(lines, 500, [(0.3, 0.3)], batch_size=1)
     assert report["cache"][0]["ppl"] < 0.5 * report["ppl"]
+
+
+def test_cache_nll_is_exact_for_tokens_of_tiny_probability():
+    """A token the model gives log p = -300: exp then log in fp32 made the plain NLL
+    infinite, and a clamp at 1e-30 capped the cache's NLL of such a token at 69 nats."""
+    torch.manual_seed(0)
+    model = RNNLanguageModel(ModelConfig(emb_size=8, hidden_size=8, num_layers=1), 12)
+    with torch.no_grad():
+        model.decoder.bias[3] = -300.0
+    ids = np.array([4, 5, 3, 6, 4, 5, 3, 7, 2, 3])
+    result = score_with_cache(model, ids, 1, 1, 4, torch.device("cpu"), 50, [(0.5, 0.3), (1.0, 0.0)])
+    plain, cached = _brute_force(model, list(ids), 1, 50, 0.5, 0.3)
+    assert plain > 900  # three tokens of about 300 nats each
+    assert result["nll"] == pytest.approx(plain, rel=1e-5)
+    assert result["cache"][(0.5, 0.3)] == pytest.approx(cached, rel=1e-5)
+    assert result["cache"][(1.0, 0.0)] == pytest.approx(plain, rel=1e-5)
+
+
+def _surprising_block(lm, lines=7, words=10, seed=0):
+    """Lines of the model's own words in a random order: text it finds surprising."""
+    import random
+
+    vocab = [w for w in lm.tokenizer.token_strings(range(lm.tokenizer.vocab_size)) if w.isalpha()]
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(vocab) for _ in range(words)) for _ in range(lines)]
+
+
+def test_cache_scores_the_text_in_one_row_by_default(trained_lm, tmp_path, capsys):
+    """A block repeated 8 times, scored by `evaluate` with the cache: the text is read as one
+    row with one cache (the brute force's number), not cut into --batch-size rows each with
+    its own cache that never sees the block repeat; the report says how many rows."""
+    import nlp_lstm
+    from nlp_lstm.cli import main
+
+    lm = nlp_lstm.load(trained_lm["run_dir"] / "model", device="cpu")
+    lines = _surprising_block(lm) * 8
+    text = tmp_path / "repeated.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["evaluate", str(trained_lm["run_dir"] / "model"), str(text), "--cache-size", "200",
+                 "--cache-theta", "0.5", "--cache-lambda", "0.5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    ids = lm.tokenizer.encode_lines(lines)
+    _, cached = _brute_force(lm.model, ids, lm.tokenizer.eos_id, 200, 0.5, 0.5)
+    assert report["cache"]["rows"] == 1
+    assert report["cache"]["settings"][0]["ppl"] == pytest.approx(math.exp(cached / len(ids)), rel=1e-4)
+    assert report["cache"]["settings"][0]["ppl"] < 0.5 * report["ppl"]
+
+
+def test_cache_rows_are_never_shorter_than_the_cache():
+    """More rows asked for than the text fills with `size` tokens each: fewer, longer rows."""
+    model = _tiny_lm()
+    ids = np.random.default_rng(5).integers(2, 12, size=100)
+    result = score_with_cache(model, ids, 1, 8, 5, torch.device("cpu"), 30, [(0.5, 0.3)])
+    assert result["rows"] == 3  # 100 tokens: rows of at least 30
+    assert result == score_with_cache(model, ids, 1, 3, 5, torch.device("cpu"), 30, [(0.5, 0.3)])
+    assert score_with_cache(model, ids[:20], 1, 8, 5, torch.device("cpu"), 30, [(0.5, 0.3)])["rows"] == 1
 
 
 def test_bad_cache_lambda_is_one_line(trained_lm):

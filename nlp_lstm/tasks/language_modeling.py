@@ -217,10 +217,11 @@ class LanguageModel:
         return score_stream(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
                             stats.words, stats.chars, self.tokenizer.kind)
 
-    def score_lines_with_cache(self, lines: Sequence[str], size: int, settings, batch_size: int = 10,
+    def score_lines_with_cache(self, lines: Sequence[str], size: int, settings, batch_size: int = 1,
                                bptt: Optional[int] = None) -> Dict[str, Any]:
         """Perplexity with the neural cache pointer for each (theta, lambda) in `settings`, and
-        without it; the forward direction (`nlp_lstm.tasks.lm_cache`)."""
+        without it; the forward direction (`nlp_lstm.tasks.lm_cache`). One row by default:
+        the cache of a row never sees the other rows' text."""
         from nlp_lstm.tasks.lm_cache import cache_report, score_with_cache
 
         ids, bptt = self._stream(lines, bptt)
