@@ -228,17 +228,26 @@ class LanguageModel:
         return cache_report(score_with_cache(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
                                              size, settings))
 
-    def score_lines_dynamic(self, lines: Sequence[str], lr: float, decay: float = 0.0, method: str = "sgd",
+    def score_lines_dynamic(self, lines: Sequence[str], lr=None, decay=None, method: str = "sgd",
                             batch_size: int = 1, bptt: Optional[int] = None,
                             train_lines: Optional[Sequence[str]] = None,
                             statistics_batches: Optional[int] = None) -> Dict[str, Any]:
-        """Perplexity under dynamic evaluation (`nlp_lstm.tasks.lm_dynamic`), forward direction;
-        the loaded model itself is left unchanged. `rms` takes its gradient statistics from
-        `train_lines`, the model's training text (the first `statistics_batches` batches)."""
+        """Perplexity under dynamic evaluation (`nlp_lstm.tasks.lm_dynamic`) for every
+        combination of `lr` and `decay` (each a number or a list; None: the method's
+        `default_settings`), best first, beside the plain perplexity on the same rows;
+        forward direction; the loaded model itself is left unchanged. `rms` takes its
+        gradient statistics from `train_lines`, the model's training text (the first
+        `statistics_batches` batches)."""
         from nlp_lstm.metrics import safe_exp
-        from nlp_lstm.tasks.lm_dynamic import STATISTICS_BATCH_SIZE, gradient_statistics, score_dynamic
+        from nlp_lstm.tasks.lm_dynamic import (STATISTICS_BATCH_SIZE, default_settings, gradient_statistics,
+                                               score_dynamic)
 
         ids, bptt = self._stream(lines, bptt)
+        default_lrs, default_decays = default_settings(method, bptt)
+        lrs = default_lrs if lr is None else [lr] if isinstance(lr, (int, float)) else list(lr)
+        decays = default_decays if decay is None else [decay] if isinstance(decay, (int, float)) else list(decay)
+        if not lrs or not decays:
+            raise NlpLstmError(f"dynamic evaluation: no setting to try (lr {lrs}, decay {decays})")
         statistics = None
         if method == "rms":
             if not train_lines:
@@ -247,10 +256,16 @@ class LanguageModel:
             train_ids, _ = self._stream(train_lines, bptt)
             statistics = gradient_statistics(self.model, train_ids, self.tokenizer.eos_id, STATISTICS_BATCH_SIZE,
                                              bptt, self.device, statistics_batches)
-        result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device, lr, decay,
-                               method, statistics)
-        return {"tokens": result["tokens"], "rows": result["rows"],
-                "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))}
+        settings = []
+        for lr_ in lrs:
+            for decay_ in decays:
+                result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
+                                       lr_, decay_, method, statistics)
+                settings.append({"lr": lr_, "decay": decay_, "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))})
+        settings.sort(key=lambda r: r["ppl"])
+        # The plain number on as many rows: each row starts from a zero state, so it depends on them.
+        plain = self.score_lines(lines, result["rows"], bptt)
+        return {"tokens": result["tokens"], "rows": result["rows"], "ppl": plain["ppl"], "settings": settings}
 
     def score_file(self, path, batch_size: int = 10, progress: Optional[bool] = None) -> Dict[str, float]:
         """Metrics of a text file ('-': stdin) of any size: its lines are encoded in chunks to a
