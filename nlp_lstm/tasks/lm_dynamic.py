@@ -126,13 +126,15 @@ def score_dynamic(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: in
             for i, (p, g, p0) in enumerate(zip(params, grads, original)):
                 # The pull towards w0 reads w before the gradient step, as the rule is
                 # written; a weight the window did not reach (g None) is only pulled back.
-                pull = (p0 - p) * rates[i] if method == "rms" else p0 - p
+                pull = None
+                if decay:
+                    pull = (p0 - p) * rates[i] if method == "rms" else p0 - p
                 if g is not None:
                     if method == "sgd":
                         p.add_(g, alpha=-lr)
                     else:
                         p.addcdiv_(g, denominators[i], value=-lr)
-                if decay:
+                if pull is not None:
                     p.add_(pull, alpha=decay)
     out: Dict = {"tokens": tokens, "nll": float(total), "rows": rows}
     if per_token:
