@@ -112,14 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cache: flatness of its softmax; a comma-separated list tries each")
     ev.add_argument("--cache-lambda", type=_float_list, default=[0.1],
                     help="cache: weight of the cache in the mixture, in [0, 1]; a comma-separated list tries each")
+    ev.add_argument("--cache-batch-size", type=_positive_int, default=1,
+                    help="cache: rows read in parallel, each with its own cache and none shorter than the "
+                         "cache (1: the text in order, every token with its full history)")
     ev.add_argument("--dynamic-eval", choices=("sgd", "rms"), default=None,
                     help="LMs: also score with dynamic evaluation (Krause et al. 2018): a gradient step on "
                          "each window after scoring it")
-    ev.add_argument("--dynamic-lr", type=float, default=1e-4, help="dynamic evaluation: step size")
-    ev.add_argument("--dynamic-decay", type=float, default=0.0,
-                    help="dynamic evaluation: pull towards the trained weights per step")
+    ev.add_argument("--dynamic-lr", type=_float_list, default=None,
+                    help="dynamic evaluation: step size; a comma-separated list tries each (default: sgd 0.5,1; "
+                         "rms 5e-5,1e-4 times the window length / 5)")
+    ev.add_argument("--dynamic-decay", type=_float_list, default=None,
+                    help="dynamic evaluation: pull towards the trained weights per step, in [0, 1]; a "
+                         "comma-separated list tries each (default: sgd 0; rms 0.002 times the window length / 5)")
     ev.add_argument("--dynamic-batch-size", type=_positive_int, default=1,
                     help="dynamic evaluation: rows read in parallel (1: the text in order, as the paper)")
+    ev.add_argument("--dynamic-stats-batches", type=_positive_int, default=None,
+                    help="dynamic evaluation, rms: batches of the training split its gradient statistics are "
+                         "taken from (default: all of it, as the paper)")
     ev.add_argument("--device", default="auto")
 
     tag = sub.add_parser("tag", help="tag text with a sequence tagger (streams: any input size)")
@@ -247,10 +256,11 @@ def _cmd_evaluate(args) -> None:
         metrics = model.evaluate(splits[args.split], args.predictions)
         print(json.dumps({"data": data_cfg.name, "split": args.split, **metrics}))
         return
+    data_cfg = DataConfig(**model.configs["data"])
+    splits = None
     if args.file is not None:
         source, lines = args.file, _read_input(args.file, "text file")
     else:
-        data_cfg = DataConfig(**model.configs["data"])
         splits = read_lm_splits(data_cfg, data_dir)
         if args.split not in splits:
             raise NlpLstmError(f"{args.model}: its corpus {data_cfg.name!r} has no {args.split} split")
@@ -267,16 +277,28 @@ def _cmd_evaluate(args) -> None:
             raise NlpLstmError(f"--cache-lambda {args.cache_lambda}: each must be in [0, 1]")
         settings = [(theta, lam) for theta in args.cache_theta for lam in args.cache_lambda]
         start = time.perf_counter()
-        report = model.score_lines_with_cache(lines, args.cache_size, settings, args.batch_size)
-        metrics["cache"] = {"size": args.cache_size, "ppl_without": report["ppl"], "settings": report["cache"],
-                            "tokens_per_sec": per_second(report["tokens"], start)}
+        report = model.score_lines_with_cache(lines, args.cache_size, settings, args.cache_batch_size)
+        metrics["cache"] = {"size": args.cache_size, "rows": report["rows"], "ppl_without": report["ppl"],
+                            "settings": report["cache"], "tokens_per_sec": per_second(report["tokens"], start)}
     if args.dynamic_eval:
+        if args.dynamic_lr is not None and any(lr < 0 for lr in args.dynamic_lr):
+            raise NlpLstmError(f"--dynamic-lr {args.dynamic_lr}: each must be >= 0")
+        if args.dynamic_decay is not None and any(not 0 <= d <= 1 for d in args.dynamic_decay):
+            raise NlpLstmError(f"--dynamic-decay {args.dynamic_decay}: each must be in [0, 1]")
+        train_lines = None
+        if args.dynamic_eval == "rms":  # Krause et al. take the gradient statistics from the training text
+            splits = splits if splits is not None else read_lm_splits(data_cfg, data_dir)
+            if "train" not in splits:
+                raise NlpLstmError(f"--dynamic-eval rms: its gradient statistics come from the training split, "
+                                   f"and {args.model}'s corpus {data_cfg.name!r} has none")
+            train_lines = splits["train"]
         start = time.perf_counter()
         dynamic = model.score_lines_dynamic(lines, args.dynamic_lr, args.dynamic_decay,
-                                            args.dynamic_eval, args.dynamic_batch_size)
-        metrics["dynamic"] = {"method": args.dynamic_eval, "lr": args.dynamic_lr, "decay": args.dynamic_decay,
-                              "ppl_without": metrics["ppl"], "ppl": dynamic["ppl"],
-                              "tokens_per_sec": per_second(dynamic["tokens"], start)}
+                                            args.dynamic_eval, args.dynamic_batch_size, train_lines=train_lines,
+                                            statistics_batches=args.dynamic_stats_batches)
+        metrics["dynamic"] = {"method": args.dynamic_eval, "rows": dynamic["rows"], "ppl_without": dynamic["ppl"],
+                              "settings": dynamic["settings"],
+                              "tokens_per_sec": per_second(dynamic["tokens"] * len(dynamic["settings"]), start)}
     report = {**({"file": source} if isinstance(source, str) else source), **metrics}
     if args.json:
         from nlp_lstm.fileio import atomic_write_json

@@ -15,6 +15,7 @@ from nlp_lstm.config import ModelConfig
 from nlp_lstm.data.lm_batches import TrainStream, window_length
 from nlp_lstm.data.lm_corpus import LMCorpus, SplitStats, prepare_lm_corpus
 from nlp_lstm.data.tokenizers import Tokenizer, load_tokenizer, save_tokenizer
+from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.models.generation import sample
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.rnn import detach_state, mask_state
@@ -224,26 +225,55 @@ class LanguageModel:
         return score_stream(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
                             stats.words, stats.chars, self.tokenizer.kind)
 
-    def score_lines_with_cache(self, lines: Sequence[str], size: int, settings, batch_size: int = 10,
+    def score_lines_with_cache(self, lines: Sequence[str], size: int, settings, batch_size: int = 1,
                                bptt: Optional[int] = None) -> Dict[str, Any]:
         """Perplexity with the neural cache pointer for each (theta, lambda) in `settings`, and
-        without it; the forward direction (`nlp_lstm.tasks.lm_cache`)."""
+        without it; the forward direction (`nlp_lstm.tasks.lm_cache`). One row by default:
+        the cache of a row never sees the other rows' text."""
         from nlp_lstm.tasks.lm_cache import cache_report, score_with_cache
 
         ids, bptt = self._stream(lines, bptt)
         return cache_report(score_with_cache(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
                                              size, settings))
 
-    def score_lines_dynamic(self, lines: Sequence[str], lr: float, decay: float = 0.0, method: str = "sgd",
-                            batch_size: int = 1, bptt: Optional[int] = None) -> Dict[str, Any]:
-        """Perplexity under dynamic evaluation (`nlp_lstm.tasks.lm_dynamic`), forward direction;
-        the loaded model itself is left unchanged."""
+    def score_lines_dynamic(self, lines: Sequence[str], lr=None, decay=None, method: str = "sgd",
+                            batch_size: int = 1, bptt: Optional[int] = None,
+                            train_lines: Optional[Sequence[str]] = None,
+                            statistics_batches: Optional[int] = None) -> Dict[str, Any]:
+        """Perplexity under dynamic evaluation (`nlp_lstm.tasks.lm_dynamic`) for every
+        combination of `lr` and `decay` (each a number or a list; None: the method's
+        `default_settings`), best first, beside the plain perplexity on the same rows;
+        forward direction; the loaded model itself is left unchanged. `rms` takes its
+        gradient statistics from `train_lines`, the model's training text (the first
+        `statistics_batches` batches)."""
         from nlp_lstm.metrics import safe_exp
-        from nlp_lstm.tasks.lm_dynamic import score_dynamic
+        from nlp_lstm.tasks.lm_dynamic import (STATISTICS_BATCH_SIZE, default_settings, gradient_statistics,
+                                               score_dynamic)
 
         ids, bptt = self._stream(lines, bptt)
-        result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device, lr, decay, method)
-        return {"tokens": result["tokens"], "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))}
+        default_lrs, default_decays = default_settings(method, bptt)
+        lrs = default_lrs if lr is None else [lr] if isinstance(lr, (int, float)) else list(lr)
+        decays = default_decays if decay is None else [decay] if isinstance(decay, (int, float)) else list(decay)
+        if not lrs or not decays:
+            raise NlpLstmError(f"dynamic evaluation: no setting to try (lr {lrs}, decay {decays})")
+        statistics = None
+        if method == "rms":
+            if not train_lines:
+                raise NlpLstmError("dynamic evaluation rms: its gradient statistics come from the model's "
+                                   "training text, and none was given")
+            train_ids, _ = self._stream(train_lines, bptt)
+            statistics = gradient_statistics(self.model, train_ids, self.tokenizer.eos_id, STATISTICS_BATCH_SIZE,
+                                             bptt, self.device, statistics_batches)
+        settings = []
+        for lr_ in lrs:
+            for decay_ in decays:
+                result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
+                                       lr_, decay_, method, statistics)
+                settings.append({"lr": lr_, "decay": decay_, "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))})
+        settings.sort(key=lambda r: r["ppl"])
+        # The plain number on as many rows: each row starts from a zero state, so it depends on them.
+        plain = self.score_lines(lines, result["rows"], bptt)
+        return {"tokens": result["tokens"], "rows": result["rows"], "ppl": plain["ppl"], "settings": settings}
 
     def score_file(self, path, batch_size: int = 10, progress: Optional[bool] = None) -> Dict[str, float]:
         """Metrics of a text file ('-': stdin) of any size: its lines are encoded in chunks to a
