@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import random
+import re
 import tracemalloc
 
 import pytest
@@ -16,8 +17,11 @@ import torch
 
 import nlp_lstm
 from conftest import run_cli, run_train
-from nlp_lstm.data.tag_files import InputSentence, split_sentences
+from nlp_lstm.cli import main
+from nlp_lstm.data.tag_files import (InputSentence, conllu_sentences, format_conllu, input_lines,
+                                     split_sentences)
 from nlp_lstm.data.tag_schemes import spans_from_tags
+from nlp_lstm.errors import DataError
 from nlp_lstm.tasks.tag_stream import tag_stream
 from tagging_fixtures import ADJ, DET, NOUN, TINY_TAGGER, VERB, conll_overrides, make_sentence, tagging_corpus
 
@@ -76,6 +80,50 @@ def test_conllu_comes_back_with_only_the_chosen_field_changed(tmp_path, chunker)
                     "--conllu-field", "upos", "--precision", "fp32"])
     first_word = [line for line in upos.stdout.split("\n") if line.startswith("1\tThe")][0].split("\t")
     assert first_word[3] == tagged[0][0] and first_word[9] == "_"
+
+
+def _word(i, form, upos):
+    return "\t".join([str(i), form, form.lower(), upos, "_", "_", "0", "root", "_", "_"])
+
+
+# Comment-only blocks before the first sentence, between two and after the last.
+COMMENT_BLOCKS = "\n".join([
+    "# a note before the first sentence", "",
+    "# sent_id = 1", _word(1, "A", "DET"), _word(2, "dog", "NOUN"), "",
+    "# newdoc id = doc2", "# note = a block of comments between documents", "",
+    "# sent_id = 2", _word(1, "Dogs", "NOUN"), "",
+    "# end of document", "# (two comment lines after the last sentence)"]) + "\n"
+
+
+def test_comment_only_blocks_come_back_wherever_they_stand(tmp_path):
+    """CoNLL-U in, CoNLL-U out keeps every non-word line: a comment-only block at the end
+    was dropped, one elsewhere was an error. Evaluation sees the same two sentences."""
+    source = tmp_path / "in.conllu"
+    source.write_text(COMMENT_BLOCKS, encoding="utf-8")
+    sentences = list(conllu_sentences(input_lines(str(source)), str(source), "upos"))
+    assert [(s.words, s.gold, s.line) for s in sentences] == [(["A", "dog"], ["DET", "NOUN"], 3),
+                                                              (["Dogs"], ["NOUN"], 10)]
+    out = "".join(format_conllu(s, s.gold, n, "upos") + "\n\n" for n, s in enumerate(sentences, 1))
+    assert out.rstrip("\n").split("\n") == COMMENT_BLOCKS.rstrip("\n").split("\n")
+
+
+def test_a_conllu_file_of_comments_only_is_an_error(tmp_path):
+    source = tmp_path / "notes.conllu"
+    source.write_text("# sent_id = 1\n\n# nothing else\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(source))}:1: comment lines but no sentence"):
+        list(conllu_sentences(input_lines(str(source)), str(source)))
+
+
+def test_tag_writes_a_trailing_comment_block_back(tmp_path, chunker, capsys):
+    text = "\n".join(["# sent_id = 1", _word(1, "A", "DET"), _word(2, "dog", "NOUN"), "", "# end of document"]) + "\n"
+    source = tmp_path / "in.conllu"
+    source.write_text(text, encoding="utf-8")
+    assert main(["tag", str(chunker), str(source), "--input", "conllu", "--format", "conllu",
+                 "--precision", "fp32"]) == 0
+    out_lines = capsys.readouterr().out.rstrip("\n").split("\n")
+    in_lines = text.rstrip("\n").split("\n")
+    assert [line for line in out_lines if line.startswith("#")] == [line for line in in_lines if line.startswith("#")]
+    assert len(out_lines) == len(in_lines) and out_lines[-2:] == ["", "# end of document"]
 
 
 def test_raw_text_becomes_conllu_with_text_and_sent_id(chunker):

@@ -126,6 +126,60 @@ def test_a_malformed_file_is_one_error_naming_file_and_line(tmp_path, content, w
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("fmt,name,header,gz", [f for f in FORMATS if f[0] != "word2vec_binary"])
+def test_a_byte_order_mark_is_not_part_of_the_header_or_the_first_word(tmp_path, fmt, name, header, gz):
+    """Editors on Windows write a BOM: it must neither hide the word2vec header (the file
+    was read as GloVe of dimension 1) nor join the first, most frequent GloVe word."""
+    vectors = table()
+    path = write_text(tmp_path / name, vectors, header, trailing_space=fmt == "word2vec_text")
+    data = b"\xef\xbb\xbf" + path.read_bytes()
+    if gz:
+        path = tmp_path / name
+        _gz(path, data)
+    else:
+        path.write_bytes(data)
+    assert detect_format(path) == fmt
+    loaded = read_word_vectors(path, ["the", "cat"], max_new=2)
+    assert (loaded.format, loaded.dim, loaded.rows_read) == (fmt, 4, len(WORDS))
+    assert loaded.new_words == ["The"]  # "the" is found as itself, not as "\ufeffthe"
+    for word in ("the", "cat", "The"):
+        np.testing.assert_array_equal(loaded.vectors[word], vectors[word])
+
+
+@pytest.mark.parametrize("content,where,message", [
+    # word2vec text words hold no spaces: one field too many is an error, not the word "cat 4".
+    ("2 3\nthe 1 2 3\ncat 4 1 2 3\n", ":3:", "expected a word and 3 numbers (the header's dimension), found 5 fields"),
+    ("2 3\nthe 1 2 3\ncat  1 2 3\n", ":3:", "an empty field (two spaces in a row"),
+    # A header whose dimension is too small: every row would have become a word "the 1 ...".
+    ("2 2\nthe 1 2 3\ncat 1 2 3\n", ":2:", "expected a word and 2 numbers (the header's dimension), found 4 fields"),
+    # GloVe: a doubled space, between the word and its vector or inside the vector.
+    ("the 1 2 3\ncat  1 2 3\n", ":2:", "an empty field (two spaces in a row"),
+    ("the 1 2 3\ncat 1  2 3\n", ":2:", "an empty field (two spaces in a row"),
+    (" the 1 2 3\ncat 1 2 3\n", ":1:", "an empty field (two spaces in a row, or a space at the start)"),
+])
+def test_a_row_with_misplaced_fields_is_an_error_not_a_new_word(tmp_path, content, where, message):
+    """With model.word_vectors_max such rows joined the vocabulary as words like 'cat 4'."""
+    path = tmp_path / "bad.vec"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        read_word_vectors(path, [], max_new=10)
+    assert str(info.value).startswith(f"{path}{where}") and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_glove_words_with_spaces_as_in_840B_are_read_whole(tmp_path):
+    """GloVe 840B holds a few words with single spaces inside (". . .", "at name@domain.com"):
+    the word is everything before the last `dim` fields."""
+    vectors = {"the": np.array([1, 2, 3], np.float32), ". . .": np.array([4, 5, 6], np.float32),
+               "at name@domain.com": np.array([7, 8, 9], np.float32), "cat": np.array([0, 1, 0], np.float32)}
+    path = write_text(tmp_path / "glove.840B.3d.txt", vectors, header=False)
+    loaded = read_word_vectors(path, ["cat"], max_new=3)
+    assert loaded.format == "glove" and loaded.dim == 3
+    assert loaded.new_words == ["the", ". . .", "at name@domain.com"]
+    for word, vector in vectors.items():
+        np.testing.assert_array_equal(loaded.vectors[word], vector)
+
+
 def test_a_truncated_binary_file_is_an_error(tmp_path):
     path = write_binary(tmp_path / "v.bin", table())
     path.write_bytes(path.read_bytes()[:-7])

@@ -3,8 +3,9 @@ stream): raw text, CoNLL column files and CoNLL-U in; CoNLL, text, JSON lines an
 out. Errors name the file and the line.
 
 CoNLL-U output from CoNLL-U input fills one field of each word line (UPOS, XPOS, or a
-`key=value` entry of MISC) and leaves every other line and field as it was read: comments,
-multiword-token ranges, empty nodes, the other columns. (Lines are read with "\\n" as the
+`key=value` entry of MISC) and leaves every other line and field as it was read: comments
+(blocks of comments alone included, wherever they stand), multiword-token ranges, empty
+nodes, the other columns. (Lines are read with "\\n" as the
 terminator: a file with "\\r\\n" line ends is written back with "\\n".)
 """
 
@@ -120,24 +121,49 @@ def conll_sentences(lines: Iterable[Tuple[int, str]], path: str, feature_columns
 def conllu_sentences(lines: Iterable[Tuple[int, str]], path: str,
                      gold_field: Optional[str] = None) -> Iterator[InputSentence]:
     """CoNLL-U sentences with every line kept for output; the integer-ID lines are the
-    words (multiword-token ranges and empty nodes are carried, not tagged)."""
+    words (multiword-token ranges and empty nodes are carried, not tagged).
+
+    A block of comments alone (`# newdoc id = ...` between documents, `# end of document`
+    after the last sentence) is no sentence, so it is carried by one: it joins the block
+    of the sentence before it, a blank line between them (the first sentence's, ahead of
+    it, when none came before). Each sentence is therefore handed on only once the next
+    one has started, or the file has ended."""
     block: List[str] = []
     word_lines: List[int] = []
     words: List[str] = []
     gold: List[str] = []
     start = 0
     column = CONLLU_FIELDS[gold_field] if gold_field else None
+    held: Optional[InputSentence] = None  # the last sentence, until we know what follows it
+    leading: List[str] = []  # comment-only blocks before the first sentence
+    leading_start = 0
 
-    def sentence() -> InputSentence:
-        return InputSentence(list(words), gold=list(gold) if column is not None else None, block=list(block),
-                             word_lines=list(word_lines), line=start)
+    def end_of_block() -> Optional[InputSentence]:
+        """The block just ended as a sentence, or None for a comment-only one (carried)."""
+        nonlocal held, leading_start
+        if not block:
+            return None
+        if not words:
+            if any(not line.startswith("#") for line in block):
+                raise DataError(f"{path}:{start}: a sentence without word lines")
+            if held is not None:
+                held.block += [""] + block
+            else:
+                leading_start = leading_start or start
+                leading.extend(block + [""])
+            return None
+        before = list(leading)
+        leading.clear()
+        sentence = InputSentence(list(words), gold=list(gold) if column is not None else None,
+                                 block=before + block, word_lines=[len(before) + i for i in word_lines], line=start)
+        previous, held = held, sentence
+        return previous
 
     for line_no, line in lines:
         if not line.strip():
-            if words:
-                yield sentence()
-            elif block:
-                raise DataError(f"{path}:{start}: a sentence without word lines")
+            done = end_of_block()
+            if done is not None:
+                yield done
             block, word_lines, words, gold = [], [], [], []
             continue
         if not block:
@@ -156,8 +182,13 @@ def conllu_sentences(lines: Iterable[Tuple[int, str]], path: str,
         words.append(fields[1])
         if column is not None:
             gold.append(fields[column])
-    if words:
-        yield sentence()
+    done = end_of_block()
+    if done is not None:
+        yield done
+    if held is not None:
+        yield held
+    elif leading:
+        raise DataError(f"{path}:{leading_start}: comment lines but no sentence (no word lines) in the file")
 
 
 def split_sentences(paragraph: str) -> List[Tuple[int, int]]:

@@ -8,13 +8,17 @@ Formats (each optionally gzipped, recognised by its magic bytes):
   little-endian float32 (word2vec `.bin`).
 
 `auto` picks `word2vec_binary` for a name ending in `.bin` (or `.bin.gz`), else looks at the
-first line: two integers mean a header (`word2vec_text`), anything else is `glove`.
+first line: two integers mean a header (`word2vec_text`), anything else is `glove`. A UTF-8
+byte order mark before the first line is not part of it (as in the corpus readers).
 
 Only the rows asked for are kept, so memory is the kept rows, whatever the file's size.
 Files list words most frequent first (GloVe, word2vec and fastText all do), which is what
-`max_new` relies on. A line is malformed when it has fewer than `dim` + 1 fields or when a
-kept row's values are not finite numbers; the error names the file and line. (Values of
-rows not kept are not parsed: parsing every number of a multi-GB file would cost minutes.)
+`max_new` relies on. A line is malformed when it has an empty field (two spaces in a row),
+fewer than `dim` + 1 fields, more than that in word2vec text (its words hold no spaces;
+GloVe 840B's words may, so a GloVe word is everything before the last `dim` fields), or
+when a kept row's values are not finite numbers; the error names the file and line.
+(Values of rows not kept are not parsed: parsing every number of a multi-GB file would
+cost minutes.)
 
 Why not gensim: it would add a large dependency for a loop of a few dozen lines, and it
 loads the whole file (or `limit` rows) into memory instead of the rows a vocabulary needs.
@@ -35,6 +39,7 @@ from nlp_lstm.fileio import atomic_open, sha256_file
 
 FORMATS = ("auto", "glove", "word2vec_text", "word2vec_binary")
 _HEADER = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
+_BOM = b"\xef\xbb\xbf"
 
 
 def _open(path: Path) -> BinaryIO:
@@ -43,12 +48,19 @@ def _open(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if gzipped else open(path, "rb")
 
 
+def _first_line(stream: BinaryIO) -> bytes:
+    """The first line without a BOM: with one, a header would not match (the file read as
+    GloVe of dimension 1) and the first GloVe word would be "\\ufeffthe"."""
+    first = stream.readline()
+    return first[len(_BOM):] if first.startswith(_BOM) else first
+
+
 def detect_format(path: Path) -> str:
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     if name.endswith(".bin"):
         return "word2vec_binary"
     with _open(path) as stream:
-        first = stream.readline()
+        first = _first_line(stream)
     return "word2vec_text" if _HEADER.match(first) else "glove"
 
 
@@ -73,7 +85,7 @@ def _text_rows(path: Path, has_header: bool) -> Tuple[int, Optional[int], Iterat
     """(dim, count from the header or None, rows)."""
     stream = _open(path)
     count, dim, start = None, None, 1
-    first = stream.readline()
+    first = _first_line(stream)
     if has_header:
         count, dim = _parse_header(path, first)
         first, start = stream.readline(), 2
@@ -91,9 +103,18 @@ def _text_rows(path: Path, has_header: bool) -> Tuple[int, Optional[int], Iterat
                 fields = raw.rstrip(b"\r\n").rstrip(b" ").split(b" ")
                 if fields == [b""]:
                     continue  # a blank line (e.g. at the end) holds no vector
+                if b"" in fields:
+                    # Else "cat  1 2 3" is the word "cat " and "cat 1  2 3" the word "cat 1".
+                    raise DataError(f"{path}:{number}: an empty field (two spaces in a row, or a space at "
+                                    f"the start) in {raw[:60]!r}")
                 if len(fields) < dim + 1:
                     raise DataError(f"{path}:{number}: expected a word and {dim} numbers, "
                                     f"found {len(fields)} field(s)")
+                if has_header and len(fields) > dim + 1:
+                    # word2vec text words hold no spaces: an extra number, or a header whose
+                    # dimension is too small, would make words like "cat 4".
+                    raise DataError(f"{path}:{number}: expected a word and {dim} numbers (the header's "
+                                    f"dimension), found {len(fields)} fields")
                 try:
                     word = b" ".join(fields[:-dim]).decode("utf-8")
                 except UnicodeDecodeError:
@@ -111,7 +132,7 @@ def _chain(first: bytes, stream: Iterable[bytes]) -> Iterator[bytes]:
 
 def _binary_rows(path: Path) -> Tuple[int, Optional[int], Iterator[_Row]]:
     stream = _open(path)
-    count, dim = _parse_header(path, stream.readline())
+    count, dim = _parse_header(path, _first_line(stream))
     width = 4 * dim
 
     def rows() -> Iterator[_Row]:

@@ -322,7 +322,7 @@ class Trainer:
                 continue
             out, grad_norm = self.train_step(batch)
             if self.schedule_when == "step":
-                self.scheduler.step()
+                self.scheduler.step()  # on a skipped step too: read_step_flags puts it back
             s["step"] += 1
             s["train_units"] += out.units
             s["train_tokens"] += out.tokens or out.units
@@ -401,6 +401,8 @@ class Trainer:
         if not report.skipped:
             return
         s["skipped_steps"] += report.skipped
+        if self.schedule_when == "step":
+            self._schedule_back(report.skipped)
         what = f"non-finite {'loss' if report.first_was_loss else 'gradient'} at step {report.first_step}"
         if t.nonfinite == "stop":
             raise NlpLstmError(f"{what} (trainer.nonfinite=stop): lower optim.lr, set optim.clip_grad_norm, "
@@ -410,6 +412,15 @@ class Trainer:
                                f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
                                "lower optim.lr or set optim.clip_grad_norm")
         log.warning(f"{what}: {report.skipped} step(s) skipped since the last report ({s['skipped_steps']} so far)")
+
+    def _schedule_back(self, skipped: int) -> None:
+        """A per-step schedule (warmup, cosine) counts optimiser updates, and the steps just
+        read as skipped made none: its clock goes back by them. It advanced on them because
+        the verdict stays on the device (no host read per step), so the steps between a
+        skipped one and this read ran that many steps ahead on the schedule. LambdaLR's lr
+        is a function of its count alone: one step() from the corrected count sets it."""
+        self.scheduler.last_epoch -= skipped + 1
+        self.scheduler.step()
 
     def _log_train(self, window_nll, window_kept_units, window_units, window_start, grad_norm, bar,
                    extras=None) -> None:

@@ -9,6 +9,7 @@ import torch
 from conftest import TINY_MODEL, make_lines, write_lines
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.train_entry import build_task, compose_config
+from nlp_lstm.training.checkpoint import load_checkpoint
 from nlp_lstm.training.trainer import Trainer
 
 FAULT_WORD = "zzzfault"
@@ -109,6 +110,41 @@ def test_a_skipped_step_leaves_weights_and_optimiser_as_if_its_batch_never_came(
     for a, b in zip(weights + optimiser, weights_f + optimiser_f):
         finite = torch.isfinite(a)  # the faulty embedding row is inf in both
         assert torch.equal(finite, torch.isfinite(b)) and torch.equal(a[finite], b[finite])
+
+
+@pytest.mark.parametrize("log_every", [1, 50])
+def test_a_skipped_step_does_not_advance_the_per_step_schedule(tmp_path, log_every):
+    """Warmup and cosine count optimiser updates: a skipped step makes none, so the schedule
+    stands where it would had its batch never come. The verdict stays on the device, so the
+    schedule's clock is put back when the counters are read: every step with a log line
+    each step, else at the next log line, checkpoint or evaluation (here the last one)."""
+    steps = 30
+    trainer, _ = _trainer(tmp_path, "optim=adamw", "optim.schedule=cosine", "optim.warmup_steps=100",
+                          f"trainer.max_steps={steps}", f"trainer.log_every_n_steps={log_every}",
+                          "trainer.val_check_interval=null")
+    lrs, kept = [], []
+    step_once = trainer.train_step
+
+    def recording_step(batch):  # the lr each step really runs with, and whether it updated
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        out, grad_norm = step_once(batch)
+        kept.append(bool(out.kept))
+        return out, grad_norm
+
+    trainer.train_step = recording_step
+    with pytest.raises(NlpLstmError, match="no finite validation result"):
+        trainer.fit()  # the faulty embedding row stays inf: no model is ever the best
+    skipped = trainer.state["skipped_steps"]
+    assert trainer.state["step"] == steps and skipped >= 1
+    base = trainer.cfg.optim.lr
+    assert trainer.scheduler.last_epoch == steps - skipped
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(base * (steps - skipped + 1) / 100)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["scheduler"]
+    assert saved["last_epoch"] == steps - skipped  # a resumed run continues from the same place
+    assert kept.count(False) == skipped
+    if log_every == 1:  # read every step: each step's lr is that of the updates made before it
+        updates_before = [sum(kept[:i]) for i in range(steps)]
+        assert lrs == pytest.approx([base * (u + 1) / 100 for u in updates_before])
 
 
 def test_a_non_finite_model_is_never_saved_as_best(tmp_path):
