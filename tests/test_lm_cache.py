@@ -303,8 +303,6 @@ def _dynamic_brute_force(model, ids, eos, bptt, lr, decay, rms=None, eps=0.0):
     g the gradient of the window's mean NLL (zero for a weight the window did not reach),
     rms the root mean squared gradient per weight, norm = rms / (mean over the parameter
     tensors of each one's mean rms)."""
-    from nlp_lstm.models.rnn import detach_state
-
     model = copy.deepcopy(model)
     model.eval()
     names = [n for n, _ in model.named_parameters()]
@@ -313,17 +311,8 @@ def _dynamic_brute_force(model, ids, eos, bptt, lr, decay, rms=None, eps=0.0):
     if rms is not None:
         average = sum(float(rms[n].mean()) for n in names) / len(names)
         norm = {n: (rms[n] / average).clamp(max=1 / decay) if decay else rms[n] / average for n in names}
-    inputs = [eos] + list(ids[:-1])
-    state = model.initial_state(1)[0]
     total = 0.0
-    for start in range(0, len(ids), bptt):
-        x = torch.tensor([inputs[start:start + bptt]])
-        y = torch.tensor([list(ids[start:start + bptt])])
-        model.zero_grad()
-        features, state = model(x, state, 0)
-        state = detach_state(state)
-        log_probs = torch.log_softmax(model.logits(features).float(), -1)
-        nll = -log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    for nll in _window_nlls(model, ids, eos, bptt):
         total += float(nll.detach().double().sum())
         nll.mean().backward()
         with torch.no_grad():
@@ -337,16 +326,13 @@ def _dynamic_brute_force(model, ids, eos, bptt, lr, decay, rms=None, eps=0.0):
     return total
 
 
-def _rms_brute_force(model, ids, eos, bptt):
-    """Root mean squared gradient of each weight over the windows of one row of `ids`."""
+def _window_nlls(model, ids, eos, bptt):
+    """One row of `ids` read window by window, the state carried (detached) between
+    windows: each window's token NLLs, with gradients (zeroed before each window)."""
     from nlp_lstm.models.rnn import detach_state
 
-    model = copy.deepcopy(model)
-    model.eval()
-    squares = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
     inputs = [eos] + list(ids[:-1])
     state = model.initial_state(1)[0]
-    windows = 0
     for start in range(0, len(ids), bptt):
         x = torch.tensor([inputs[start:start + bptt]])
         y = torch.tensor([list(ids[start:start + bptt])])
@@ -354,7 +340,17 @@ def _rms_brute_force(model, ids, eos, bptt):
         features, state = model(x, state, 0)
         state = detach_state(state)
         log_probs = torch.log_softmax(model.logits(features).float(), -1)
-        (-log_probs.gather(-1, y.unsqueeze(-1))).mean().backward()
+        yield -log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+
+
+def _rms_brute_force(model, ids, eos, bptt):
+    """Root mean squared gradient of each weight over the windows of one row of `ids`."""
+    model = copy.deepcopy(model)
+    model.eval()
+    squares = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    windows = 0
+    for nll in _window_nlls(model, ids, eos, bptt):
+        nll.mean().backward()
         for n, p in model.named_parameters():
             if p.grad is not None:
                 squares[n] += p.grad * p.grad
