@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--predict-features", action="store_true",
                     help="taggers, conll: predict the model's input columns with the taggers its package "
                          "carries instead of reading the file's (e.g. a chunker on predicted POS)")
-    ev.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    ev.add_argument("--split", choices=("train", "valid", "test"), default=None,
+                    help="the split of the model's own corpus to score (default test); not with FILE")
     ev.add_argument("--data-dir", default=None, help="corpus cache (default: $NLP_LSTM_DATA_DIR or ./data)")
     ev.add_argument("--batch-size", type=_positive_int, default=10, help="LM evaluation rows")
     ev.add_argument("--predictions", default=None, help="taggers: also write a conlleval-format file here")
@@ -241,6 +242,10 @@ def _cmd_evaluate(args) -> None:
     from nlp_lstm.data.lm_corpus import read_lm_splits
     from nlp_lstm.tasks.tagging import Tagger
 
+    if args.file is not None and args.split is not None:
+        raise NlpLstmError(f"evaluate: --split {args.split} names a split of the model's corpus, but FILE "
+                           f"{args.file} is what is scored: give one of them")
+    args.split = args.split or "test"
     model = load(args.model, args.device)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     if isinstance(model, Tagger) and args.file is not None:

@@ -88,3 +88,13 @@ def test_an_edited_or_mixed_up_package_is_one_line(trained_lm, tmp_path):
     torch.save({k: v[:1] if v.dim() else v for k, v in weights.items()}, other_weights / "weights.pt")
     for model in (no_configs, other_weights):
         _assert_one_line_error(run_cli(["generate", str(model)]), str(model), "do not describe one model")
+
+
+def test_evaluate_refuses_a_file_and_a_split_together(files, capsys):
+    """`evaluate MODEL FILE --split test` used to score FILE and ignore --split."""
+    from nlp_lstm.cli import main
+
+    assert main(["evaluate", str(files / "nowhere"), str(files / "blank.txt"), "--split", "valid"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: evaluate: --split valid names a split")
+    assert "give one of them" in lines[0]
