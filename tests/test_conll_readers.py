@@ -85,3 +85,44 @@ def test_conllu_malformed_line(tmp_path):
     path.write_text("1\tI\tI\tPRON\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"bad\.conllu:1: 4 tab-separated field\(s\), CoNLL-U needs 10"):
         read_conllu(path)
+
+
+def _data_cfg(name, train, **kw):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name, train=str(train), valid=str(train), test=None, word_column=0, tag_column=-1,
+                           feature_columns={}, conllu_field="upos", tag_scheme="iob2", **kw)
+
+
+def _conllu_line(i, word, tag):
+    return "\t".join([str(i), word, "_", tag, "_", "_", "0", "dep", "_", "_"])
+
+
+def test_a_bad_tag_error_names_the_tags_own_line(tmp_path):
+    """Training reads and evaluation reads both name the line of the bad tag, not the line
+    the sentence starts on (CoNLL-U: comments and multiword ranges do not shift it)."""
+    from nlp_lstm.data.tag_files import conll_sentences, conllu_sentences, input_lines
+    from nlp_lstm.data.tagging_corpus import read_tagging_splits
+    from nlp_lstm.tasks.tag_evaluation import _checked
+
+    conll = tmp_path / "badtag.conll"
+    lines = ["-DOCSTART- O", "", "Paris B-LOC", "is O", "", "nice O", ". O", "",
+             "Bob B-PER", "went O", "to O", "Rome X-LOC", ". O", ""]  # the sentence starts on line 9
+    conll.write_text("\n".join(lines), encoding="utf-8")
+    message = rf"badtag\.conll:12: tag 'X-LOC' \(token 4\)"
+    with pytest.raises(DataError, match=message):
+        read_tagging_splits(_data_cfg("conll", conll), tmp_path)
+    with pytest.raises(DataError, match=message):
+        list(_checked(conll_sentences(input_lines(str(conll)), str(conll), {}, gold_column=1), str(conll), "iob2"))
+
+    conllu = tmp_path / "badtag.conllu"
+    lines = ["# sent_id = 1", _conllu_line(1, "Paris", "B-LOC"), "",
+             "# sent_id = 2", "# text = Bob went to Rome.", _conllu_line(1, "Bob", "B-PER"),  # starts on line 4
+             "2-3\twent-to\t_\t_\t_\t_\t_\t_\t_\t_", _conllu_line(2, "went", "O"), _conllu_line(3, "to", "O"),
+             _conllu_line(4, "Rome", "X-LOC"), ""]
+    conllu.write_text("\n".join(lines), encoding="utf-8")
+    message = rf"badtag\.conllu:10: tag 'X-LOC' \(token 4\)"
+    with pytest.raises(DataError, match=message):
+        read_tagging_splits(_data_cfg("conllu", conllu), tmp_path)
+    with pytest.raises(DataError, match=message):
+        list(_checked(conllu_sentences(input_lines(str(conllu)), str(conllu), "upos"), str(conllu), "iob2"))

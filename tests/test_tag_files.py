@@ -284,7 +284,7 @@ def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chu
     bad.write_text("the DT B-NP\ncat NN E-NP\n", encoding="utf-8")
     proc = run_cli(["evaluate", str(chunker), str(bad)])
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: {bad}:1: tag 'E-NP' (token 2) does not fit data.tag_scheme=iob2"
+    assert proc.stderr.strip() == f"error: {bad}:2: tag 'E-NP' (token 2) does not fit data.tag_scheme=iob2"
 
 
 def test_bf16_prediction_agrees_with_fp32(chunker):

@@ -22,6 +22,7 @@ class Sentence:
     # Extra input columns (e.g. CoNLL-2000's POS for chunking), by column name.
     features: Dict[str, List[str]] = field(default_factory=dict)
     line: int = 0  # line number of the first token, for error messages
+    token_lines: List[int] = field(default_factory=list)  # each token's line, for errors about one token
 
 
 def read_conll(path: os.PathLike, word_column: int = 0, tag_column: int = -1,
@@ -60,6 +61,7 @@ def read_conll(path: os.PathLike, word_column: int = 0, tag_column: int = -1,
         if current is None:
             current = Sentence([], [], {name: [] for name in feature_columns}, line_no)
         current.words.append(columns[word_column])
+        current.token_lines.append(line_no)
         current.tags.append(columns[tag_column])
         for name, index in feature_columns.items():
             current.features[name].append(columns[index])
@@ -101,6 +103,7 @@ def read_conllu(path: os.PathLike, tag_field: str = "upos", what: str = "CoNLL-U
         if current is None:
             current = Sentence([], [], {}, line_no)
         current.words.append(fields[1])
+        current.token_lines.append(line_no)
         current.tags.append(fields[column])
     if current is not None:
         sentences.append(current)

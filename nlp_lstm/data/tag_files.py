@@ -57,6 +57,7 @@ class InputSentence:
     block: Optional[List[str]] = None  # CoNLL-U input: the sentence's lines as read
     word_lines: Optional[List[int]] = None  # CoNLL-U input: which lines of `block` are words
     line: int = 0  # where the sentence starts in its file (1-based)
+    token_lines: Optional[List[int]] = None  # file input: each word's line, for errors about one word
 
 
 def input_lines(path: str, what: str = "input file") -> Iterator[Tuple[int, str]]:
@@ -88,19 +89,21 @@ def conll_sentences(lines: Iterable[Tuple[int, str]], path: str, feature_columns
     tags (for evaluation) in `gold_column`; blank lines between sentences; -DOCSTART-
     skipped. Every token line must have as many columns as the first one."""
     current: List[List[str]] = []
+    current_lines: List[int] = []
     n_columns, start = None, 0
     needed = list(feature_columns.values()) + ([gold_column] if gold_column is not None else [])
 
     def sentence() -> InputSentence:
         return InputSentence([f[0] for f in current], {n: [f[i] for f in current] for n, i in feature_columns.items()},
-                             [f[gold_column] for f in current] if gold_column is not None else None, line=start)
+                             [f[gold_column] for f in current] if gold_column is not None else None, line=start,
+                             token_lines=list(current_lines))
 
     for line_no, line in lines:
         fields = line.split()
         if not fields:
             if current:
                 yield sentence()
-                current = []
+                current, current_lines = [], []
             continue
         if fields[0] == "-DOCSTART-":
             continue
@@ -114,6 +117,7 @@ def conll_sentences(lines: Iterable[Tuple[int, str]], path: str, feature_columns
         if not current:
             start = line_no
         current.append(fields)
+        current_lines.append(line_no)
     if current:
         yield sentence()
 
@@ -132,7 +136,7 @@ def conllu_sentences(lines: Iterable[Tuple[int, str]], path: str,
     word_lines: List[int] = []
     words: List[str] = []
     gold: List[str] = []
-    start = 0
+    start = 0  # the block's first line in the file: word_lines[i] is the word's line less start
     column = CONLLU_FIELDS[gold_field] if gold_field else None
     held: Optional[InputSentence] = None  # the last sentence, until we know what follows it
     leading: List[str] = []  # comment-only blocks before the first sentence
@@ -155,7 +159,8 @@ def conllu_sentences(lines: Iterable[Tuple[int, str]], path: str,
         before = list(leading)
         leading.clear()
         sentence = InputSentence(list(words), gold=list(gold) if column is not None else None,
-                                 block=before + block, word_lines=[len(before) + i for i in word_lines], line=start)
+                                 block=before + block, word_lines=[len(before) + i for i in word_lines], line=start,
+                                 token_lines=[start + i for i in word_lines])
         previous, held = held, sentence
         return previous
 

@@ -7,7 +7,7 @@ to another goes tags -> spans -> tags, so every conversion round-trips on valid 
 
 from __future__ import annotations
 
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from nlp_lstm.errors import DataError
 
@@ -25,14 +25,16 @@ def split_tag(tag: str) -> Tuple[str, str]:
     return prefix, label
 
 
-def check_tags(tags: Sequence[str], scheme: str, where: str = "") -> None:
-    """Raise DataError when a tag cannot occur in `scheme` (e.g. E-X in IOB2)."""
+def check_tags(tags: Sequence[str], scheme: str, path: str = "", lines: Optional[Sequence[int]] = None) -> None:
+    """Raise DataError when a tag cannot occur in `scheme` (e.g. E-X in IOB2), naming `path`
+    and the bad tag's own line (`lines`: each token's line in the file)."""
     if scheme == "none":
         return
     allowed = {"iob1": "BIO", "iob2": "BIO", "iobes": "BIOES"}[scheme]
     for i, tag in enumerate(tags):
         prefix, _ = split_tag(tag)
         if prefix == "" or prefix not in allowed:
+            where = f"{path}:{lines[i]}: " if lines else f"{path}: " if path else ""
             raise DataError(f"{where}tag {tag!r} (token {i + 1}) does not fit data.tag_scheme={scheme}")
 
 

@@ -49,7 +49,7 @@ def read_tagging_splits(data_cfg, data_dir: Path, log=print) -> Dict[str, List[S
         else:
             sentences = read_conll(path, data_cfg.word_column, data_cfg.tag_column, dict(data_cfg.feature_columns), what)
         for sentence in sentences:
-            check_tags(sentence.tags, data_cfg.tag_scheme, where=f"{path}:{sentence.line}: ")
+            check_tags(sentence.tags, data_cfg.tag_scheme, str(path), sentence.token_lines)
         splits[split] = sentences
     if "valid" not in splits:
         if len(splits["train"]) < 2:

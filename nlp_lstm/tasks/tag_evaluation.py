@@ -42,7 +42,7 @@ def evaluate_file(tagger, sentences: Iterable[InputSentence], where: str, batch_
 
 def _checked(sentences: Iterable[InputSentence], where: str, scheme: str) -> Iterable[InputSentence]:
     for sentence in sentences:
-        check_tags(sentence.gold, scheme, where=f"{where}:{sentence.line}: ")
+        check_tags(sentence.gold, scheme, where, sentence.token_lines)
         yield sentence
 
 
