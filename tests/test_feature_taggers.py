@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+
+import pytest
 
 import nlp_lstm
 from conftest import run_cli, run_train
+from nlp_lstm.errors import NlpLstmError
 from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
 
 
@@ -49,3 +53,30 @@ def test_a_feature_tagger_for_a_column_the_model_lacks_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: config model.feature_taggers.pos: the model has no input column 'pos' "
                                    "(data.feature_columns={})")
+
+
+def untrained_package(overrides, run_dir, package):
+    """A package exported straight from a built task (no training): enough for tests of
+    what a package holds and how it is loaded."""
+    import torch
+
+    from nlp_lstm.train_entry import build_task, compose_config
+
+    build_task(compose_config(overrides, run_dir), torch.device("cpu")).export(package)
+    return package
+
+
+def test_the_missing_column_error_gives_an_override_train_py_accepts(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    overrides = conll_overrides(corpus, pos_feature=True) + TINY_TAGGER
+    chunker = nlp_lstm.load(untrained_package(overrides, tmp_path / "run", tmp_path / "chunker"), device="cpu")
+    with pytest.raises(NlpLstmError) as raised:
+        chunker.tag(["the cat saw Bob ."])
+    suggested = re.search(r"(\S*model\.feature_taggers\.pos=)PATH", str(raised.value))
+    assert suggested, str(raised.value)
+    # The suggested override, as given, reaches the feature tagger's path (which is missing here).
+    missing = tmp_path / "no_pos_tagger"
+    proc = run_train(tmp_path / "train", overrides + [suggested.group(1) + str(missing)], tmp_path / "data",
+                     check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: config model.feature_taggers.pos={str(missing)!r}: "), proc.stderr

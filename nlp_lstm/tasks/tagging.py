@@ -525,7 +525,7 @@ class Tagger:
         if missing:
             raise NlpLstmError(f"this model also reads input column(s) {', '.join(missing)} "
                                f"(data.feature_columns={self.feature_columns}): give CoNLL input that has them, "
-                               f"or train it with model.feature_taggers.{missing[0]}=PATH to predict them")
+                               f"or train it with +model.feature_taggers.{missing[0]}=PATH to predict them")
         return encode(Sentence(list(words), [], {n: list(v) for n, v in features.items()}), self.vocabs,
                       self.scheme, self.corpus_scheme, self.lm_tokenizer, self._char_cache)
 
