@@ -11,7 +11,7 @@ import pytest
 
 import nlp_lstm
 from conftest import run_cli, run_train
-from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.errors import ConfigError, NlpLstmError
 from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
 
 
@@ -80,3 +80,31 @@ def test_the_missing_column_error_gives_an_override_train_py_accepts(tmp_path):
                      check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"error: config model.feature_taggers.pos={str(missing)!r}: "), proc.stderr
+
+
+def test_a_feature_tagger_whose_tags_do_not_cover_the_column_is_refused(tmp_path):
+    """A chunk tagger given as the POS tagger (its tags B-NP, I-NP... are no POS tags) would
+    train without a word and then feed the chunker nonsense on raw text."""
+    import torch
+
+    from nlp_lstm.train_entry import build_task, compose_config
+
+    corpus = tagging_corpus(tmp_path / "corpus")
+    wrong = untrained_package(conll_overrides(corpus) + TINY_TAGGER, tmp_path / "wrong_run", tmp_path / "wrong")
+    pos_overrides = [o for o in conll_overrides(corpus) if not o.startswith("data.tag_column")]
+    pos = untrained_package(pos_overrides + ["data.tag_column=1", "data.tag_scheme=none"] + TINY_TAGGER,
+                            tmp_path / "pos_run", tmp_path / "pos")
+    chunker = conll_overrides(corpus, pos_feature=True) + TINY_TAGGER
+    task = build_task(compose_config(chunker + [f"+model.feature_taggers.pos={pos}"], tmp_path / "ok"),
+                      torch.device("cpu"))
+    assert set(task.feature_taggers) == {"pos"}
+    overrides = chunker + [f"+model.feature_taggers.pos={wrong}"]
+    message = (f"config model.feature_taggers.pos={str(wrong)!r}: its tags do not cover the values of column 'pos' "
+               f"in the train split: 7 value(s) it never predicts, e.g. ")
+    with pytest.raises(ConfigError) as raised:
+        build_task(compose_config(overrides, tmp_path / "bad"), torch.device("cpu"))
+    assert str(raised.value).startswith(message), str(raised.value)
+    # The most frequent first (every toy NP but a name has one DT and one NN; each sentence one '.').
+    assert re.search(r"e\.g\. 'DT' \((\d+) tokens\), 'NN' \(\1 tokens\), '\.' \(300 tokens\)$", str(raised.value))
+    proc = run_train(tmp_path / "bad", overrides, tmp_path / "data", check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: " + message)

@@ -7,6 +7,7 @@ import contextlib
 import math
 import random
 import shutil
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -76,15 +77,26 @@ def load_feature_lm(path: str, device):
 FEATURE_TAGGERS = "feature_taggers"  # a package's folder of the taggers that predict its input columns
 
 
-def load_feature_taggers(paths: Dict[str, str], feature_columns: Dict[str, int], device) -> Dict[str, "Tagger"]:
+def load_feature_taggers(paths: Dict[str, str], feature_columns: Dict[str, int], device,
+                         train: Sequence[Sentence] = ()) -> Dict[str, "Tagger"]:
     """model.feature_taggers, each checked to be a tagger package for one of the model's
-    input columns."""
+    input columns whose tags cover every value that column holds in `train` (a tagger of
+    another kind, e.g. an NER tagger given for POS, would feed the model values it never
+    saw in training)."""
     taggers = {}
     for name, path in (paths or {}).items():
         if name not in (feature_columns or {}):
             raise ConfigError(f"config model.feature_taggers.{name}: the model has no input column {name!r} "
                               f"(data.feature_columns={dict(feature_columns or {})})")
-        taggers[name] = load_config_package(f"model.feature_taggers.{name}", path, device, Tagger, "tagger")
+        tagger = load_config_package(f"model.feature_taggers.{name}", path, device, Tagger, "tagger")
+        labels = set(tagger.labels)
+        misses = Counter(v for s in train for v in s.features.get(name, ()) if v not in labels)
+        if misses:
+            shown = ", ".join(f"{v!r} ({n} tokens)" for v, n in sorted(misses.items(), key=lambda x: (-x[1], x[0]))[:3])
+            raise ConfigError(f"config model.feature_taggers.{name}={path!r}: its tags do not cover the values of "
+                              f"column {name!r} in the train split: {len(misses)} value(s) it never predicts, "
+                              f"e.g. {shown}")
+        taggers[name] = tagger
     return taggers
 
 
@@ -235,7 +247,8 @@ class TaggingTask(TrainingTask):
                                else load_feature_lm(cfg.model.lm_features, device))
         else:
             self.feature_lm = None
-        self.feature_taggers = load_feature_taggers(cfg.model.feature_taggers, cfg.data.feature_columns, device)
+        self.feature_taggers = load_feature_taggers(cfg.model.feature_taggers, cfg.data.feature_columns, device,
+                                                    self.splits["train"])
         lm_tokenizer = self.feature_lm.tokenizer if self.feature_lm else None
         self.encoded = {s: [encode(x, self.vocabs, self.scheme, self.corpus_scheme, lm_tokenizer) for x in sents]
                         for s, sents in self.splits.items()}
