@@ -58,3 +58,14 @@ def conll_overrides(corpus: dict, pos_feature: bool = False) -> List[str]:
     out = ["task=tagging", "data=conll", f"data.train={corpus['train']}", f"data.valid={corpus['valid']}",
            f"data.test={corpus['test']}", "data.word_column=0", "data.tag_column=2"]
     return out + (["+data.feature_columns.pos=1"] if pos_feature else [])
+
+
+def untrained_package(overrides, run_dir, package):
+    """A package exported straight from a built task (no training): enough for tests of
+    what a package holds and how it is loaded."""
+    import torch
+
+    from nlp_lstm.train_entry import build_task, compose_config
+
+    build_task(compose_config(overrides, run_dir), torch.device("cpu")).export(package)
+    return package

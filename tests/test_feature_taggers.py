@@ -12,7 +12,7 @@ import pytest
 import nlp_lstm
 from conftest import run_cli, run_train
 from nlp_lstm.errors import ConfigError, NlpLstmError
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
 
 
 def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):
@@ -53,17 +53,6 @@ def test_a_feature_tagger_for_a_column_the_model_lacks_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: config model.feature_taggers.pos: the model has no input column 'pos' "
                                    "(data.feature_columns={})")
-
-
-def untrained_package(overrides, run_dir, package):
-    """A package exported straight from a built task (no training): enough for tests of
-    what a package holds and how it is loaded."""
-    import torch
-
-    from nlp_lstm.train_entry import build_task, compose_config
-
-    build_task(compose_config(overrides, run_dir), torch.device("cpu")).export(package)
-    return package
 
 
 def test_the_missing_column_error_gives_an_override_train_py_accepts(tmp_path):

@@ -15,7 +15,7 @@ import nlp_lstm
 from conftest import TINY_MODEL, make_lines, run_train, text_data_overrides, write_lines
 from nlp_lstm.errors import ConfigError
 from nlp_lstm.train_entry import build_task, compose_config
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
 
 
 def new_text(directory):
@@ -118,3 +118,56 @@ def test_init_from_mismatches_are_one_line_errors(tmp_path, trained_lm, extra, m
         build_task(compose_config(overrides, tmp_path / "run"), torch.device("cpu"))
     proc = run_train(tmp_path / "run", overrides, tmp_path / "data", check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+def test_a_tagger_with_mixed_feature_lm_layers_continues_without_repeating_the_key(tmp_path, text_corpus):
+    lm = untrained_package(text_data_overrides(text_corpus) + TINY_MODEL, tmp_path / "lm_run", tmp_path / "lm")
+    corpus = tagging_corpus(tmp_path / "corpus")
+    package = untrained_package(conll_overrides(corpus) + TINY_TAGGER + [
+        f"model.lm_features={lm}", "model.lm_features_layers=mix"], tmp_path / "first", tmp_path / "package")
+    config = compose_config(conll_overrides(corpus) + TINY_TAGGER + [f"model.init_from={package}"], tmp_path / "run")
+    task = build_task(config, torch.device("cpu"))
+    assert config.model.lm_features_layers == "mix" and task.model.lm_mix is not None
+    original = nlp_lstm.load(package, device="cpu")
+    for name, tensor in original.model.state_dict().items():
+        assert torch.equal(task.model.state_dict()[name], tensor), name
+
+
+def test_a_chained_tagger_continues_with_its_packaged_feature_tagger(tmp_path):
+    corpus = tagging_corpus(tmp_path / "corpus")
+    pos_overrides = [o for o in conll_overrides(corpus) if not o.startswith("data.tag_column")]
+    pos = untrained_package(pos_overrides + ["data.tag_column=1", "data.tag_scheme=none"] + TINY_TAGGER,
+                            tmp_path / "pos_run", tmp_path / "pos")
+    chunker = conll_overrides(corpus, pos_feature=True) + TINY_TAGGER
+    package = untrained_package(chunker + [f"+model.feature_taggers.pos={pos}"], tmp_path / "first",
+                                tmp_path / "package")
+    shutil.rmtree(pos)  # only the copy inside the package is left
+    config = compose_config(chunker + [f"model.init_from={package}"], tmp_path / "run")
+    task = build_task(config, torch.device("cpu"))
+    assert set(task.feature_taggers) == {"pos"}
+    task.export(tmp_path / "continued")
+    continued = nlp_lstm.load(tmp_path / "continued", device="cpu")
+    assert set(continued.feature_taggers) == {"pos"}
+    assert len(continued.tag(["the cat saw Bob ."])[0]) == 5  # raw text: POS from the carried tagger
+
+
+def test_every_model_key_is_either_carried_over_or_set_per_run():
+    """What carries over is read from the package: every key it stores but those each run
+    sets for itself (PER_RUN, listed in the README), so a new architecture key carries over
+    without being named anywhere."""
+    from dataclasses import asdict, fields
+
+    from nlp_lstm.config import TaggerModelConfig
+    from nlp_lstm.tasks.init_from import PER_RUN, merged_model_config
+    from conftest import ROOT
+
+    keys = {f.name for f in fields(TaggerModelConfig)}
+    assert set(PER_RUN) <= keys
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("**Start from a trained package**"):].split("\n\n")[0]
+    assert [k for k in PER_RUN if f"`{k}`" not in paragraph] == []
+    package = asdict(TaggerModelConfig(emb_size=7, char_features="lstm", lm_features_layers="mix", head="softmax",
+                                       lm_loss_weight=0.3, feature_taggers={"pos": "p"}, word_dropout=0.2,
+                                       dropout_input=0.4))
+    merged = merged_model_config(TaggerModelConfig(), package)
+    assert {k for k in keys if getattr(merged, k) != package[k]} == {"word_dropout", "dropout_input"}

@@ -2,11 +2,12 @@
 
 What carries over (README, "Start from a trained model"):
 
-- The architecture: every key of ARCHITECTURE (LM) or TAGGER_ARCHITECTURE (tagger) comes
-  from the package, whatever this run's model group says (a line in the log names each
-  value that differs). Regularisation and everything else of `model.*` (dropouts, weight
-  drop, AR/TAR, word dropout, lm_fine_tune...) comes from this run, as do the optimiser, the
-  schedule and the data.
+- The architecture: every `model.*` key the package stores comes from it, whatever this
+  run's model group says (a line in the log names each value that differs), except the
+  keys of PER_RUN: regularisation and training-only choices (dropouts, weight drop, AR/TAR,
+  word dropout, lm_fine_tune...), which come from this run, as do the optimiser, the
+  schedule and the data. Read from the package rather than listed, so that a new
+  architecture key carries over without being named here.
 - The weights, all of them. An LM keeps the package's tokenizer: new text is encoded with
   it (domain adaptation), so every weight has its shape. A tagger keeps the package's
   vocabularies and extends them with what this run's train split adds: new words,
@@ -14,7 +15,8 @@ What carries over (README, "Start from a trained model"):
   transitions (constrained by the tag scheme as usual); the package's rows come first, so
   its weights are copied into the leading block of each matrix.
 - A tagger's feature LM and its word-vector provenance are the package's (the LM is read
-  from the package, not from a path; the vector file is not read again).
+  from the package, not from a path; the vector file is not read again), and so are its
+  feature taggers (read from the package's copies; this run may add or replace some).
 - Not carried: optimiser state, schedule position, the auxiliary LM-cost heads (a package
   never holds them: they start fresh when model.lm_loss_weight > 0).
 """
@@ -33,13 +35,14 @@ from nlp_lstm.package import read_package
 
 log = logging.getLogger("nlp_lstm")
 
-ARCHITECTURE = ("cell", "emb_size", "hidden_size", "last_layer_size", "num_layers", "bidirectional", "tie_weights",
-                "softmax", "adaptive_cutoffs", "adaptive_div_value")
-# lm_loss_weight: with feature-LM states, whether it is on decides the first layer's input
-# sizes (see SequenceTagger.lm_directions_split), so it is part of the architecture.
-TAGGER_ARCHITECTURE = ARCHITECTURE + ("char_features", "char_emb_size", "char_hidden_size", "feature_emb_size",
-                                      "head", "lowercase_words", "lm_features", "lm_loss_weight",
-                                      "word_vectors", "word_vectors_format", "word_vectors_max")
+# The model keys each run sets for itself (README, "Start from a trained package"); every
+# other key of the package's model config is its architecture. lm_loss_vocab and
+# lm_loss_hidden only shape the training-only LM-cost heads, which start fresh anyway;
+# lm_loss_weight is not here: with feature-LM states, whether it is on decides the first
+# layer's input sizes (see SequenceTagger.lm_directions_split).
+PER_RUN = ("init_from", "dropout_embedding", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop",
+           "locked_dropout", "init_range", "activation_reg", "temporal_activation_reg", "word_dropout",
+           "word_vectors_freeze", "lm_fine_tune", "lm_features_cache_mb", "lm_loss_vocab", "lm_loss_hidden")
 
 
 def read_init_package(path: str, task: str) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
@@ -54,10 +57,10 @@ def read_init_package(path: str, task: str) -> Tuple[Dict[str, Any], Dict[str, t
     return meta, state_dict
 
 
-def merged_model_config(run_cfg, package_model: Dict[str, Any], keys: Tuple[str, ...]):
-    """This run's model config with the package's architecture keys."""
+def merged_model_config(run_cfg, package_model: Dict[str, Any]):
+    """This run's model config with every key of the package's but those of PER_RUN."""
     known = {f.name for f in fields(run_cfg)}
-    taken = {k: package_model[k] for k in keys if k in known and k in package_model}
+    taken = {k: v for k, v in package_model.items() if k in known and k not in PER_RUN}
     differing = [f"{k}={v!r} (this run: {getattr(run_cfg, k)!r})" for k, v in taken.items()
                  if v != getattr(run_cfg, k) and not (k in ("word_vectors", "lm_features") and v is None)]
     if differing:

@@ -20,7 +20,7 @@ from nlp_lstm.models.generation import sample
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.rnn import detach_state, mask_state
 from nlp_lstm.package import save_package
-from nlp_lstm.tasks.init_from import ARCHITECTURE, load_leading_weights, merged_model_config, read_init_package
+from nlp_lstm.tasks.init_from import load_leading_weights, merged_model_config, read_init_package
 from nlp_lstm.tasks.lm_scoring import score_stream
 from nlp_lstm.training.distributed import SINGLE, DistInfo
 from nlp_lstm.training.task import StepOutput, TrainingTask
@@ -43,7 +43,7 @@ class LanguageModelingTask(TrainingTask):
         init_weights, tokenizer_dir = None, None
         if cfg.model.init_from:  # continue a package's LM on this text, with its tokenizer
             meta, init_weights = read_init_package(cfg.model.init_from, "lm")
-            cfg.model = merged_model_config(cfg.model, meta["configs"]["model"], ARCHITECTURE)
+            cfg.model = merged_model_config(cfg.model, meta["configs"]["model"])
             tokenizer_dir = Path(cfg.model.init_from) / "tokenizer"
             if "tokenizer" in meta["configs"]:
                 cfg.tokenizer = type(cfg.tokenizer)(**meta["configs"]["tokenizer"])

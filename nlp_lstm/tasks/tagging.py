@@ -27,7 +27,7 @@ from nlp_lstm.models.tagger import TRAINING_ONLY_PREFIX, SequenceTagger
 from nlp_lstm.package import save_package
 from nlp_lstm.training.distributed import SINGLE, DistInfo, gather_objects
 from nlp_lstm.tasks.feature_cache import FrozenFeatureCache
-from nlp_lstm.tasks.init_from import TAGGER_ARCHITECTURE, load_leading_weights, merged_model_config, read_init_package
+from nlp_lstm.tasks.init_from import load_leading_weights, merged_model_config, read_init_package
 from nlp_lstm.tasks.word_vector_init import coverage, initialise_word_embedding, load_word_vectors
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
@@ -289,7 +289,12 @@ class TaggingTask(TrainingTask):
         if package_scheme != self.scheme:
             raise ConfigError(f"config task.train_scheme: the package at {path} predicts {package_scheme} tags, "
                               f"this run {self.scheme}; set task.train_scheme={package_scheme}")
-        cfg.model = merged_model_config(cfg.model, configs["model"], TAGGER_ARCHITECTURE)
+        # The package's feature taggers are its own copies (the paths it was trained with
+        # may be gone); this run's, if any, are added or replace them.
+        packaged = {name: str(Path(path) / FEATURE_TAGGERS / name)
+                    for name in configs["model"].get("feature_taggers") or {}}
+        cfg.model = merged_model_config(cfg.model, {**configs["model"],
+                                                    "feature_taggers": {**packaged, **dict(cfg.model.feature_taggers)}})
         vocabs = TaggingVocabs.load(Path(path))
         columns = sorted(dict(cfg.data.feature_columns or {}))
         if columns != sorted(vocabs.features):
