@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
+from nlp_lstm.data.conll import is_line_comment
 from nlp_lstm.data.readers import decoded_lines, iter_lines
 from nlp_lstm.errors import DataError
 
@@ -86,7 +87,7 @@ def conll_sentences(lines: Iterable[Tuple[int, str]], path: str, feature_columns
                     gold_column: Optional[int] = None) -> Iterator[InputSentence]:
     """Column files: the word in column 0, the model's input columns at their indices, gold
     tags (for evaluation) in `gold_column`; blank lines between sentences; -DOCSTART-
-    skipped. Every token line must have as many columns as the first one."""
+    and `# line = N` comments skipped. A sentence's `line` is its first word line. Every token line must have as many columns as the first one."""
     current: List[List[str]] = []
     n_columns, start = None, 0
     needed = list(feature_columns.values()) + ([gold_column] if gold_column is not None else [])
@@ -102,7 +103,7 @@ def conll_sentences(lines: Iterable[Tuple[int, str]], path: str, feature_columns
                 yield sentence()
                 current = []
             continue
-        if fields[0] == "-DOCSTART-":
+        if fields[0] == "-DOCSTART-" or is_line_comment(line):
             continue
         if n_columns is None:
             n_columns = len(fields)
