@@ -139,16 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
                           "'-' for stdin")
     tag.add_argument("--input", choices=("text", "conll", "conllu"), default="text",
                      help="text: raw sentences, tokenized on words and punctuation; conll: first column the "
-                          "word (and the model's input columns), blank line between sentences; conllu: the "
-                          "FORM of each word line")
+                          "word (and the model's input columns), blank line between sentences, '# line = N' "
+                          "comments skipped; conllu: the FORM of each word line")
     tag.add_argument("--format", choices=("conll", "jsonl", "text", "conllu"), default="conll",
-                     help="jsonl: tokens, and for chunk/entity taggers spans with confidences; conllu: "
-                          "CoNLL-U input comes back with one field filled and every other byte kept")
+                     help="jsonl: a record per sentence (one per blank line too) with its input line "
+                          "(\"line\", 1-based), tokens with offsets into that line, and for chunk/entity "
+                          "taggers spans with confidences; text: one output line per input line; conll: "
+                          "'# line = N' before each sentence; conllu: CoNLL-U input comes back with one "
+                          "field filled and every other byte kept")
     tag.add_argument("--output", default=None, help="write here (atomically: complete or not at all) "
                                                     "instead of stdout")
     tag.add_argument("--batch-size", type=_positive_int, default=256, help="sentences per batch")
     tag.add_argument("--split-sentences", action="store_true",
-                     help="text input: split each line into sentences (segtok), offsets kept into the line")
+                     help="text input: split each line into sentences (segtok); offsets stay into the line "
+                          "and jsonl gives each sentence's start in it (\"sentence_start\")")
     tag.add_argument("--conllu-field", choices=("upos", "xpos", "misc"), default=None,
                      help="conllu output: the field the tags go in (default: the field the model was "
                           "trained on; misc for chunk/entity tags)")
@@ -341,6 +345,7 @@ def _read_input(path: str, what: str) -> List[str]:
 
 def _cmd_tag(args) -> None:
     from nlp_lstm.api import load
+    from nlp_lstm.data.conll import line_comment
     from nlp_lstm.data.tag_files import (conll_sentences, conllu_sentences, format_conllu, input_lines,
                                          output_path_ok, split_sentences, text_sentences)
     from nlp_lstm.fileio import atomic_open
@@ -369,15 +374,23 @@ def _cmd_tag(args) -> None:
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     results = tag_stream(tagger, sentences, args.batch_size, spans=args.format == "jsonl", progress=progress)
     with (atomic_open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout)) as out:
-        for number, (sentence, tags, spans) in enumerate(results, start=1):
-            if args.format == "conll":
-                out.write("\n".join(f"{w}\t{t}" for w, t in zip(sentence.words, tags)) + "\n\n")
-            elif args.format == "text":
-                out.write(" ".join(f"{w}/{t}" for w, t in zip(sentence.words, tags)) + "\n")
-            elif args.format == "conllu":
-                out.write(format_conllu(sentence, tags, number, field, args.misc_key) + "\n\n")
-            else:
-                record: Dict[str, Any] = {"tokens": token_records(sentence, tags)}
+        written = 0  # sentences written: CoNLL-U sent_id
+        text_line = None  # text format: the input line now being written
+        for sentence, tags, spans in results:
+            if args.format == "text":
+                # One output line per input line: a paragraph's sentences are joined back on
+                # its line, a blank line stays blank.
+                if text_line is not None:
+                    out.write(" " if sentence.line == text_line else "\n")
+                out.write(" ".join(f"{w}/{t}" for w, t in zip(sentence.words, tags)))
+                text_line = sentence.line
+            elif args.format == "jsonl":
+                # Every input line gets a record (a blank one, no tokens), numbered, so
+                # records line up with the input.
+                record: Dict[str, Any] = {"line": sentence.line}
+                if args.split_sentences:
+                    record["sentence_start"] = sentence.text_start
+                record["tokens"] = token_records(sentence, tags)
                 if sentence.text is not None:
                     record["text"] = sentence.text
                 if spans is not None:
@@ -388,6 +401,16 @@ def _cmd_tag(args) -> None:
                 if args.marginals and sentence.words:
                     record["marginals"] = tagger.marginals(sentence.words, sentence.features)
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            elif not sentence.words:
+                continue  # a blank line is no sentence; `# line = N` maps the others back
+            elif args.format == "conll":
+                out.write(line_comment(sentence.line) + "\n"
+                          + "\n".join(f"{w}\t{t}" for w, t in zip(sentence.words, tags)) + "\n\n")
+            else:
+                written += 1
+                out.write(format_conllu(sentence, tags, written, field, args.misc_key) + "\n\n")
+        if text_line is not None:
+            out.write("\n")
 
 
 def _columns_to_read(tagger, input_format: str, predict_features: bool) -> Dict[str, int]:

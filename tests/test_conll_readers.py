@@ -14,6 +14,19 @@ def test_conll_whitespace_breaks_docstart_and_columns(tmp_path):
     assert sentences[1].line == 6
 
 
+def test_conll_skips_the_line_comments_of_tag_output_but_keeps_hash_words(tmp_path):
+    """`nlp-lstm tag --format conll` writes `# line = N` before each sentence; only that
+    form is a comment: "#" is a word (CoNLL-2000's pound sign)."""
+    from nlp_lstm.data.tag_files import conll_sentences, input_lines
+
+    path = tmp_path / "tagged.conll"
+    path.write_text("# line = 1\nThe\tB-NP\n#\tI-NP\n\n# line = 3\nsat\tB-VP\n", encoding="utf-8")
+    assert [(s.words, s.tags, s.line) for s in read_conll(path, 0, 1)] == [
+        (["The", "#"], ["B-NP", "I-NP"], 2), (["sat"], ["B-VP"], 6)]
+    assert [(s.words, s.gold, s.line) for s in conll_sentences(input_lines(str(path)), str(path), {}, 1)] == [
+        (["The", "#"], ["B-NP", "I-NP"], 2), (["sat"], ["B-VP"], 6)]
+
+
 def test_conll_wrong_column_count_names_file_and_line(tmp_path):
     path = tmp_path / "bad.conll"
     path.write_text("a DT B-NP\nb NN\n", encoding="utf-8")

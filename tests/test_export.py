@@ -89,7 +89,8 @@ def test_exported_tagger_matches_emissions_and_tags(tmp_path, pos, extra):
                     for i, s in enumerate(sentences))
     tagged = run_cli(["tag", str(run_dir / "model"), "-", "--input", "conll", "--precision", "fp32"], stdin=conll)
     assert tagged.returncode == 0, tagged.stderr
-    cli_tags = [[line.split("\t")[1] for line in block.split("\n")] for block in tagged.stdout.strip("\n").split("\n\n")]
+    cli_tags = [[line.split("\t")[1] for line in block.split("\n")[1:]]  # after each "# line = N"
+                for block in tagged.stdout.strip("\n").split("\n\n")]
     exported_tags = [[meta["tags"][t] for t in viterbi(emissions[b], int(n), meta["crf"])] for b, n in enumerate(lengths)]
     from nlp_lstm.data.tag_schemes import convert
 

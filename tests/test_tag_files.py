@@ -19,7 +19,7 @@ import nlp_lstm
 from conftest import run_cli, run_train
 from nlp_lstm.cli import main
 from nlp_lstm.data.tag_files import (InputSentence, conllu_sentences, format_conllu, input_lines,
-                                     split_sentences)
+                                     split_sentences, tokenize)
 from nlp_lstm.data.tag_schemes import spans_from_tags
 from nlp_lstm.errors import DataError
 from nlp_lstm.tasks.tag_stream import tag_stream
@@ -132,7 +132,8 @@ def test_raw_text_becomes_conllu_with_text_and_sent_id(chunker):
     blocks = proc.stdout.strip("\n").split("\n\n")
     assert blocks[0].split("\n")[:2] == ["# sent_id = 1", "# text = the cat saw Bob."]
     assert blocks[1].split("\n")[:2] == ["# sent_id = 2", "# text = Bob likes a dog ."]
-    bob = blocks[0].split("\n")[5].split("\t")
+    assert blocks[0].split("\n")[2] == "# line = 1" and blocks[1].split("\n")[2] == "# line = 3"
+    bob = blocks[0].split("\n")[6].split("\t")
     assert bob[1] == "Bob" and bob[9].startswith("SpaceAfter=No|Tag=")  # no space before the full stop
 
 
@@ -154,6 +155,10 @@ def test_output_keeps_input_order_under_length_sorted_windows(tmp_path, chunker)
                     "--precision", "fp32"])
     assert proc.returncode == 0, proc.stderr
     blocks = [b.split("\n") for b in out.read_text(encoding="utf-8").strip("\n").split("\n\n")]
+    # Each sentence says its first line in the input.
+    starts = list(itertools.accumulate([1] + [len(s) + 1 for s in sentences[:-1]]))
+    assert [b[0] for b in blocks] == [f"# line = {n}" for n in starts]
+    blocks = [b[1:] for b in blocks]
     assert [[line.split("\t")[0] for line in b] for b in blocks] == sentences
     # The same tags as each sentence tagged alone.
     tagger = nlp_lstm.load(chunker, device="cpu")
@@ -233,7 +238,7 @@ def test_sentences_are_split_with_offsets_into_the_line(chunker):
     assert [r["text"] for r in records] == ["Dr. Smith saw the cat.", "Then Bob likes a dog!", "Alice found the river."]
     for record in records:
         for span in record["spans"]:
-            assert record["text"][span["start_char"]:span["end_char"]] == span["text"]
+            assert paragraph[span["start_char"]:span["end_char"]] == span["text"]
 
 
 def test_output_file_is_all_or_nothing(tmp_path, chunker):
@@ -312,3 +317,116 @@ def test_raw_text_is_tokenised_as_the_treebank_corpora_are():
     assert all(text[start:end] == token for token, start, end in tokens)
     covered = "".join(text[start:end] for _, start, end in tokens)
     assert covered == "".join(text.split())  # every non-space character, once, in order
+
+
+# Nine lines: blank ones in the middle (one of spaces) and two at the end; line 3 is a
+# paragraph of two sentences.
+PARAGRAPHS = ["the cat saw Bob.", "", "Bob likes the cat. It is here!", "   ", "a dog found Paris .", "",
+              "Alice likes a red bird.", "", ""]
+
+
+def _tag_file(chunker, tmp_path, capsys, lines, *options):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["tag", str(chunker), str(source), "--precision", "fp32", *options]) == 0
+    return capsys.readouterr().out
+
+
+def _jsonl(chunker, tmp_path, capsys, lines, *options):
+    out = _tag_file(chunker, tmp_path, capsys, lines, "--format", "jsonl", *options)
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_split_sentence_offsets_are_into_the_line(tmp_path, chunker, capsys):
+    """The second sentence's tokens were offset from its own start ("It" at 0, 2)."""
+    line = "Bob likes the cat. It is here!"
+    records = _jsonl(chunker, tmp_path, capsys, [line], "--split-sentences")
+    assert [(r["line"], r["sentence_start"], r["text"]) for r in records] == [
+        (1, 0, "Bob likes the cat."), (1, 19, "It is here!")]
+    it = records[1]["tokens"][0]
+    assert (it["token"], it["start"], it["end"]) == ("It", 19, 21)
+    for record in records:
+        assert line[record["sentence_start"]:].startswith(record["text"])
+        assert all(line[t["start"]:t["end"]] == t["token"] for t in record["tokens"])
+        for span in record["spans"]:
+            assert line[span["start_char"]:span["end_char"]] == span["text"]
+
+
+def test_jsonl_records_realign_with_input_lines(tmp_path, chunker, capsys):
+    """N lines in, a record for each (blank lines gave none), numbered from 1; split or
+    not, each token's offsets point into its line."""
+    n = len(PARAGRAPHS)
+    plain = _jsonl(chunker, tmp_path, capsys, PARAGRAPHS)
+    assert [r["line"] for r in plain] == list(range(1, n + 1))
+    split = _jsonl(chunker, tmp_path, capsys, PARAGRAPHS, "--split-sentences")
+    assert [r["line"] for r in split] == [1, 2, 3, 3, 4, 5, 6, 7, 8, 9]
+    for record in plain + split:
+        line = PARAGRAPHS[record["line"] - 1]
+        assert (record["tokens"] == []) == (not line.strip())
+        assert all(line[t["start"]:t["end"]] == t["token"] for t in record["tokens"])
+    assert plain[1]["spans"] == [] and "sentence_start" not in plain[0]
+
+
+def test_text_format_writes_one_line_per_input_line(tmp_path, chunker, capsys):
+    for options in ((), ("--split-sentences",)):
+        out = _tag_file(chunker, tmp_path, capsys, PARAGRAPHS, "--format", "text", *options).split("\n")
+        assert out[-1] == "" and len(out) - 1 == len(PARAGRAPHS)
+        assert [bool(o) for o in out[:-1]] == [bool(p.strip()) for p in PARAGRAPHS]
+    # The split line's two sentences, joined back on their line.
+    assert [w.rsplit("/", 1)[0] for w in out[2].split()] == ["Bob", "likes", "the", "cat", ".", "It", "is", "here", "!"]
+
+
+def test_conll_output_says_which_line_each_sentence_came_from_and_reads_back(tmp_path, chunker, capsys):
+    from nlp_lstm.data.conll import read_conll
+
+    out = _tag_file(chunker, tmp_path, capsys, PARAGRAPHS, "--format", "conll", "--split-sentences")
+    blocks = [b.split("\n") for b in out.strip("\n").split("\n\n")]
+    assert [b[0] for b in blocks] == [f"# line = {n}" for n in (1, 3, 3, 5, 7)]
+    assert [row.split("\t")[0] for row in blocks[2][1:]] == ["It", "is", "here", "!"]
+    tagged = tmp_path / "tagged.conll"
+    tagged.write_text(out, encoding="utf-8")
+    # Read back: by the training reader, and by `tag --input conll`, whose lines are each
+    # sentence's first word line in this file (the line after its comment).
+    assert [(s.words, s.tags) for s in read_conll(tagged, 0, 1)] == [
+        ([r.split("\t")[0] for r in b[1:]], [r.split("\t")[1] for r in b[1:]]) for b in blocks]
+    assert main(["tag", str(chunker), str(tagged), "--input", "conll", "--format", "jsonl"]) == 0
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    file_lines = out.split("\n")
+    assert [[t["token"] for t in r["tokens"]] for r in again] == [[r.split("\t")[0] for r in b[1:]] for b in blocks]
+    assert [file_lines[r["line"] - 2] for r in again] == [b[0] for b in blocks]
+    # CoNLL-U from raw text carries the line too (after sent_id and text).
+    conllu = _tag_file(chunker, tmp_path, capsys, PARAGRAPHS, "--format", "conllu", "--split-sentences")
+    heads = [b.split("\n")[:3] for b in conllu.strip("\n").split("\n\n")]
+    assert heads[2] == ["# sent_id = 3", "# text = It is here!", "# line = 3"]
+    assert [h[2] for h in heads] == [b[0] for b in blocks]
+
+
+def test_line_numbers_of_conll_and_conllu_inputs(tmp_path, chunker, capsys):
+    """A sentence's line: CoNLL its first word line; CoNLL-U the first line of its block."""
+    source = tmp_path / "in.conll"
+    source.write_text("-DOCSTART- O\n\nthe O\ncat O\n\n\nBob O\n", encoding="utf-8")
+    assert main(["tag", str(chunker), str(source), "--input", "conll", "--format", "jsonl"]) == 0
+    assert [json.loads(r)["line"] for r in capsys.readouterr().out.splitlines()] == [3, 7]
+    source = tmp_path / "in.conllu"
+    source.write_text(CONLLU, encoding="utf-8")
+    assert main(["tag", str(chunker), str(source), "--input", "conllu", "--format", "jsonl"]) == 0
+    assert [json.loads(r)["line"] for r in capsys.readouterr().out.splitlines()] == [1, 13]
+
+
+def test_many_lines_keep_order_and_line_numbers_through_batched_windows(tmp_path, chunker, capsys):
+    rng = random.Random(8)
+    lines = []
+    for words in random_sentences(600, 9):
+        roll = rng.random()
+        lines.append("" if roll < 0.15 else " ".join(words) + (". Bob saw a dog." if roll > 0.7 else ""))
+    records = _jsonl(chunker, tmp_path, capsys, lines, "--split-sentences", "--batch-size", "5")
+    assert sorted({r["line"] for r in records}) == list(range(1, len(lines) + 1))
+    assert [r["line"] for r in records] == sorted(r["line"] for r in records)  # input order
+    for record in records:
+        line = lines[record["line"] - 1]
+        assert all(line[t["start"]:t["end"]] == t["token"] for t in record["tokens"])
+    by_line = {}
+    for record in records:
+        by_line.setdefault(record["line"], []).extend(t["token"] for t in record["tokens"])
+    assert [by_line[n] for n in range(1, len(lines) + 1)] == [
+        [t for a, b in split_sentences(line) for t, _, _ in tokenize(line[a:b])] for line in lines]

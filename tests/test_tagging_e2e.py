@@ -63,8 +63,9 @@ def test_tag_cli_formats(trained_tagger):
     model = str(trained_tagger["run_dir"] / "model")
     conll = run_cli(["tag", model, "--format", "conll"], stdin="The cat sat on the mat .\n")
     assert conll.returncode == 0, conll.stderr
-    rows = [line.split("\t") for line in conll.stdout.strip().split("\n")]
-    assert [r[0] for r in rows] == ["The", "cat", "sat", "on", "the", "mat", "."]
+    lines = conll.stdout.strip().split("\n")
+    assert lines[0] == "# line = 1"  # which input line the sentence came from
+    assert [line.split("\t")[0] for line in lines[1:]] == ["The", "cat", "sat", "on", "the", "mat", "."]
     jsonl = run_cli(["tag", model, "--format", "jsonl", "--nbest", "2", "--marginals"], stdin="a dog found Paris .\n")
     record = json.loads(jsonl.stdout)
     assert record["tokens"][1] == {"token": "dog", "tag": record["tokens"][1]["tag"], "start": 2, "end": 5}
@@ -100,7 +101,9 @@ def test_feature_columns_are_read_from_conll_input(tmp_path):
                                   "{'pos': 1}): give CoNLL input that has them")
     conll = run_cli(["tag", model, "-", "--input", "conll"], stdin="the DT\ncat NN\nsaw VBD\n\nBob NNP\n")
     assert conll.returncode == 0, conll.stderr
-    assert [line.split("\t")[0] for line in conll.stdout.split("\n") if line] == ["the", "cat", "saw", "Bob"]
+    assert [line.split("\t")[0] for line in conll.stdout.split("\n") if line and not line.startswith("# line = ")] \
+        == ["the", "cat", "saw", "Bob"]
+    assert [line for line in conll.stdout.split("\n") if line.startswith("#")] == ["# line = 1", "# line = 5"]
     short = run_cli(["tag", model, "-", "--input", "conll"], stdin="the\n")
     assert short.returncode == 2 and "stdin:1: 1 column(s); the model reads columns {'pos': 1}" in short.stderr
     evaluated = run_cli(["evaluate", model, "--split", "test"])

@@ -7,12 +7,27 @@ Errors name the file and the line.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from nlp_lstm.data.readers import read_lines
 from nlp_lstm.errors import DataError
+
+
+# `nlp-lstm tag --format conll` writes `# line = N` before each sentence (the input line it
+# came from). The readers skip exactly this form, so tagged output reads back; any other
+# line starting with "#" stays a token line ("#" is a word in CoNLL-2000).
+LINE_COMMENT = re.compile(r"# line = \d+")
+
+
+def line_comment(line_no: int) -> str:
+    return f"# line = {line_no}"
+
+
+def is_line_comment(line: str) -> bool:
+    return LINE_COMMENT.fullmatch(line.strip()) is not None
 
 
 @dataclass
@@ -28,7 +43,8 @@ class Sentence:
 def read_conll(path: os.PathLike, word_column: int = 0, tag_column: int = -1,
                feature_columns: Optional[Dict[str, int]] = None, what: str = "CoNLL file") -> List[Sentence]:
     """Column files: any whitespace separates columns; any whitespace-only line ends a
-    sentence; `-DOCSTART-` lines are skipped. Every token line must have as many columns
+    sentence; `-DOCSTART-` lines and `# line = N` comments (`nlp-lstm tag` output) are
+    skipped. Every token line must have as many columns
     as the first one."""
     path = Path(path)
     feature_columns = feature_columns or {}
@@ -43,7 +59,7 @@ def read_conll(path: os.PathLike, word_column: int = 0, tag_column: int = -1,
                 sentences.append(current)
                 current = None
             continue
-        if columns[0] == "-DOCSTART-":
+        if columns[0] == "-DOCSTART-" or is_line_comment(line):
             continue
         if n_columns is None:
             n_columns = len(columns)

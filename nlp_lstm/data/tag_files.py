@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
+from nlp_lstm.data.conll import is_line_comment, line_comment
 from nlp_lstm.data.readers import decoded_lines, iter_lines
 from nlp_lstm.errors import DataError
 
@@ -54,6 +55,7 @@ class InputSentence:
     gold: Optional[List[str]] = None  # a labelled file's tags (evaluation)
     text: Optional[str] = None  # raw input: the text the tokens come from...
     offsets: Optional[List[Tuple[int, int]]] = None  # ...and each token's character span in it
+    text_start: int = 0  # where `text` starts in its input line (a split sentence's offset)
     block: Optional[List[str]] = None  # CoNLL-U input: the sentence's lines as read
     word_lines: Optional[List[int]] = None  # CoNLL-U input: which lines of `block` are words
     line: int = 0  # where the sentence starts in its file (1-based)
@@ -69,25 +71,29 @@ def input_lines(path: str, what: str = "input file") -> Iterator[Tuple[int, str]
 
 
 def text_sentences(lines: Iterable[Tuple[int, str]], split=None) -> Iterator[InputSentence]:
-    """One sentence per non-blank line, or per sentence of it with `split` (a function
-    from a paragraph to (start, end) character spans of its sentences)."""
+    """One sentence per line, or per sentence of it with `split` (a function from a
+    paragraph to (start, end) character spans of its sentences), each with its line number
+    and its start in the line. A blank line is one empty sentence (no words), so that what
+    is written for each line can be lined up with the input."""
     for line_no, line in lines:
-        if not line.strip():
-            continue
-        pieces = split(line) if split is not None else [(0, len(line))]
+        pieces = split(line) if split is not None and line.strip() else [(0, len(line))]
+        found = False
         for start, end in pieces:
             text = line[start:end]
             tokens = tokenize(text)
             if tokens:
-                yield InputSentence([t for t, _, _ in tokens], text=text,
-                                    offsets=[(s, e) for _, s, e in tokens], line=line_no)
+                found = True
+                yield InputSentence([t for t, _, _ in tokens], text=text, offsets=[(s, e) for _, s, e in tokens],
+                                    text_start=start, line=line_no)
+        if not found:
+            yield InputSentence([], text=line, offsets=[], line=line_no)
 
 
 def conll_sentences(lines: Iterable[Tuple[int, str]], path: str, feature_columns: Dict[str, int],
                     gold_column: Optional[int] = None) -> Iterator[InputSentence]:
     """Column files: the word in column 0, the model's input columns at their indices, gold
     tags (for evaluation) in `gold_column`; blank lines between sentences; -DOCSTART-
-    skipped. Every token line must have as many columns as the first one."""
+    and `# line = N` comments skipped. A sentence's `line` is its first word line. Every token line must have as many columns as the first one."""
     current: List[List[str]] = []
     current_lines: List[int] = []
     n_columns, start = None, 0
@@ -105,7 +111,7 @@ def conll_sentences(lines: Iterable[Tuple[int, str]], path: str, feature_columns
                 yield sentence()
                 current, current_lines = [], []
             continue
-        if fields[0] == "-DOCSTART-":
+        if fields[0] == "-DOCSTART-" or is_line_comment(line):
             continue
         if n_columns is None:
             n_columns = len(fields)
@@ -236,6 +242,8 @@ def format_conllu(sentence: InputSentence, tags: List[str], sent_id: int, field_
         return "\n".join(out)
     text = sentence.text if sentence.text is not None else " ".join(sentence.words)
     lines = [f"# sent_id = {sent_id}", f"# text = {text}"]
+    if sentence.line:
+        lines.append(line_comment(sentence.line))
     for i, (word, tag) in enumerate(zip(sentence.words, tags)):
         fields = [str(i + 1), word] + ["_"] * 8
         if sentence.offsets is not None and i + 1 < len(sentence.words) \

@@ -455,8 +455,13 @@ def as_input(text: Union[str, Sequence[str]], features: Optional[Dict[str, Seque
 
 
 def token_records(sentence: InputSentence, tags: Sequence[str]) -> List[Dict[str, Any]]:
-    offsets = sentence.offsets or [(None, None)] * len(sentence.words)
-    return [{"token": w, "tag": t, "start": a, "end": b} for w, t, (a, b) in zip(sentence.words, tags, offsets)]
+    """Tokens with their tags and, for raw text, character offsets into the input line
+    (a split sentence's own offsets moved by its start in the line)."""
+    if sentence.offsets is None:
+        return [{"token": w, "tag": t, "start": None, "end": None} for w, t in zip(sentence.words, tags)]
+    shift = sentence.text_start
+    return [{"token": w, "tag": t, "start": a + shift, "end": b + shift}
+            for w, t, (a, b) in zip(sentence.words, tags, sentence.offsets)]
 
 
 def span_record(sentence: InputSentence, span: Span) -> Dict[str, Any]:
@@ -465,7 +470,8 @@ def span_record(sentence: InputSentence, span: Span) -> Dict[str, Any]:
                               "words": " ".join(sentence.words[start:end]), "confidence": round(confidence, 6)}
     if sentence.offsets is not None:
         first, last = sentence.offsets[start][0], sentence.offsets[end - 1][1]
-        record.update({"start_char": first, "end_char": last, "text": sentence.text[first:last]})
+        shift = sentence.text_start  # character offsets are into the input line, as the tokens'
+        record.update({"start_char": first + shift, "end_char": last + shift, "text": sentence.text[first:last]})
     return record
 
 
