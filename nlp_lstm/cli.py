@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "a UTF-8 text file. Without FILE: --split of the model's own corpus, as JSON.")
     ev.add_argument("model")
     ev.add_argument("file", nargs="?", default=None, help="labelled file (tagger) or text file (LM); '-' for stdin")
-    ev.add_argument("--input", choices=("conll", "conllu"), default="conll", help="taggers: the file's format")
+    ev.add_argument("--input", choices=("auto", "conll", "conllu"), default="auto",
+                    help="taggers: the file's format; auto: by its extension (.conll, .bio, .iob, .conllu), "
+                         "else conllu where the first lines are CoNLL-U, else conll (the log says which)")
     ev.add_argument("--conllu-field", choices=("upos", "xpos"), default=None,
                     help="taggers, CoNLL-U: the gold field (default: the one the model was trained on)")
     ev.add_argument("--json", default=None, help="also write the full report (per label, confusion) here")
@@ -137,10 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("file", nargs="?", default="-",
                      help="one sentence (or paragraph, with --split-sentences) per line, CoNLL or CoNLL-U; "
                           "'-' for stdin")
-    tag.add_argument("--input", choices=("text", "conll", "conllu"), default="text",
+    tag.add_argument("--input", choices=("auto", "text", "conll", "conllu"), default="auto",
                      help="text: raw sentences, tokenized on words and punctuation; conll: first column the "
                           "word (and the model's input columns), blank line between sentences, '# line = N' "
-                          "comments skipped; conllu: the FORM of each word line")
+                          "comments skipped; conllu: the FORM of each word line; auto (default): by the "
+                          "extension (.conll, .conll2000, .bio, .iob, .conllu), else by the first lines (stdin "
+                          "too); the log says which and why")
     tag.add_argument("--format", choices=("conll", "jsonl", "text", "conllu"), default="conll",
                      help="jsonl: a record per sentence (one per blank line too) with its input line "
                           "(\"line\", 1-based), tokens with offsets into that line, and for chunk/entity "
@@ -322,7 +326,7 @@ def _evaluate_tagger_on_file(tagger, args) -> None:
     from nlp_lstm.tasks.tag_evaluation import evaluate_file, format_report
 
     where = "stdin" if args.file == "-" else args.file
-    lines = input_lines(args.file, "labelled file")
+    lines = _detected(args, input_lines(args.file, "labelled file"), ("conll", "conllu"))
     if args.input == "conllu":
         field = args.conllu_field or (tagger.conllu_field if tagger.conllu_field != "misc" else "upos")
         sentences = conllu_sentences(lines, where, field)
@@ -358,11 +362,11 @@ def _cmd_tag(args) -> None:
     tagger.set_precision(args.precision)
     if (args.nbest or args.marginals) and args.format != "jsonl":
         raise NlpLstmError("--nbest and --marginals need --format jsonl")
-    if args.split_sentences and args.input != "text":
-        raise NlpLstmError("--split-sentences splits raw text: it needs --input text")
     output_path_ok(args.output)
+    lines = _detected(args, input_lines(args.file), ("text", "conll", "conllu"))
+    if args.split_sentences and args.input != "text":
+        raise NlpLstmError(f"--split-sentences splits raw text: it needs --input text (the input is {args.input})")
     columns = _columns_to_read(tagger, args.input, args.predict_features)
-    lines = input_lines(args.file)
     where = "stdin" if args.file == "-" else args.file
     if args.input == "conll":
         sentences = conll_sentences(lines, where, columns)
@@ -411,6 +415,19 @@ def _cmd_tag(args) -> None:
                 out.write(format_conllu(sentence, tags, written, field, args.misc_key) + "\n\n")
         if text_line is not None:
             out.write("\n")
+
+
+def _detected(args, lines, choices):
+    """The input's lines; with --input auto, args.input set to the format detected from the
+    name or the first lines, and one line on stderr saying which and why."""
+    if args.input != "auto":
+        return lines
+    from nlp_lstm.data.tag_files import detect_input
+
+    args.input, why, lines = detect_input(args.file, lines, choices)
+    where = "stdin" if args.file == "-" else args.file
+    print(f"input: {where} read as {args.input} ({why}); pass --input to choose", file=sys.stderr)
+    return lines
 
 
 def _columns_to_read(tagger, input_format: str, predict_features: bool) -> Dict[str, int]:

@@ -79,12 +79,15 @@ class DataConfig:
     valid: Optional[str] = None
     test: Optional[str] = None
     lowercase: bool = False
+    # Where a corpus has no dev split (your own files without data.valid), this fraction of
+    # train (seeded) is held out as valid.
+    dev_fraction: float = 0.1
+    split_seed: int = 12345
 
     def __post_init__(self) -> None:
         if self.name == "text":
-            for split in ("train", "valid"):
-                _check(getattr(self, split) is not None, f"data.{split}", None,
-                       "data=text needs a path for this split")
+            _check(self.train is not None, "data.train", None, "data=text needs a path for this split")
+        _check(0.0 < self.dev_fraction < 0.5, "data.dev_fraction", self.dev_fraction, "must be in (0, 0.5)")
 
 
 @dataclass
@@ -97,19 +100,14 @@ class TaggingDataConfig(DataConfig):
     feature_columns: Dict[str, int] = field(default_factory=dict)
     conllu_field: str = "upos"  # upos | xpos
     tag_scheme: str = "iob2"  # iob1 | iob2 | iobes | none (plain labels such as POS)
-    # Where a corpus has no dev split, this fraction of train (seeded shuffle) is held out.
-    dev_fraction: float = 0.1
-    split_seed: int = 12345
 
     def __post_init__(self) -> None:
         if self.name in ("conll", "conllu"):
-            for split in ("train", "test"):
-                _check(getattr(self, split) is not None, f"data.{split}", None,
-                       f"data={self.name} needs a path for this split")
+            _check(self.train is not None, "data.train", None, f"data={self.name} needs a path for this split")
         _check_choice("data.format", self.format, ("conll", "conllu"))
         _check_choice("data.conllu_field", self.conllu_field, ("upos", "xpos"))
         _check_choice("data.tag_scheme", self.tag_scheme, ("iob1", "iob2", "iobes", "none"))
-        _check(0.0 < self.dev_fraction < 0.5, "data.dev_fraction", self.dev_fraction, "must be in (0, 0.5)")
+        super().__post_init__()
 
 
 # --------------------------------------------------------------------------- tokenizer

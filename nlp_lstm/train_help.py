@@ -19,6 +19,7 @@ examples:
   nlp-lstm-train                                    the default word LM on WikiText-2, 10 minutes
   nlp-lstm-train experiment=conll2000_chunk         a preset (below)
   nlp-lstm-train task=tagging data=conll data.train=train.txt data.valid=dev.txt data.tag_column=3
+  nlp-lstm-train data=text data.train=mine.txt      your own text: 10% held out as valid, no test split
   nlp-lstm-train trainer.max_time=3600 model.cell=gru
   nlp-lstm-train trainer.resume=true hydra.run.dir=RUN    continue an interrupted run
 """

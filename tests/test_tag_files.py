@@ -5,6 +5,7 @@ atomic output."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -18,12 +19,13 @@ import torch
 import nlp_lstm
 from conftest import run_cli, run_train
 from nlp_lstm.cli import main
-from nlp_lstm.data.tag_files import (InputSentence, conllu_sentences, format_conllu, input_lines,
+from nlp_lstm.data.tag_files import (InputSentence, conllu_sentences, detect_input, format_conllu, input_lines,
                                      split_sentences, tokenize)
 from nlp_lstm.data.tag_schemes import spans_from_tags
 from nlp_lstm.errors import DataError
 from nlp_lstm.tasks.tag_stream import tag_stream
-from tagging_fixtures import ADJ, DET, NOUN, TINY_TAGGER, VERB, conll_overrides, make_sentence, tagging_corpus
+from tagging_fixtures import (ADJ, DET, NOUN, TINY_TAGGER, VERB, conll_overrides, make_sentence, tagging_corpus,
+                              write_conll)
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +280,7 @@ def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chu
     proc = run_cli(["evaluate", str(chunker), str(test_file), "--json", str(out), "--predictions",
                     str(tmp_path / "pred.conll")])
     assert proc.returncode == 0, proc.stderr
+    assert f"input: {test_file} read as conll (no CoNLL-U word lines)" in proc.stderr
     report = json.loads(out.read_text())
     trained = json.loads((run_dir / "metrics.json").read_text())["test"]
     for key in ("f1", "precision", "recall", "acc", "strict_f1"):
@@ -289,7 +292,8 @@ def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chu
     bad.write_text("the DT B-NP\ncat NN E-NP\n", encoding="utf-8")
     proc = run_cli(["evaluate", str(chunker), str(bad)])
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: {bad}:2: tag 'E-NP' (token 2) does not fit data.tag_scheme=iob2"
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f"error: {bad}:2: tag 'E-NP' (token 2) does not fit data.tag_scheme=iob2"
 
 
 def test_bf16_prediction_agrees_with_fp32(chunker):
@@ -430,3 +434,75 @@ def test_many_lines_keep_order_and_line_numbers_through_batched_windows(tmp_path
         by_line.setdefault(record["line"], []).extend(t["token"] for t in record["tokens"])
     assert [by_line[n] for n in range(1, len(lines) + 1)] == [
         [t for a, b in split_sentences(line) for t, _, _ in tokenize(line[a:b])] for line in lines]
+
+
+# ------------------------------------------------------------------ input format detection
+def _tag(capsys, args):
+    assert main(["tag", *args, "--precision", "fp32"]) == 0
+    return capsys.readouterr()
+
+
+def test_tag_reads_a_conll_file_as_conll_without_being_told(tmp_path, chunker, capsys):
+    source = write_conll(tmp_path / "news.conll", 3, seed=7, docstart=True)
+    out = _tag(capsys, [str(chunker), str(source)])
+    blocks = [b.split("\n") for b in out.out.strip("\n").split("\n\n")]
+    expected = [b.strip("\n").split("\n") for b in source.read_text().split("\n\n")[1:] if b.strip()]
+    assert "-DOCSTART-" not in out.out  # skipped as CoNLL skips it, not tagged as a word
+    assert [[line.split("\t")[0] for line in b] for b in blocks] == [[line.split()[0] for line in b] for b in expected]
+    assert out.err.strip().splitlines() == [f"input: {source} read as conll (extension .conll); "
+                                            "pass --input to choose"]
+    # --input still decides: as raw text, every line is a sentence and -DOCSTART- a word
+    out = _tag(capsys, [str(chunker), str(source), "--input", "text"])
+    assert out.out.startswith("-\t") and "\nDOCSTART\t" in out.out and "input:" not in out.err
+
+
+def test_tag_detects_conllu_and_conll_by_content(tmp_path, chunker, capsys, monkeypatch):
+    source = tmp_path / "sample.data"  # no extension to go by
+    source.write_text(CONLLU, encoding="utf-8")
+    out = _tag(capsys, [str(chunker), str(source), "--format", "conllu"])
+    assert "read as conllu (" in out.err
+    assert [line for line in out.out.split("\n") if line.startswith("#")] == \
+        [line for line in CONLLU.split("\n") if line.startswith("#")]
+    columns = write_conll(tmp_path / "train.txt", 2, seed=8)  # CoNLL-2000 ships .txt column files
+    out = _tag(capsys, [str(chunker), str(columns)])
+    assert f"input: {columns} read as conll (3 columns" in out.err
+    assert out.out.count("\n\n") == 2 and out.out.split("\t")[0] == columns.read_text().split()[0]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"the DT\ncat NN\n\nBob NNP\nreads VBD\n")))
+    out = _tag(capsys, [str(chunker), "-"])  # stdin: sniffed too
+    assert out.err.startswith("input: stdin read as conll (2 columns")
+    assert out.out.split("\n\n")[0].split("\n")[1].startswith("cat\t")
+
+
+def test_tag_reads_plain_text_as_text(tmp_path, chunker, capsys):
+    source = tmp_path / "notes.txt"
+    source.write_text("the old cat saw Bob .\nAlice likes a dog near the river .\n\nBob reads .\n", encoding="utf-8")
+    out = _tag(capsys, [str(chunker), str(source), "--format", "text"])
+    assert f"input: {source} read as text (" in out.err
+    assert [len(line.split()) for line in out.out.strip().split("\n")] == [6, 8, 3]
+
+
+def test_detection_reads_only_the_head_of_the_input():
+    def lines():
+        yield 1, "-DOCSTART- -X- O"
+        for i in range(2, 10**9):
+            if i > 1000:
+                raise AssertionError("read past the head")
+            yield i, "" if i % 3 == 0 else "word NN"
+
+    fmt, why, stream = detect_input("-", lines())
+    assert fmt == "conll" and "-DOCSTART-" in why
+    assert next(stream) == (1, "-DOCSTART- -X- O")  # nothing lost to the sniffing
+
+
+@pytest.mark.parametrize("name, text, choices, expected", [
+    ("a", "1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tcat\tcat\tNOUN\tNN\t_\t0\troot\t_\t_\n", ("conll", "conllu"),
+     "conllu"),
+    ("a", "the DT B-NP\ncat NN I-NP\n", ("conll", "conllu"), "conll"),
+    ("a.conllu", "the DT B-NP\ncat NN I-NP\n", ("conll", "conllu"), "conllu"),  # the extension first
+    ("a.txt", "# text = The cat .\n1\tThe\t_\t_\t_\t_\t_\t_\t_\t_\n", ("text", "conll", "conllu"), "conllu"),
+    ("a", "Hello world\n", ("text", "conll", "conllu"), "text"),
+    ("a", "The cat sat on the mat .\nIt was warm .\n", ("text", "conll", "conllu"), "text"),
+])
+def test_detection_rules(name, text, choices, expected):
+    lines = enumerate(text.split("\n"), start=1)
+    assert detect_input(name, lines, choices)[0] == expected

@@ -97,8 +97,10 @@ def test_feature_columns_are_read_from_conll_input(tmp_path):
     model = str(run_dir / "model")
     raw = run_cli(["tag", model], stdin="the cat saw Bob .\n")
     assert raw.returncode == 2
-    assert raw.stderr.strip() == ("error: this model also reads input column(s) pos (data.feature_columns="
-                                  "{'pos': 1}): give CoNLL input that has them")
+    assert raw.stderr.strip().splitlines() == [
+        "input: stdin read as text (lines of running text, not columns); pass --input to choose",
+        "error: this model also reads input column(s) pos (data.feature_columns={'pos': 1}): give CoNLL input that "
+        "has them"]
     conll = run_cli(["tag", model, "-", "--input", "conll"], stdin="the DT\ncat NN\nsaw VBD\n\nBob NNP\n")
     assert conll.returncode == 0, conll.stderr
     assert [line.split("\t")[0] for line in conll.stdout.split("\n") if line and not line.startswith("# line = ")] \

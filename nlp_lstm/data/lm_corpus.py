@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import os
+import random
 import time
 from dataclasses import asdict, astuple, dataclass
 from functools import partial
@@ -74,7 +75,10 @@ def split_line_sources(data_cfg, data_dir: Path) -> Dict[str, Callable[[], Itera
         files = {s: Path(getattr(data_cfg, s)) for s in SPLITS if getattr(data_cfg, s)}
         for split, path in files.items():
             open_for_reading(path, f"data.{split} file").close()  # fail now, naming the key
-        return {s: partial(iter_lines, p, f"data.{s} file") for s, p in files.items()}
+        sources = {s: partial(iter_lines, p, f"data.{s} file") for s, p in files.items()}
+        if "valid" not in sources:
+            sources.update(_held_out_sources(files["train"], data_cfg.dev_fraction, data_cfg.split_seed))
+        return sources
     try:
         corpus = get_corpus(data_cfg.name)
     except DataError as exc:
@@ -90,6 +94,28 @@ def split_line_sources(data_cfg, data_dir: Path) -> Dict[str, Callable[[], Itera
     bounds = {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, count)}
     return {s: (lambda lo, hi: lambda: itertools.islice(iter_lines(paths["all"]), lo, hi))(lo, hi)
             for s, (lo, hi) in bounds.items()}
+
+
+def _held_out_sources(path: Path, fraction: float, seed: int) -> Dict[str, Callable[[], Iterator[str]]]:
+    """train and valid streams of one file: a seeded `fraction` of its lines (at least one)
+    held out as valid, each split in file order. The choice is selection sampling (Knuth's
+    algorithm S): exactly that many lines, uniformly, replayed identically on every pass
+    from the seed alone, so nothing is held in memory and a large file still streams."""
+    count = sum(1 for _ in iter_lines(path, "data.train file"))
+    if count < 2:
+        raise DataError(f"{path}: data.train file has {count} line(s), too few to hold out a dev split: "
+                        "give data.valid")
+    n_valid = max(1, int(count * fraction))
+
+    def lines(valid: bool) -> Iterator[str]:
+        rng, needed = random.Random(seed), n_valid
+        for index, line in enumerate(iter_lines(path, "data.train file")):
+            take = rng.random() * (count - index) < needed
+            needed -= take
+            if take == valid:
+                yield line
+
+    return {"train": partial(lines, False), "valid": partial(lines, True)}
 
 
 def encode_to_file(tokenizer: Tokenizer, lines: Iterable[str], path: Path) -> SplitStats:
@@ -122,6 +148,8 @@ def cache_key(data_cfg, tok_cfg, data_dir: Path, tokenizer_dir: Optional[Path] =
         content["tokenizer"] = {p.name: sha256_file(p) for p in sorted(Path(tokenizer_dir).iterdir()) if p.is_file()}
     if data_cfg.name != "text":
         content["data"]["split"] = get_corpus(data_cfg.name).split_fractions
+    elif not data_cfg.valid:  # valid is held out of train: which lines depends on these
+        content["data"]["split"] = [data_cfg.dev_fraction, data_cfg.split_seed]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -135,7 +163,7 @@ def prepare_lm_corpus(data_cfg, tok_cfg, data_dir: os.PathLike, log=print,
     cache_dir = data_dir / "cache" / f"lm-{data_cfg.name}-{kind}-{key}"
     if (cache_dir / "stats.json").exists():
         log(f"tokenized corpus: cached in {cache_dir}")
-        return _load_cached(cache_dir)
+        return _log_held_out(_load_cached(cache_dir), data_cfg, log)
     with atomic_directory(cache_dir) as tmp:
         if tokenizer_dir is not None:
             tokenizer = load_tokenizer(tokenizer_dir)
@@ -158,7 +186,14 @@ def prepare_lm_corpus(data_cfg, tok_cfg, data_dir: os.PathLike, log=print,
 
         shutil.rmtree(tmp / "work", ignore_errors=True)
     log(f"tokenized corpus cached in {cache_dir}")
-    return _load_cached(cache_dir)
+    return _log_held_out(_load_cached(cache_dir), data_cfg, log)
+
+
+def _log_held_out(corpus: LMCorpus, data_cfg, log) -> LMCorpus:
+    if data_cfg.name == "text" and not data_cfg.valid:
+        log(f"text has no dev split: {corpus.stats['valid'].lines:,} train lines (data.dev_fraction="
+            f"{data_cfg.dev_fraction}, seed {data_cfg.split_seed}) are held out as valid")
+    return corpus
 
 
 def _load_cached(cache_dir: Path) -> LMCorpus:

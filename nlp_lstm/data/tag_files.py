@@ -11,8 +11,10 @@ terminator: a file with "\\r\\n" line ends is written back with "\\n".)
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
@@ -68,6 +70,50 @@ def input_lines(path: str, what: str = "input file") -> Iterator[Tuple[int, str]
         yield from enumerate(iter_lines(path, what), start=1)
         return
     yield from enumerate(decoded_lines(sys.stdin.buffer, "stdin", f"no {what.split()[0]} to read"), start=1)
+
+
+# Input format detection (`--input auto`): the name's extension, else the first lines.
+# .txt decides nothing: CoNLL-2000 and many column corpora ship as .txt.
+EXTENSIONS = {".conll": "conll", ".conll2000": "conll", ".bio": "conll", ".iob": "conll", ".conllu": "conllu"}
+SNIFF_LINES = 300  # only the head is read ahead (and handed on), so the input still streams
+CONLLU_ID = re.compile(r"^\d+(?:-\d+|\.\d+)?$")  # a word, a multiword range or an empty node
+
+
+def detect_input(path: str, lines: Iterator[Tuple[int, str]], choices=("text", "conll", "conllu")
+                 ) -> Tuple[str, str, Iterator[Tuple[int, str]]]:
+    """(format, why, lines): the format of an input among `choices`, the reason in words,
+    and the same lines again, none lost to the look ahead. Without `text` among the
+    choices (labelled files) the answer is conll unless the input looks like CoNLL-U."""
+    suffix = Path(path).suffix.lower() if path != "-" else ""
+    if EXTENSIONS.get(suffix) in choices:
+        return EXTENSIONS[suffix], f"extension {suffix}", lines
+    head = list(itertools.islice(lines, SNIFF_LINES))
+    fmt, why = _sniff([line for _, line in head], choices)
+    return fmt, why, itertools.chain(head, lines)
+
+
+def _sniff(sample: List[str], choices) -> Tuple[str, str]:
+    filled = [line for line in sample if line.strip()]
+    if "conllu" in choices:
+        if any(line.startswith(("# sent_id", "# text")) for line in filled):
+            return "conllu", "# sent_id / # text comments"
+        rows = [line.split("\t") for line in filled if not line.startswith("#")]
+        fits = sum(1 for f in rows if len(f) == 10 and CONLLU_ID.match(f[0]))
+        if rows and fits >= 0.8 * len(rows):
+            return "conllu", "lines of 10 tab-separated fields with a word ID first"
+    if "text" not in choices:
+        return "conll", "no CoNLL-U word lines"
+    if any(line.split()[0] == "-DOCSTART-" for line in filled):
+        return "conll", "a -DOCSTART- line"
+    counts = Counter(len(line.split()) for line in filled)
+    columns, count = counts.most_common(1)[0] if counts else (0, 0)
+    blocks = sum(1 for i, line in enumerate(sample) if line.strip() and (i == 0 or not sample[i - 1].strip()))
+    # Columns: most lines the same count of fields, in sentences of several lines each
+    # (running text has lines of every length, a paragraph or a sentence a line).
+    if columns >= 2 and count >= 0.8 * len(filled) and len(filled) >= 2 * blocks:
+        spread = f"{min(counts)}-{max(counts)}" if len(counts) > 1 else f"{columns}"
+        return "conll", f"{spread} columns per line"
+    return "text", "lines of running text, not columns"
 
 
 def text_sentences(lines: Iterable[Tuple[int, str]], split=None) -> Iterator[InputSentence]:

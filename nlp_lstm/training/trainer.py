@@ -210,6 +210,8 @@ class Trainer:
                                writes=self.dist.is_main)
         self._params = sum(p.numel() for p in self.model.parameters())
         log.info(f"model: {self._params:,} parameters on {self.device}")
+        if not self.task.has_split("test"):
+            log.info("no test split (data.test unset): the run ends without a test evaluation")
         for name, values in self.task.data_summary().items():
             self.monitor.scalars(f"data/{name}", values, 0)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -572,7 +574,7 @@ class Trainer:
         if test:
             final.update({f"hparam/test_{k}": v for k, v in test.items() if isinstance(v, float)})
         self.monitor.hparams(self.task.hparams(), final)
-        self._write_metrics(status="completed", test=test)
+        self._write_metrics(status="completed", **({"test": test} if test is not None else {}))
         log.info(f"best valid: {self.task.describe(best_valid)}" + (f" | test: {self.task.describe(test)}" if test else ""))
         log.info(f"model package: {self.model_dir}")
         objective = self.task.objective_key or self.task.monitor_key
