@@ -35,6 +35,13 @@ def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
         "hparam/valid_f1", "hparam/valid_acc", "hparam/valid_loss", "hparam/test_f1", "hparam/test_acc", "hparam/test_loss"}
     assert acc.Scalars("hparam/test_f1")[0].value == pytest.approx(metrics["test"]["f1"])
     assert acc.Tags()["histograms"] == []  # opt-in (logger.histogram_every_n_steps)
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    columns = {h.name for h in experiment.hparam_infos}
+    assert {"model.hidden_size", "model.head", "model.char_features", "optim", "lr"} <= columns
+    assert not columns & {"model.softmax", "model.tie_weights", "model.adaptive_cutoffs"}  # LM-only keys
     images = acc.Tags()["images"]
     assert {"valid/confusion_matrix", "valid/f1_per_type", "crf_transitions"} <= set(images)
     # one figure per evaluation, decoded as a real PNG of a readable size (labels need room)

@@ -205,6 +205,12 @@ def tagging_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[
     return metrics
 
 
+# Keys of the shared model schema that only language models read: left out of a tagger's
+# HParams table.
+LM_ONLY_MODEL_KEYS = ("tie_weights", "last_layer_size", "softmax", "adaptive_cutoffs", "adaptive_div_value",
+                      "activation_reg", "temporal_activation_reg")
+
+
 class TaggingTask(TrainingTask):
     unit = "sentences"
     monitor_mode = "max"
@@ -428,7 +434,7 @@ class TaggingTask(TrainingTask):
         c = self.cfg
         out = {"data": c.data.name, "scheme": self.scheme, "optim": c.optim.name, "lr": c.optim.lr,
                "batch_size": c.task.batch_size, "precision": c.trainer.precision, "seed": c.seed}
-        out.update({f"model.{k}": v for k, v in vars(c.model).items()})
+        out.update({f"model.{k}": v for k, v in vars(c.model).items() if k not in LM_ONLY_MODEL_KEYS})
         return out
 
 
