@@ -348,7 +348,7 @@ class TrainerConfig:
 @dataclass
 class LoggerConfig:
     tensorboard: bool = True
-    histogram_every_n_steps: int = 1000  # weight/gradient histograms; 0 = never
+    histogram_every_n_steps: int = 0  # weight/gradient histograms every N steps; 0 = never (opt-in: they are slow and rarely read)
     projector_tokens: int = 500  # most frequent tokens shown in the embedding projector; 0 = off
 
 

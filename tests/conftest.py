@@ -111,3 +111,19 @@ def trained_lm(tmp_path_factory):
     run_train(run_dir, text_data_overrides(corpus) + TINY_MODEL + ["trainer.max_epochs=2", "trainer.max_time=null",
                                                                    "optim.lr=5"], tmp / "data")
     return {"run_dir": run_dir, "corpus": corpus, "data_dir": tmp / "data"}
+
+
+@pytest.fixture(scope="session")
+def trained_tagger(tmp_path_factory):
+    """One small chunker trained end to end on the toy CoNLL corpus, shared by read-only tests."""
+    from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+
+    tmp = tmp_path_factory.mktemp("tagger")
+    corpus = tagging_corpus(tmp / "corpus")
+    # the test set holds a chunk type never seen in training (as CoNLL-2000's I-LST)
+    test_text = corpus["test"].read_text() + "\nlist NN B-LST\nitem NN I-LST\n"
+    corpus["test"].write_text(test_text)
+    run_dir = tmp / "run"
+    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=6", "trainer.max_time=null"],
+              tmp / "data")
+    return {"run_dir": run_dir, "corpus": corpus, "data_dir": tmp / "data"}

@@ -64,7 +64,7 @@ def test_training_logs_them_separately_and_train_loss_stays_the_nll(tmp_path, te
     run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
         "model.activation_reg=2", "model.temporal_activation_reg=1", "trainer.max_steps=6",
         "trainer.max_epochs=null", "trainer.max_time=null"], tmp_path / "data")
-    events = EventAccumulator(str(run_dir / "tb")).Reload()
+    events = EventAccumulator(str(run_dir)).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/activation_reg", "train/temporal_activation_reg", "train/loss"} <= tags
     ar = [e.value for e in events.Scalars("train/activation_reg")]

@@ -40,7 +40,7 @@ def assert_same_parameters(a, b):
 
 def assert_only_rank_zero_wrote(run_dir: Path):
     assert (run_dir / "metrics.json").is_file()
-    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 1
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt", "run.json"]
 
 

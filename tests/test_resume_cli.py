@@ -49,10 +49,12 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, text_corpus):
     run_train(run_dir, _common(text_corpus) + ["trainer.max_steps=3", "logger.projector_tokens=20"], tmp_path / "data")
     files = [run_dir / "metrics.json", run_dir / "model" / "weights.pt", run_dir / "checkpoints" / "last.pt"]
     before = {p: p.read_bytes() for p in files}
-    tb_before = sorted(p.name for p in (run_dir / "tb").rglob("*"))
+    events = lambda: sorted((p.name, p.stat().st_size) for p in run_dir.rglob("events.out.tfevents.*"))  # noqa: E731
+    tb_before = events()
+    assert tb_before
     proc = run_train(run_dir, ["trainer.resume=true"], tmp_path / "data")
     said = proc.stdout + proc.stderr
     assert "the run is complete (max_steps reached at step 3)" in said
     assert "Embedding dir exists" not in said and "end of training" not in said  # nothing scored again
     assert {p: p.read_bytes() for p in files} == before
-    assert sorted(p.name for p in (run_dir / "tb").rglob("*")) == tb_before
+    assert events() == tb_before  # no new event file, nothing appended

@@ -11,19 +11,6 @@ from conftest import run_cli, run_train
 from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
 
 
-@pytest.fixture(scope="module")
-def trained_tagger(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tagger")
-    corpus = tagging_corpus(tmp / "corpus")
-    # the test set holds a chunk type never seen in training (as CoNLL-2000's I-LST)
-    test_text = corpus["test"].read_text() + "\nlist NN B-LST\nitem NN I-LST\n"
-    corpus["test"].write_text(test_text)
-    run_dir = tmp / "run"
-    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=6", "trainer.max_time=null"],
-              tmp / "data")
-    return {"run_dir": run_dir, "corpus": corpus, "data_dir": tmp / "data"}
-
-
 def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
     run_dir = trained_tagger["run_dir"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -37,10 +24,37 @@ def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
     assert lines[0].count(" ") == 2
     assert any(line.startswith("list B-LST ") for line in lines)  # the unseen label, scored as an error
 
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "images": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
-    assert {"train/loss", "valid/f1", "valid/f1_NP", "valid/acc"} <= set(acc.Tags()["scalars"])
-    assert {"confusion_matrix", "crf_transitions"} <= set(acc.Tags()["images"])
+    scalars = set(acc.Tags()["scalars"])
+    assert {"train/loss", "valid/f1", "valid/acc", "train/lr", "train/sentences_per_sec"} <= scalars
+    # per-type F1 is a bar chart per evaluation, not a curve per type; HParams holds the
+    # headline numbers only (no one-point chart per type)
+    assert not [t for t in scalars if t.startswith("valid/f1_")]
+    assert {t for t in scalars if t.startswith("hparam/")} == {
+        "hparam/valid_f1", "hparam/valid_acc", "hparam/valid_loss", "hparam/test_f1", "hparam/test_acc", "hparam/test_loss"}
+    assert acc.Scalars("hparam/test_f1")[0].value == pytest.approx(metrics["test"]["f1"])
+    assert acc.Tags()["histograms"] == []  # opt-in (logger.histogram_every_n_steps)
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    columns = {h.name for h in experiment.hparam_infos}
+    assert {"model.hidden_size", "model.head", "model.char_features", "optim", "lr"} <= columns
+    assert not columns & {"model.softmax", "model.tie_weights", "model.adaptive_cutoffs"}  # LM-only keys
+    images = acc.Tags()["images"]
+    assert {"valid/confusion_matrix", "valid/f1_per_type", "crf_transitions"} <= set(images)
+    # one figure per evaluation, decoded as a real PNG of a readable size (labels need room)
+    assert len(acc.Images("valid/f1_per_type")) == len(metrics["history"])
+    figure = acc.Images("valid/confusion_matrix")[-1]
+    assert figure.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n" and figure.width >= 400 and figure.height >= 400
+    # the confusion table in TEXT: preformatted (indented), a row per gold tag, counts that add up
+    table = acc.Tensors("valid/confusion_matrix/text_summary")[-1].tensor_proto.string_val[0].decode()
+    rows = [line.split() for line in table.split("\n")[2:]]
+    labels = table.split("\n")[0].split()[3:]
+    assert table.startswith("    gold \\ predicted") and [r[0] for r in rows] == labels
+    assert sum(int(c) for r in rows for c in r[1:]) == sum(len(s.split("\n")) for s in
+                                                            trained_tagger["corpus"]["valid"].read_text().strip().split("\n\n"))
 
 
 def test_loaded_tagger_api(trained_tagger):

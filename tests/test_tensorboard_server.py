@@ -56,3 +56,63 @@ def test_tensorboard_server_answers_with_the_runs_scalars(trained_lm):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _post(url: str, body: dict):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_lists_runs_by_name_with_their_layout_figures_and_hparams(trained_lm, trained_tagger, tmp_path):
+    """`tensorboard --logdir outputs/` over two runs, as a user starts it: runs named after
+    their dirs, the custom scalars layout, the tagger's figures and the HParams table."""
+    import shutil
+
+    outputs = tmp_path / "outputs"
+    shutil.copytree(trained_lm["run_dir"], outputs / "lm")
+    shutil.copytree(trained_tagger["run_dir"], outputs / "tagger")
+    port = _free_port()
+    tb_bin = Path(sys.executable).with_name("tensorboard")
+    cmd = [str(tb_bin)] if tb_bin.exists() else [sys.executable, "-m", "tensorboard.main"]
+    proc = subprocess.Popen(cmd + ["--logdir", str(outputs), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        runs = []
+        while time.monotonic() < deadline and len(runs) < 2:
+            try:
+                runs = _get(f"{base}/data/runs")
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                pytest.fail(f"tensorboard exited: {proc.stdout.read().decode()[-2000:]}")
+            time.sleep(0.5)
+        assert sorted(runs) == ["lm", "tagger"]  # the run dirs' names: never `tb`
+
+        layout = _get(f"{base}/data/plugin/custom_scalars/layout")
+        charts = {c["title"]: c["multiline"]["tag"] for c in layout["category"][0]["chart"]}
+        assert list(charts)[:2] == ["loss", "ppl"] or list(charts)[:2] == ["loss", "f1"]
+        assert charts["loss"] == ["^train/loss$", "^valid/loss$"] and "learning rate" in charts
+        tagger_layout = _get(f"{base}/data/plugin/custom_scalars/layout?" + urllib.parse.urlencode({"run": "tagger"}))
+        assert tagger_layout  # the plugin merges the runs' layouts; each run wrote one
+
+        images = _get(f"{base}/data/plugin/images/tags")
+        assert {"valid/confusion_matrix", "valid/f1_per_type", "crf_transitions"} <= set(images["tagger"])
+        query = urllib.parse.urlencode({"run": "tagger", "tag": "valid/confusion_matrix", "sample": 0})
+        entries = _get(f"{base}/data/plugin/images/images?{query}")
+        with urllib.request.urlopen(f"{base}/data/plugin/images/{entries[-1]['query'] and 'individualImage?' + entries[-1]['query']}",
+                                    timeout=5) as response:
+            assert response.read()[:4] == b"\x89PNG"
+
+        experiment = _post(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        # the table's columns are one run's headline metrics (TensorBoard shows one experiment)
+        lm = {"hparam/valid_ppl", "hparam/test_ppl", "hparam/valid_loss", "hparam/test_loss"}
+        tagger = {f"hparam/{split}_{key}" for split in ("valid", "test") for key in ("f1", "acc", "loss")}
+        assert metrics in (lm, tagger)
+        assert "model.hidden_size" in {h["name"] for h in experiment["hparamInfos"]}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -14,7 +14,7 @@ from conftest import TINY_MODEL, run_train, text_data_overrides
 
 
 def _events(run_dir):
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     return acc
 
@@ -44,8 +44,8 @@ def test_training_writes_metrics_model_checkpoint_and_tensorboard(trained_lm):
     assert "samples/text_summary" in acc.Tags()["tensors"]  # generated text, each epoch
     assert any(t.startswith("weights/") for t in acc.Tags()["histograms"])
     assert any(t.startswith("grads/") for t in acc.Tags()["histograms"])
-    assert (run_dir / "tb" / "projector_config.pbtxt").exists()
-    hparams_files = [p for p in (run_dir / "tb").rglob("events.out.tfevents.*")]
+    assert (run_dir / "projector_config.pbtxt").exists()
+    hparams_files = [p for p in run_dir.rglob("events.out.tfevents.*")]
     assert any(b"hparams" in p.read_bytes() for p in hparams_files)
     assert "hparam/valid_ppl" in scalars and "hparam/test_ppl" in scalars
 

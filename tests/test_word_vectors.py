@@ -243,7 +243,7 @@ def test_tagger_trains_from_vectors_reports_coverage_and_packages_what_it_uses(t
         np.testing.assert_allclose(vector, vectors[word], rtol=1e-6, atol=1e-7)
     # TensorBoard has the coverage as scalars.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     assert events.Scalars("data/word_vectors/coverage_train")[0].value == pytest.approx(summary["coverage_train"])
 

@@ -37,6 +37,7 @@ def _state_to(state, device):
 class LanguageModelingTask(TrainingTask):
     unit = "tokens"
     objective_key = "ppl"  # a sweep minimises valid perplexity (exp of the monitored loss)
+    headline_keys = ("loss", "ppl", "bpc", "word_ppl")
 
     def __init__(self, cfg, device: torch.device, corpus: Optional[LMCorpus] = None, dist: DistInfo = SINGLE) -> None:
         self.cfg, self.device, self.dist = cfg, device, dist

@@ -217,12 +217,10 @@ def tagging_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[
     return metrics
 
 
-def heatmap(matrix: torch.Tensor) -> torch.Tensor:
-    """A (3, H, W) image of a matrix, rows normalised, white (0) to blue (1), each cell 8x8 pixels."""
-    m = matrix.float()
-    m = (m - m.min(dim=1, keepdim=True).values) / (m.max(dim=1, keepdim=True).values - m.min(dim=1, keepdim=True).values).clamp(min=1e-9)
-    rgb = torch.stack([1 - m, 1 - 0.6 * m, torch.ones_like(m)])
-    return rgb.repeat_interleave(8, 1).repeat_interleave(8, 2)
+# Keys of the shared model schema that only language models read: left out of a tagger's
+# HParams table.
+LM_ONLY_MODEL_KEYS = ("tie_weights", "last_layer_size", "softmax", "adaptive_cutoffs", "adaptive_div_value",
+                      "activation_reg", "temporal_activation_reg")
 
 
 class TaggingTask(TrainingTask):
@@ -234,6 +232,7 @@ class TaggingTask(TrainingTask):
         self.corpus_scheme = cfg.data.tag_scheme
         self.scheme = model_scheme(cfg.task, cfg.data)
         self.monitor_key = "acc" if self.corpus_scheme == "none" else "f1"
+        self.headline_keys = ("loss", "acc") if self.corpus_scheme == "none" else ("loss", "f1", "acc")
         self.splits = read_tagging_splits(cfg.data, Path(cfg.paths.data_dir), log=log.info)
         self.summary: Dict[str, Any] = {}
         init_weights, package_vocabs = self._start_from_package() if cfg.model.init_from else (None, None)
@@ -272,7 +271,7 @@ class TaggingTask(TrainingTask):
         self.output_dir = Path(cfg.paths.output_dir)
         self.position = 0
         self.batches: List[List[int]] = []
-        self.last_confusion = None
+        self.last_confusion, self.last_per_type = None, {}
 
     def _start_from_package(self):
         """model.init_from: the package's architecture, vocabularies and feature LM (see
@@ -396,24 +395,36 @@ class TaggingTask(TrainingTask):
             write_conll_predictions(self.output_dir / "predictions" / f"{split}.conll", self.splits[split], predicted)
         labels = sorted({t for sent in gold for t in sent} | {t for sent in predicted for t in sent})
         self.last_confusion = (labels, confusion_matrix(gold, predicted, labels))
-        metrics.pop("per_label", None)  # its F1s are already flat keys (f1_<label>)
-        return metrics
+        self.last_per_type = {label: v["f1"] for label, v in metrics.pop("per_label", {}).items()}
+        return metrics  # per-type F1s stay as flat keys (f1_<label>) for metrics.json
 
     def describe(self, metrics: Dict[str, Any]) -> str:
         keys = ("loss", "acc", "precision", "recall", "f1", "strict_f1")
         return " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
 
+    def charted(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
+        # Per-type F1 is one bar chart per evaluation (on_evaluation), not a curve per type.
+        return {k: v for k, v in metrics.items() if not k.startswith("f1_")}
+
     def on_evaluation(self, monitor, step: int) -> None:
         if monitor.writer is None or self.last_confusion is None:
             return
+        from nlp_lstm.training import figures
+
         labels, matrix = self.last_confusion
-        monitor.writer.add_image("confusion_matrix", heatmap(torch.tensor(matrix, dtype=torch.float)), step)
-        header = "| gold \\ predicted | " + " | ".join(labels + ["other"]) + " |"
-        rows = [header, "|" + "---|" * (len(labels) + 2)]
-        rows += [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels + ["other"], matrix)]
-        monitor.writer.add_text("confusion_matrix", "\n".join(rows), step)
+        # The labels are every gold and predicted tag, so the matrix's final 'other' row and
+        # column are empty: left out.
+        matrix = [row[:len(labels)] for row in matrix[:len(labels)]]
+        monitor.figure("valid/confusion_matrix", figures.confusion_figure(labels, matrix), step)
+        monitor.table("valid/confusion_matrix", ["gold \\ predicted"] + labels,
+                      [[label] + list(row) for label, row in zip(labels, matrix)], step)
+        if self.last_per_type:
+            types = sorted(self.last_per_type)
+            monitor.figure("valid/f1_per_type", figures.bar_figure(
+                types, [self.last_per_type[t] for t in types], "valid F1 per type", "F1"), step)
         if self.model.crf is not None:
-            monitor.writer.add_image("crf_transitions", heatmap(self.model.crf.transitions.detach().cpu()), step)
+            monitor.figure("crf_transitions", figures.transitions_figure(
+                self.vocabs.tags.get_itos(), self.model.crf.transitions.detach().float().cpu()), step)
 
     # ------------------------------------------------------------- state
     def state_dict(self) -> Dict[str, Any]:
@@ -441,7 +452,7 @@ class TaggingTask(TrainingTask):
         c = self.cfg
         out = {"data": c.data.name, "scheme": self.scheme, "optim": c.optim.name, "lr": c.optim.lr,
                "batch_size": c.task.batch_size, "precision": c.trainer.precision, "seed": c.seed}
-        out.update({f"model.{k}": v for k, v in vars(c.model).items()})
+        out.update({f"model.{k}": v for k, v in vars(c.model).items() if k not in LM_ONLY_MODEL_KEYS})
         return out
 
 

@@ -1,16 +1,27 @@
-"""Where a run reports: TensorBoard (`tb/`) and `metrics.json` in the run dir."""
+"""Where a run reports: TensorBoard and `metrics.json`, both in the run dir.
+
+The event files sit in the run dir itself, so `tensorboard --logdir outputs/` names each run
+after its dir (`2026-12-03/14-05-11`); runs written before that kept them in `tb/`, which
+a resumed one goes on using."""
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
 from nlp_lstm.fileio import atomic_write_json
 
 log = logging.getLogger("nlp_lstm")
+
+
+def tensorboard_dir(run_dir: Path) -> Path:
+    """The run dir, or `tb/` for a run that began writing there (before event files moved up)."""
+    legacy = Path(run_dir) / "tb"
+    return legacy if legacy.is_dir() and any(legacy.glob("events.out.tfevents.*")) else Path(run_dir)
 
 
 def _flatten(prefix: str, metrics: Dict[str, Any]) -> Dict[str, float]:
@@ -25,12 +36,13 @@ class Monitor:
         tensorboard = tensorboard and writes
         self.metrics_path = run_dir / "metrics.json"
         self.writer = None
+        self.log_dir = tensorboard_dir(run_dir)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: after a resume, events past the checkpoint's step written by the
             # interrupted run are dropped, so curves have no duplicated or backward steps.
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step)
+            self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step)
 
     # --- scalars and friends -------------------------------------------------------
     def scalars(self, prefix: str, metrics: Dict[str, Any], step: int) -> None:
@@ -43,6 +55,17 @@ class Monitor:
             # TensorBoard renders markdown: indent by four spaces to keep line breaks.
             self.writer.add_text(tag, "\n".join("    " + line for line in text.split("\n")), step)
 
+    def table(self, tag: str, header: List[str], rows: List[List[Any]], step: int) -> None:
+        """A fixed-width table in the TEXT tab: a preformatted block, so wide tables scroll
+        instead of wrapping their numbers (a markdown table squeezes its columns)."""
+        if not self.writer:
+            return
+        cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+        lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        self.text(tag, "\n".join(lines), step)
+
     def histograms(self, model: torch.nn.Module, step: int) -> None:
         if not self.writer:
             return
@@ -51,12 +74,48 @@ class Monitor:
             if param.grad is not None:
                 self.writer.add_histogram(f"grads/{name}", param.grad.detach().float().cpu(), step)
 
-    def embedding(self, matrix: torch.Tensor, labels, step: int, tag: str = "embedding") -> None:
+    def layout(self, charts: Dict[str, List[str]]) -> None:
+        """The Custom Scalars tab: one chart per title, each overlaying its tags (train and
+        valid loss on one chart). Tags are matched as regular expressions, so each is anchored."""
         if self.writer:
-            self.writer.add_embedding(matrix.detach().float().cpu(), metadata=list(labels), global_step=step, tag=tag)
+            self.writer.add_custom_scalars({"training": {
+                title: ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]] for title, tags in charts.items()}})
+
+    def figure(self, tag: str, figure, step: int) -> None:
+        """A matplotlib figure in the Images tab (closed once written)."""
+        if self.writer:
+            self.writer.add_figure(tag, figure, step, close=True)
+        else:
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
+
+    def embedding(self, matrix: torch.Tensor, labels, step: int, tag: str = "embedding") -> None:
+        """The Projector tab's data: `embedding/` in the log dir, written whole each time
+        (SummaryWriter.add_embedding would add a numbered folder per call to the run dir)."""
+        if not self.writer:
+            return
+        from tensorboard.plugins import projector
+
+        from nlp_lstm.fileio import atomic_write_text
+
+        folder = self.log_dir / tag
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = matrix.detach().float().cpu().tolist()
+        atomic_write_text(folder / "tensors.tsv", "".join("\t".join(f"{x:.6g}" for x in row) + "\n" for row in rows))
+        # the metadata column: one line per row, tabs and newlines in a token would break it
+        atomic_write_text(folder / "metadata.tsv",
+                          "".join(str(label).replace("\t", " ").replace("\n", " ") + "\n" for label in labels))
+        config = projector.ProjectorConfig()
+        entry = config.embeddings.add()
+        entry.tensor_name, entry.tensor_path, entry.metadata_path = f"{tag} (step {step})", f"{tag}/tensors.tsv", \
+            f"{tag}/metadata.tsv"
+        projector.visualize_embeddings(str(self.log_dir), config)
 
     def hparams(self, hparams: Dict[str, Any], final_metrics: Dict[str, float]) -> None:
-        """The hparams table, written into this run (not a sub-run), with its final metrics."""
+        """The hparams table, written into this run (not a sub-run), with its final metrics.
+        The HParams tab reads a metric's value from a scalar of the same tag, so each is also
+        written once: keep `final_metrics` to the few headline numbers."""
         if not self.writer:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary

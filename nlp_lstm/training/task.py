@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from torch import Tensor, nn
 
@@ -31,6 +31,9 @@ class TrainingTask(ABC):
     # What a sweep optimises: the best model's value of this validation metric (same
     # direction as monitor_key; defaults to it). Language models report perplexity.
     objective_key: Optional[str] = None
+    # The metrics a person looks for first: charted train against valid in the Custom
+    # Scalars tab and recorded as the HParams tab's final numbers (those present).
+    headline_keys: Tuple[str, ...] = ("loss",)
 
     @abstractmethod
     def steps_per_epoch(self) -> int:
@@ -82,6 +85,10 @@ class TrainingTask(ABC):
 
     def running_metrics(self, mean_loss: float) -> Dict[str, float]:
         return {"loss": mean_loss}
+
+    def charted(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
+        """The validation metrics drawn as TensorBoard curves (all of metrics.json's by default)."""
+        return metrics
 
     def on_evaluation(self, monitor, step: int) -> None:
         """Extra reporting after a validation pass (text samples...)."""

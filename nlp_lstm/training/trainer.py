@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch.optim.swa_utils import AveragedModel
@@ -212,8 +212,10 @@ class Trainer:
         log.info(f"model: {self._params:,} parameters on {self.device}")
         if not self.task.has_split("test"):
             log.info("no test split (data.test unset): the run ends without a test evaluation")
-        for name, values in self.task.data_summary().items():
-            self.monitor.scalars(f"data/{name}", values, 0)
+        if not self.tcfg.resume:  # a resumed run keeps the layout and data facts it wrote at step 0
+            self.monitor.layout(self._chart_layout())
+            for name, values in self.task.data_summary().items():
+                self.monitor.scalars(f"data/{name}", values, 0)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in previous:
             signal.signal(sig, self._on_signal)
@@ -228,6 +230,13 @@ class Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.monitor.close()
+
+    def _chart_layout(self) -> Dict[str, List[str]]:
+        """Custom Scalars: train against valid for each headline metric, then lr and throughput."""
+        charts = {key: [f"train/{key}", f"valid/{key}"] for key in self.task.headline_keys}
+        charts["learning rate"] = ["train/lr"]
+        charts[f"{self.task.unit} per second"] = [f"train/{self.task.unit}_per_sec"]
+        return charts
 
     def _already_finished(self) -> Optional[Dict[str, Any]]:
         """A completed run resumed with no budget raised: nothing to train, score or write
@@ -491,7 +500,7 @@ class Trainer:
                     self.task.export(self.model_dir)
                 self.package_is_best = True
             self.task.on_evaluation(self.monitor, s["step"])
-        self.monitor.scalars("valid", metrics, s["step"])
+        self.monitor.scalars("valid", self.task.charted(metrics), s["step"])
         return metrics, improved
 
     def _record_valid(self, metrics: Dict[str, Any], improved: bool, where: str, **entry) -> None:
@@ -570,9 +579,8 @@ class Trainer:
         with autocast_context(self.device, self.tcfg.precision):
             test = self.task.evaluate("test") if self.task.has_split("test") else None
         self.task.on_finish(self.monitor, s["step"])
-        final = {f"hparam/valid_{k}": v for k, v in best_valid.items() if isinstance(v, float)}
-        if test:
-            final.update({f"hparam/test_{k}": v for k, v in test.items() if isinstance(v, float)})
+        final = {f"hparam/{split}_{k}": float(metrics[k]) for split, metrics in (("valid", best_valid), ("test", test))
+                 if metrics for k in self.task.headline_keys if isinstance(metrics.get(k), (int, float))}
         self.monitor.hparams(self.task.hparams(), final)
         self._write_metrics(status="completed", **({"test": test} if test is not None else {}))
         log.info(f"best valid: {self.task.describe(best_valid)}" + (f" | test: {self.task.describe(test)}" if test else ""))

@@ -35,7 +35,7 @@ def test_signal_checkpoints_flushes_and_prints_the_resume_command(tmp_path, text
     assert metrics["status"] == "interrupted"
     step = load_checkpoint(run_dir / "checkpoints" / "last.pt")["trainer"]["step"]
     assert metrics["train"]["steps"] == step > 0
-    assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
+    assert any(p.name.startswith("events.out.tfevents") for p in run_dir.iterdir())
     # The printed command resumes the run as it is, the run's overrides being kept in its run
     # dir (a budget is added, so that it ends).
     command = shlex.split(last.split("Resume with: ", 1)[1])
