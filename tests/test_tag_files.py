@@ -445,7 +445,7 @@ def _tag(capsys, args):
 def test_tag_reads_a_conll_file_as_conll_without_being_told(tmp_path, chunker, capsys):
     source = write_conll(tmp_path / "news.conll", 3, seed=7, docstart=True)
     out = _tag(capsys, [str(chunker), str(source)])
-    blocks = [b.split("\n") for b in out.out.strip("\n").split("\n\n")]
+    blocks = [b.split("\n")[1:] for b in out.out.strip("\n").split("\n\n")]  # after its `# line = N`
     expected = [b.strip("\n").split("\n") for b in source.read_text().split("\n\n")[1:] if b.strip()]
     assert "-DOCSTART-" not in out.out  # skipped as CoNLL skips it, not tagged as a word
     assert [[line.split("\t")[0] for line in b] for b in blocks] == [[line.split()[0] for line in b] for b in expected]
@@ -453,7 +453,7 @@ def test_tag_reads_a_conll_file_as_conll_without_being_told(tmp_path, chunker, c
                                             "pass --input to choose"]
     # --input still decides: as raw text, every line is a sentence and -DOCSTART- a word
     out = _tag(capsys, [str(chunker), str(source), "--input", "text"])
-    assert out.out.startswith("-\t") and "\nDOCSTART\t" in out.out and "input:" not in out.err
+    assert out.out.startswith("# line = 1\n-\t") and "\nDOCSTART\t" in out.out and "input:" not in out.err
 
 
 def test_tag_detects_conllu_and_conll_by_content(tmp_path, chunker, capsys, monkeypatch):
@@ -466,11 +466,11 @@ def test_tag_detects_conllu_and_conll_by_content(tmp_path, chunker, capsys, monk
     columns = write_conll(tmp_path / "train.txt", 2, seed=8)  # CoNLL-2000 ships .txt column files
     out = _tag(capsys, [str(chunker), str(columns)])
     assert f"input: {columns} read as conll (3 columns" in out.err
-    assert out.out.count("\n\n") == 2 and out.out.split("\t")[0] == columns.read_text().split()[0]
+    assert out.out.count("\n\n") == 2 and out.out.split("\n")[1].split("\t")[0] == columns.read_text().split()[0]
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"the DT\ncat NN\n\nBob NNP\nreads VBD\n")))
     out = _tag(capsys, [str(chunker), "-"])  # stdin: sniffed too
     assert out.err.startswith("input: stdin read as conll (2 columns")
-    assert out.out.split("\n\n")[0].split("\n")[1].startswith("cat\t")
+    assert out.out.split("\n\n")[0].split("\n")[2].startswith("cat\t")  # after `# line = 1`
 
 
 def test_tag_reads_plain_text_as_text(tmp_path, chunker, capsys):
@@ -478,7 +478,7 @@ def test_tag_reads_plain_text_as_text(tmp_path, chunker, capsys):
     source.write_text("the old cat saw Bob .\nAlice likes a dog near the river .\n\nBob reads .\n", encoding="utf-8")
     out = _tag(capsys, [str(chunker), str(source), "--format", "text"])
     assert f"input: {source} read as text (" in out.err
-    assert [len(line.split()) for line in out.out.strip().split("\n")] == [6, 8, 3]
+    assert [len(line.split()) for line in out.out.split("\n")[:-1]] == [6, 8, 0, 3]  # a line out per line in
 
 
 def test_detection_reads_only_the_head_of_the_input():
