@@ -367,9 +367,12 @@ def _cmd_tag(args) -> None:
         sentences = text_sentences(lines, split_sentences if args.split_sentences else None)
     field = args.conllu_field or tagger.conllu_field
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    results = tag_stream(tagger, sentences, args.batch_size, spans=args.format == "jsonl", progress=progress)
+    # n-best and marginals come from the same pass (the same emissions) as the tags
+    results = tag_stream(tagger, sentences, args.batch_size, spans=args.format == "jsonl", progress=progress,
+                         nbest=args.nbest, marginals=args.marginals)
     with (atomic_open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout)) as out:
-        for number, (sentence, tags, spans) in enumerate(results, start=1):
+        for number, (sentence, prediction) in enumerate(results, start=1):
+            tags, spans = prediction.tags, prediction.spans
             if args.format == "conll":
                 out.write("\n".join(f"{w}\t{t}" for w, t in zip(sentence.words, tags)) + "\n\n")
             elif args.format == "text":
@@ -383,10 +386,9 @@ def _cmd_tag(args) -> None:
                 if spans is not None:
                     record["spans"] = spans
                 if args.nbest and sentence.words:
-                    record["nbest"] = [{"tags": t, "score": score}
-                                       for t, score in tagger.nbest(sentence.words, args.nbest, sentence.features)]
+                    record["nbest"] = [{"tags": t, "score": score} for t, score in prediction.nbest]
                 if args.marginals and sentence.words:
-                    record["marginals"] = tagger.marginals(sentence.words, sentence.features)
+                    record["marginals"] = prediction.marginals
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
