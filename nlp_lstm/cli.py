@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--conllu-field", choices=("upos", "xpos"), default=None,
                     help="taggers, CoNLL-U: the gold field (default: the one the model was trained on)")
     ev.add_argument("--json", default=None, help="also write the full report (per label, confusion) here")
-    ev.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                    help="taggers: fp32 (default) reproduces the numbers training reported")
+    ev.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="taggers: as for tag (the same default, so both give the same tags); fp32 "
+                         "reproduces the numbers training reported in fp32")
     ev.add_argument("--predict-features", action="store_true",
                     help="taggers, conll: predict the model's input columns with the taggers its package "
                          "carries instead of reading the file's (e.g. a chunker on predicted POS)")

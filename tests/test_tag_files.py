@@ -270,8 +270,8 @@ def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chu
     run_dir = chunker.parent
     test_file = run_dir.parent / "corpus" / "test.txt"
     out = tmp_path / "report.json"
-    proc = run_cli(["evaluate", str(chunker), str(test_file), "--json", str(out), "--predictions",
-                    str(tmp_path / "pred.conll")])
+    proc = run_cli(["evaluate", str(chunker), str(test_file), "--precision", "fp32", "--json", str(out),
+                    "--predictions", str(tmp_path / "pred.conll")])  # training evaluated in fp32
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     trained = json.loads((run_dir / "metrics.json").read_text())["test"]
@@ -393,3 +393,24 @@ def test_marginals_are_over_the_corpus_scheme(chunker, corpus_scheme):
             assert got[tag] == pytest.approx(want[tag], abs=1e-6), tag
     # the CLI's --marginals gives the same (the corpus's) tags
     assert set(tagger.predict_inputs([InputSentence(words, {})], marginals=True)[0].marginals[0]) == set(tagger.labels)
+
+
+def test_tag_and_evaluate_give_the_same_tags_with_their_defaults(tmp_path, chunker, monkeypatch):
+    # `tag` defaulted to auto (bf16 on a CPU with bf16 units) and `evaluate` to fp32: the
+    # same file got different tags from the two commands. One default (auto) for both, and
+    # for nlp_lstm.load. The probe says "bf16 units" whatever this CPU has, so that auto
+    # means bf16 here too (bf16 autocast runs on any CPU, only slower without them).
+    from nlp_lstm.training import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    labelled = tmp_path / "gold.conll"
+    labelled.write_text("".join("".join(f"{w} O\n" for w in words) + "\n" for words in word_salad(400, 11)),
+                        encoding="utf-8")
+    tagged, predictions = tmp_path / "tagged.conll", tmp_path / "pred.conll"
+    assert main(["tag", str(chunker), str(labelled), "--input", "conll", "--output", str(tagged)]) == 0
+    assert main(["evaluate", str(chunker), str(labelled), "--predictions", str(predictions)]) == 0
+    from_tag = [line.split("\t")[1] for line in tagged.read_text().splitlines() if line]
+    from_evaluate = [line.split(" ")[2] for line in predictions.read_text().splitlines() if line]
+    assert len(from_tag) == len(from_evaluate) > 0
+    assert from_tag == from_evaluate
+    assert nlp_lstm.load(chunker, device="cpu").precision == "bf16"

@@ -492,7 +492,8 @@ class Tagger:
         self.feature_taggers = feature_taggers or {}  # input columns this package can predict
         self.corpus_scheme = configs["data"]["tag_scheme"]
         self.scheme = "none" if self.corpus_scheme == "none" else configs["task"]["train_scheme"]
-        self.precision = "fp32"  # see set_precision
+        self.precision = "fp32"
+        self.set_precision("auto")  # the default of every inference command too (see set_precision)
         self._char_cache: Dict[str, List[int]] = {}  # word -> character ids (see encode)
         self._tables: Dict[Tuple[str, str], Tuple] = {}  # (model, corpus scheme) -> _scheme_tables
         self.model.eval()
@@ -655,9 +656,10 @@ class Tagger:
         return ("pairs", matrix(first), matrix([t for row in pairs for t in row]))
 
     def set_precision(self, precision: str) -> "Tagger":
-        """fp32 (the default: the numbers training reported), bf16, or auto (bf16 where the
-        hardware computes it natively: about twice the sentences/s on a CPU with AMX).
-        Packaged feature taggers follow."""
+        """auto (the default, as for `nlp-lstm tag` and `evaluate`: bf16 where the hardware
+        computes it natively, about twice the sentences/s on a CPU with AMX; else fp32), fp32
+        (the numbers a tagger trained in fp32 reported) or bf16. Packaged feature taggers
+        follow."""
         from nlp_lstm.training.precision import resolve_precision
 
         self.precision = resolve_precision(precision, torch.device(self.device))
