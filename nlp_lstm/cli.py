@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--conllu-field", choices=("upos", "xpos"), default=None,
                     help="taggers, CoNLL-U: the gold field (default: the one the model was trained on)")
     ev.add_argument("--json", default=None, help="also write the full report (per label, confusion) here")
-    ev.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                    help="taggers: fp32 (default) reproduces the numbers training reported")
+    ev.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="taggers: as for tag (the same default, so both give the same tags); fp32 "
+                         "reproduces the numbers training reported in fp32")
     ev.add_argument("--predict-features", action="store_true",
                     help="taggers, conll: predict the model's input columns with the taggers its package "
                          "carries instead of reading the file's (e.g. a chunker on predicted POS)")
@@ -376,11 +377,14 @@ def _cmd_tag(args) -> None:
         sentences = text_sentences(lines, split_sentences if args.split_sentences else None)
     field = args.conllu_field or tagger.conllu_field
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    results = tag_stream(tagger, sentences, args.batch_size, spans=args.format == "jsonl", progress=progress)
+    # n-best and marginals come from the same pass (the same emissions) as the tags
+    results = tag_stream(tagger, sentences, args.batch_size, spans=args.format == "jsonl", progress=progress,
+                         nbest=args.nbest, marginals=args.marginals)
     with (atomic_open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout)) as out:
         written = 0  # sentences written: CoNLL-U sent_id
         text_line = None  # text format: the input line now being written
-        for sentence, tags, spans in results:
+        for sentence, prediction in results:
+            tags, spans = prediction.tags, prediction.spans
             if args.format == "text":
                 # One output line per input line: a paragraph's sentences are joined back on
                 # its line, a blank line stays blank.
@@ -400,10 +404,9 @@ def _cmd_tag(args) -> None:
                 if spans is not None:
                     record["spans"] = spans
                 if args.nbest and sentence.words:
-                    record["nbest"] = [{"tags": t, "score": score}
-                                       for t, score in tagger.nbest(sentence.words, args.nbest, sentence.features)]
+                    record["nbest"] = [{"tags": t, "score": score} for t, score in prediction.nbest]
                 if args.marginals and sentence.words:
-                    record["marginals"] = tagger.marginals(sentence.words, sentence.features)
+                    record["marginals"] = prediction.marginals
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             elif not sentence.words:
                 continue  # a blank line is no sentence; `# line = N` maps the others back

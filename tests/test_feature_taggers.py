@@ -28,7 +28,7 @@ def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):
     run_train(chunk_run, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + common
               + [f"+model.feature_taggers.pos={pos_package}"], tmp_path / "data")
     shutil.rmtree(pos_package)  # the chunker's package must stand alone
-    chunker = nlp_lstm.load(chunk_run / "model", device="cpu")
+    chunker = nlp_lstm.load(chunk_run / "model", device="cpu").set_precision("fp32")
     pos = chunker.feature_taggers["pos"]
     words = ["the", "cat", "saw", "Bob", "."]
     predicted_pos = pos.tag_tokens([words])[0]
@@ -37,7 +37,8 @@ def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [line.split("\t")[1] for line in proc.stdout.split("\n")[1:] if line] == expected  # after "# line = 1"
     # Scored with predicted POS instead of the file's column, and with the column.
-    gold_pos = run_cli(["evaluate", str(chunk_run / "model"), str(corpus["test"]), "--json", str(tmp_path / "g.json")])
+    gold_pos = run_cli(["evaluate", str(chunk_run / "model"), str(corpus["test"]), "--precision", "fp32",
+                        "--json", str(tmp_path / "g.json")])  # training evaluated in fp32
     predicted = run_cli(["evaluate", str(chunk_run / "model"), str(corpus["test"]), "--predict-features",
                          "--json", str(tmp_path / "p.json")])
     assert gold_pos.returncode == 0 and predicted.returncode == 0, predicted.stderr

@@ -277,8 +277,8 @@ def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chu
     run_dir = chunker.parent
     test_file = run_dir.parent / "corpus" / "test.txt"
     out = tmp_path / "report.json"
-    proc = run_cli(["evaluate", str(chunker), str(test_file), "--json", str(out), "--predictions",
-                    str(tmp_path / "pred.conll")])
+    proc = run_cli(["evaluate", str(chunker), str(test_file), "--precision", "fp32", "--json", str(out),
+                    "--predictions", str(tmp_path / "pred.conll")])  # training evaluated in fp32
     assert proc.returncode == 0, proc.stderr
     assert f"input: {test_file} read as conll (no CoNLL-U word lines)" in proc.stderr
     report = json.loads(out.read_text())
@@ -506,3 +506,105 @@ def test_detection_reads_only_the_head_of_the_input():
 def test_detection_rules(name, text, choices, expected):
     lines = enumerate(text.split("\n"), start=1)
     assert detect_input(name, lines, choices)[0] == expected
+
+
+def word_salad(n: int, seed: int):
+    """Sentences of the toy grammar's words in random order, some unseen: scores close
+    enough that bf16 and fp32 emissions can choose differently."""
+    rng = random.Random(seed)
+    words = DET + ADJ + NOUN + VERB + ["Paris", "Bob", "near", ".", "zyx", "Qwerty", "blorp"]
+    return [[rng.choice(words) for _ in range(rng.randint(1, 14))] for _ in range(n)]
+
+
+def test_nbest_comes_from_the_emissions_of_the_tags(tmp_path, chunker):
+    # In bf16 a second pass for n-best and marginals (which ran in fp32) disagreed with the
+    # record's own tags on some sentences: every output of a call now comes from one pass.
+    sentences = word_salad(400, 11)
+    source = tmp_path / "in.conll"
+    source.write_text("".join("\n".join(words) + "\n\n" for words in sentences), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["tag", str(chunker), str(source), "--input", "conll", "--format", "jsonl", "--nbest", "2",
+                 "--marginals", "--precision", "bf16", "--output", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == len(sentences)
+    differ = [r for r in records if r["nbest"][0]["tags"] != [t["tag"] for t in r["tokens"]]]
+    assert not differ, f"{len(differ)} of {len(records)} records"
+    tagger = nlp_lstm.load(chunker, device="cpu").set_precision("bf16")
+    assert all(tagger.nbest(words, 1)[0][0] == tagger.tag_tokens([words])[0] for words in sentences)
+
+
+def test_marginals_come_from_the_emissions_of_the_tags(chunker):
+    # The chunker read as a plain-label tagger with no transition scores: its Viterbi path
+    # is then each word's best tag, which is each word's most probable tag, exactly, when
+    # both come from the same emissions (in bf16, fp32 marginals disagreed).
+    tagger = nlp_lstm.load(chunker, device="cpu").set_precision("bf16")
+    tagger.scheme = tagger.corpus_scheme = "none"
+    crf = tagger.model.crf
+    with torch.no_grad():
+        for table in (crf.transitions, crf.start, crf.end):
+            table.zero_()
+        for allowed in (crf.allowed, crf.allowed_start, crf.allowed_end):
+            allowed.fill_(True)
+    differ = 0
+    for words in word_salad(400, 11):
+        tags = tagger.tag_tokens([words])[0]
+        differ += [max(p, key=p.get) for p in tagger.marginals(words)] != tags
+    assert differ == 0
+
+
+@pytest.mark.parametrize("corpus_scheme", ["iob2", "iob1"])
+def test_marginals_are_over_the_corpus_scheme(chunker, corpus_scheme):
+    """Against brute force over every tag sequence: P(the corpus-scheme tag at t), each
+    sequence converted from the model's IOBES to the corpus's scheme. IOB2 sums S-X into
+    B-X and E-X into I-X; IOB1's B-X depends on the tag before."""
+    from nlp_lstm.data.tag_schemes import convert
+    from nlp_lstm.data.tagging_corpus import collate
+
+    tagger = nlp_lstm.load(chunker, device="cpu").set_precision("fp32")
+    tagger.corpus_scheme = corpus_scheme  # the model was trained on IOB2; IOB1 checks the same model read so
+    words = ["the", "dog", "Bob", "Alice"]
+    batch = collate([tagger._encode(words)])
+    with torch.no_grad():
+        emissions = tagger.model(batch)
+        crf = tagger.model.crf
+        n = emissions.size(-1)
+        sequences = torch.tensor(list(itertools.product(range(n), repeat=len(words))))
+        scores = crf.sequence_score(emissions.expand(len(sequences), -1, -1), sequences,
+                                    torch.ones(len(sequences), len(words), dtype=torch.bool))
+        probs = torch.softmax(scores.double(), 0)
+    itos = tagger.vocabs.tags.get_itos()
+    expected = [dict.fromkeys(tagger.labels, 0.0) for _ in words]
+    for seq, p in zip(sequences.tolist(), probs.tolist()):
+        if p > 1e-12:  # forbidden sequences have probability 0 (and may not convert back)
+            for t, tag in enumerate(convert([itos[i] for i in seq], "iobes", corpus_scheme)):
+                expected[t][tag] += p
+    marginals = tagger.marginals(words)
+    assert all(set(m) == set(tagger.labels) for m in marginals)  # no E- or S- tags in IOB1/IOB2
+    assert not any(k.startswith(("E-", "S-")) for k in marginals[0])
+    for got, want in zip(marginals, expected):
+        assert sum(got.values()) == pytest.approx(1.0, abs=1e-6)
+        for tag in tagger.labels:
+            assert got[tag] == pytest.approx(want[tag], abs=1e-6), tag
+    # the CLI's --marginals gives the same (the corpus's) tags
+    assert set(tagger.predict_inputs([InputSentence(words, {})], marginals=True)[0].marginals[0]) == set(tagger.labels)
+
+
+def test_tag_and_evaluate_give_the_same_tags_with_their_defaults(tmp_path, chunker, monkeypatch):
+    # `tag` defaulted to auto (bf16 on a CPU with bf16 units) and `evaluate` to fp32: the
+    # same file got different tags from the two commands. One default (auto) for both, and
+    # for nlp_lstm.load. The probe says "bf16 units" whatever this CPU has, so that auto
+    # means bf16 here too (bf16 autocast runs on any CPU, only slower without them).
+    from nlp_lstm.training import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    labelled = tmp_path / "gold.conll"
+    labelled.write_text("".join("".join(f"{w} O\n" for w in words) + "\n" for words in word_salad(400, 11)),
+                        encoding="utf-8")
+    tagged, predictions = tmp_path / "tagged.conll", tmp_path / "pred.conll"
+    assert main(["tag", str(chunker), str(labelled), "--input", "conll", "--output", str(tagged)]) == 0
+    assert main(["evaluate", str(chunker), str(labelled), "--predictions", str(predictions)]) == 0
+    from_tag = [line.split("\t")[1] for line in tagged.read_text().splitlines() if line]
+    from_evaluate = [line.split(" ")[2] for line in predictions.read_text().splitlines() if line]
+    assert len(from_tag) == len(from_evaluate) > 0
+    assert from_tag == from_evaluate
+    assert nlp_lstm.load(chunker, device="cpu").precision == "bf16"

@@ -20,10 +20,10 @@ def evaluate_file(tagger, sentences: Iterable[InputSentence], where: str, batch_
     gold: List[List[str]] = []
     predicted: List[List[str]] = []
     kept: List[Sentence] = []
-    for sentence, tags, _ in tag_stream(tagger, _checked(sentences, where, tagger.corpus_scheme), batch_size,
-                                        progress=progress):
+    for sentence, prediction in tag_stream(tagger, _checked(sentences, where, tagger.corpus_scheme), batch_size,
+                                           progress=progress):
         gold.append(sentence.gold)
-        predicted.append(tags)
+        predicted.append(prediction.tags)
         if predictions_path is not None:
             kept.append(Sentence(sentence.words, sentence.gold))
     if predictions_path is not None:

@@ -10,17 +10,16 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from itertools import islice
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 from nlp_lstm.data.tag_files import InputSentence
 
-Result = Tuple[InputSentence, List[str], Optional[List[Dict[str, Any]]]]
-
-
 def tag_stream(tagger, sentences: Iterable[InputSentence], batch_size: int = 256, window: Optional[int] = None,
-               spans: bool = False, progress: Optional[bool] = None) -> Iterator[Result]:
-    """(sentence, tags, spans) for each input sentence, in input order. `progress`: a bar
-    with sentences/s on stderr (default: when stderr is a terminal).
+               spans: bool = False, progress: Optional[bool] = None, nbest: Optional[int] = None,
+               marginals: bool = False) -> Iterator[Tuple[InputSentence, Any]]:
+    """(sentence, Prediction) for each input sentence, in input order (see
+    Tagger.predict_inputs for `spans`, `nbest`, `marginals`). `progress`: a bar with
+    sentences/s on stderr (default: when stderr is a terminal).
 
     One thread: preparing the next window in a second thread while the model ran measured
     no faster on 2 cores (2,791 against 2,778-3,069 sentences/s, BENCHMARKS.md)."""
@@ -28,11 +27,10 @@ def tag_stream(tagger, sentences: Iterable[InputSentence], batch_size: int = 256
     show = sys.stderr.isatty() if progress is None else progress
     with _bar() if show else nullcontext() as counter:
         for buffer in _windows(iter(sentences), window):
-            results = tagger.predict_inputs(buffer, batch_size, spans=spans)
+            results = tagger.predict_inputs(buffer, batch_size, spans=spans, nbest=nbest, marginals=marginals)
             if counter is not None:
                 counter.update(len(buffer))
-            for sentence, (tags, found) in zip(buffer, results):
-                yield sentence, tags, found
+            yield from zip(buffer, results)
 
 
 def _windows(sentences: Iterator[InputSentence], size: int) -> Iterator[List[InputSentence]]:

@@ -10,7 +10,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -139,19 +139,34 @@ def length_batches(encoded: Sequence[EncodedSentence], batch_size: int) -> List[
             for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False)]
 
 
+class Predicted(NamedTuple):
+    tags: List[List[str]]  # model scheme, per sentence
+    loss: float  # summed over the sentences with gold tags
+    scored: int  # sentences with gold tags
+    spans: Optional[List[List["Span"]]]  # given `scheme`
+    nbest: Optional[List[List[Tuple[List[str], float]]]]  # given `nbest`: model scheme, best first
+    marginals: Optional[List[torch.Tensor]]  # given `marginals`: per sentence, what it returned
+
+
 @torch.no_grad()
 def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: TaggingVocabs, batch_size: int,
-            device, scheme: Optional[str] = None, batches: Optional[List[Tuple[List[int], Any]]] = None
-            ) -> Tuple[List[List[str]], float, int, Optional[List[List[Span]]]]:
+            device, scheme: Optional[str] = None, batches: Optional[List[Tuple[List[int], Any]]] = None,
+            nbest: Optional[int] = None, marginals: Optional[Callable] = None) -> Predicted:
     """Predicted tags (model scheme) per sentence, summed loss, number of sentences scored,
     and, given the model's `scheme`, each sentence's predicted spans with their confidence
-    (see span_confidences). `batches`: length_batches(encoded, batch_size), made beforehand
-    (evaluation attaches the cached feature-LM states to them)."""
+    (see span_confidences); given `nbest` k, each sentence's k best sequences (CRF); given
+    `marginals`, a function (emissions, mask) -> (B, T, C) tensor, its rows per sentence.
+    Every output of a sentence comes from the one emissions tensor its tags come from (so
+    under one precision: n-best's first is the Viterbi path). `batches`:
+    length_batches(encoded, batch_size), made beforehand (evaluation attaches the cached
+    feature-LM states to them)."""
     was_training = model.training
     model.eval()
     itos = vocabs.tags.get_itos()
     predictions: List[Optional[List[str]]] = [None] * len(encoded)
     spans: Optional[List[Optional[List[Span]]]] = [None] * len(encoded) if scheme else None
+    best: Optional[List[Any]] = [None] * len(encoded) if nbest else None
+    probs: Optional[List[Any]] = [None] * len(encoded) if marginals is not None else None
     loss, scored = torch.zeros((), dtype=torch.float64, device=device), 0
     for indices, host in batches if batches is not None else length_batches(encoded, batch_size):
         batch = host.to(device)
@@ -162,6 +177,14 @@ def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: T
         if spans is not None:
             for i, found in zip(indices, span_confidences(model, emissions, batch, decoded, itos, scheme)):
                 spans[i] = found
+        if best is not None:
+            for b, (i, tags) in enumerate(zip(indices, decoded)):
+                best[i] = [([itos[t] for t in seq], score)
+                           for seq, score in model.crf.nbest(emissions[b, :len(tags)], nbest)]
+        if probs is not None:
+            table = marginals(emissions, batch.mask).cpu()
+            for b, (i, tags) in enumerate(zip(indices, decoded)):
+                probs[i] = table[b, :len(tags)]
         gold_rows = host.has_gold.nonzero().squeeze(1)  # chosen on the host: no device sync
         if len(gold_rows):
             rows = gold_rows.to(device)
@@ -171,7 +194,7 @@ def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: T
             loss += model.loss(pick(emissions), sub).double()
             scored += len(gold_rows)
     model.train(was_training)
-    return predictions, float(loss), scored, spans  # the summed loss is read once, at the end
+    return Predicted(predictions, float(loss), scored, spans, best, probs)  # the loss is read once, at the end
 
 
 Span = Tuple[str, int, int, float]  # type, first word, one past the last word, confidence
@@ -379,8 +402,8 @@ class TaggingTask(TrainingTask):
         if self.lm_cache is not None:
             for indices, batch in batches:
                 batch.lm_states = self._cached_lm_states(split, [rank + world * i for i in indices])
-        predicted, loss, scored, _ = predict(self.model, mine, self.vocabs, self.cfg.task.eval_batch_size,
-                                             self.device, batches=batches)
+        predicted, loss, scored = predict(self.model, mine, self.vocabs, self.cfg.task.eval_batch_size,
+                                          self.device, batches=batches)[:3]
         if self.dist.enabled:
             shares = gather_objects((predicted, loss, scored), self.dist)
             predicted = [None] * len(encoded)
@@ -486,6 +509,14 @@ def span_record(sentence: InputSentence, span: Span) -> Dict[str, Any]:
     return record
 
 
+class Prediction(NamedTuple):
+    """One sentence's outputs, in the corpus's scheme, all from one emissions tensor."""
+    tags: List[str]
+    spans: Optional[List[Dict[str, Any]]]  # with spans=True (see Tagger.predict_inputs)
+    nbest: Optional[List[Tuple[List[str], float]]]  # with nbest=k: (tags, CRF score), best first
+    marginals: Optional[List[Dict[str, float]]]  # with marginals=True: per token, P(tag) of each label
+
+
 class Tagger:
     """A trained tagger loaded from its package: `nlp_lstm.load(path).tag([...])`."""
 
@@ -496,8 +527,10 @@ class Tagger:
         self.feature_taggers = feature_taggers or {}  # input columns this package can predict
         self.corpus_scheme = configs["data"]["tag_scheme"]
         self.scheme = "none" if self.corpus_scheme == "none" else configs["task"]["train_scheme"]
-        self.precision = "fp32"  # see set_precision
+        self.precision = "fp32"
+        self.set_precision("auto")  # the default of every inference command too (see set_precision)
         self._char_cache: Dict[str, List[int]] = {}  # word -> character ids (see encode)
+        self._tables: Dict[Tuple[str, str], Tuple] = {}  # (model, corpus scheme) -> _scheme_tables
         self.model.eval()
 
     @classmethod
@@ -569,34 +602,99 @@ class Tagger:
         """Tags (in the corpus's scheme) for pre-tokenized sentences; `features[i]` holds the
         extra input columns of sentence i where the model reads some."""
         inputs = [InputSentence(list(words), dict(features[i]) if features else {}) for i, words in enumerate(sentences)]
-        return [tags for tags, _ in self.predict_inputs(inputs, batch_size)]
+        return [p.tags for p in self.predict_inputs(inputs, batch_size)]
 
-    def predict_inputs(self, sentences: Sequence[InputSentence], batch_size: int = 256, spans: bool = False
-                       ) -> List[Tuple[List[str], Optional[List[Dict[str, Any]]]]]:
-        """Per sentence: its tags (in the corpus's scheme) and, with `spans` (for a model
-        whose tags have spans), its spans as dicts: type, start and end (words, end
-        exclusive), start_char/end_char/text where the sentence has character offsets, and
-        confidence (see span_confidences)."""
+    def predict_inputs(self, sentences: Sequence[InputSentence], batch_size: int = 256, spans: bool = False,
+                       nbest: Optional[int] = None, marginals: bool = False) -> List[Prediction]:
+        """Per sentence (a Prediction): its tags and, with `spans` (for a model whose tags
+        have spans), its spans as dicts: type, start and end (words, end exclusive),
+        start_char/end_char/text where the sentence has character offsets, and confidence
+        (see span_confidences); with `nbest` k (CRF), its k best sequences; with `marginals`
+        (CRF), each token's probability of each of `labels`. All in the corpus's scheme and
+        all from the emissions the tags come from, computed once under the tagger's
+        precision (a second pass could differ from the first in bf16)."""
+        if (nbest or marginals) and self.model.crf is None:
+            raise NlpLstmError(f"{'n-best' if nbest else 'marginals'} need a CRF head (model.head=crf)")
         keep = [i for i, s in enumerate(sentences) if len(s.words)]
         self._predict_missing_features([sentences[i] for i in keep], batch_size)
         encoded = [self._encode(sentences[i].words, sentences[i].features) for i in keep]
         want_spans = spans and self.scheme != "none"
-        predicted, found = [], None
-        if encoded:
-            with self._autocast():
-                predicted, _, _, found = predict(self.model, encoded, self.vocabs, batch_size, self.device,
-                                                 self.scheme if want_spans else None)
-        out: List[Tuple[List[str], Optional[List[Dict[str, Any]]]]] = [([], [] if want_spans else None)
-                                                                       for _ in sentences]
-        for n, (i, tags) in enumerate(zip(keep, predicted)):
-            out[i] = (convert(tags, self.scheme, self.corpus_scheme),
-                      [span_record(sentences[i], span) for span in found[n]] if found is not None else None)
+        out = [Prediction([], [] if want_spans else None, [] if nbest else None, [] if marginals else None)
+               for _ in sentences]
+        if not encoded:
+            return out
+        labels = self.labels
+        with self._autocast():
+            result = predict(self.model, encoded, self.vocabs, batch_size, self.device,
+                             self.scheme if want_spans else None, nbest=nbest,
+                             marginals=self._corpus_marginals if marginals else None)
+        for n, (i, tags) in enumerate(zip(keep, result.tags)):
+            found = result.spans[n] if result.spans is not None else None
+            best = result.nbest[n] if result.nbest is not None else None
+            probs = result.marginals[n].tolist() if result.marginals is not None else None
+            out[i] = Prediction(
+                convert(tags, self.scheme, self.corpus_scheme),
+                [span_record(sentences[i], span) for span in found] if found is not None else None,
+                [(convert(seq, self.scheme, self.corpus_scheme), score) for seq, score in best]
+                if best is not None else None,
+                [dict(zip(labels, row)) for row in probs] if probs is not None else None)
         return out
 
+    def _corpus_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """P(tag at t | sentence) over the corpus scheme's tags (`labels`), (B, T, C)."""
+        crf = self.model.crf
+        kind, *tables = self._scheme_tables()
+        probs = crf.marginals(emissions, mask).double()
+        tables = [t.to(probs.device) for t in tables]
+        if kind == "unary":
+            return probs @ tables[0]
+        first, pairs = tables  # the first word from its own tag; each later one from (tag before, its tag)
+        return torch.cat([probs[:, :1] @ first, crf.pair_marginals(emissions, mask).flatten(2) @ pairs], dim=1)
+
+    def _scheme_tables(self):
+        """How the corpus-scheme tag at t follows from the model's tags, as 0/1 matrices onto
+        `labels`: ("unary", U (N, C)) where the model's tag at t decides it (the same scheme;
+        IOBES -> IOB2: S-X is B-X, E-X is I-X, so P(B-X) = P(B-X) + P(S-X)), else ("pairs",
+        first (N, C), pairs (N * N, C)) from the tags at (t - 1, t) (IOB1 needs the tag before
+        to choose B or I). An IOBES corpus from a model in another scheme would need the tag
+        after as well: refused."""
+        key = (self.scheme, self.corpus_scheme)
+        if key not in self._tables:
+            self._tables[key] = self._build_scheme_tables()
+        return self._tables[key]
+
+    def _build_scheme_tables(self):
+        itos, labels = self.vocabs.tags.get_itos(), self.labels
+        index = {t: c for c, t in enumerate(labels)}
+
+        def matrix(targets: List[str]) -> torch.Tensor:
+            table = torch.zeros(len(targets), len(labels), dtype=torch.float64)
+            table[torch.arange(len(targets)), torch.tensor([index[t] for t in targets])] = 1.0
+            return table
+
+        if self.scheme in ("none", self.corpus_scheme):
+            return ("unary", matrix(itos))
+        if self.corpus_scheme == "iobes":
+            raise NlpLstmError(f"marginals in the corpus's iobes scheme need a model trained in iobes "
+                               f"(task.train_scheme); this one was trained in {self.scheme}")
+        crf = self.model.crf
+        allowed, allowed_start = crf.allowed.tolist(), crf.allowed_start.tolist()
+        first = [convert([b], self.scheme, self.corpus_scheme)[0] for b in itos]
+        pairs = [[convert([a, b], self.scheme, self.corpus_scheme)[1] for b in itos] for a in itos]
+        unary = []
+        for j, tag in enumerate(itos):
+            outcomes = ({first[j]} if allowed_start[j] else set()) | {
+                pairs[i][j] for i in range(len(itos)) if allowed[i][j]}
+            unary.append(outcomes.pop() if len(outcomes) == 1 else None)
+        if all(u is not None for u in unary):
+            return ("unary", matrix(unary))
+        return ("pairs", matrix(first), matrix([t for row in pairs for t in row]))
+
     def set_precision(self, precision: str) -> "Tagger":
-        """fp32 (the default: the numbers training reported), bf16, or auto (bf16 where the
-        hardware computes it natively: about twice the sentences/s on a CPU with AMX).
-        Packaged feature taggers follow."""
+        """auto (the default, as for `nlp-lstm tag` and `evaluate`: bf16 where the hardware
+        computes it natively, about twice the sentences/s on a CPU with AMX; else fp32), fp32
+        (the numbers a tagger trained in fp32 reported) or bf16. Packaged feature taggers
+        follow."""
         from nlp_lstm.training.precision import resolve_precision
 
         self.precision = resolve_precision(precision, torch.device(self.device))
@@ -616,9 +714,9 @@ class Tagger:
         for name, tagger in self.feature_taggers.items():
             lacking = [s for s in sentences if name not in s.features]
             if lacking:
-                for sentence, (tags, _) in zip(lacking, tagger.predict_inputs(
+                for sentence, prediction in zip(lacking, tagger.predict_inputs(
                         [InputSentence(s.words, dict(s.features)) for s in lacking], batch_size)):
-                    sentence.features[name] = tags
+                    sentence.features[name] = prediction.tags
 
     def spans(self, texts: Sequence[Union[str, Sequence[str]]], batch_size: int = 256,
               features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:
@@ -627,7 +725,7 @@ class Tagger:
         if self.scheme == "none":
             raise NlpLstmError("this model tags plain labels (data.tag_scheme=none): it has no spans")
         inputs = [as_input(t, features[i] if features else None) for i, t in enumerate(texts)]
-        return [found for _, found in self.predict_inputs(inputs, batch_size, spans=True)]
+        return [p.spans for p in self.predict_inputs(inputs, batch_size, spans=True)]
 
     def tag(self, texts: Sequence[Union[str, Sequence[str]]],
             features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:
@@ -636,7 +734,7 @@ class Tagger:
         Returns, per sentence, [{"token", "tag", "start", "end"}] (offsets for raw text only).
         """
         inputs = [as_input(t, features[i] if features else None) for i, t in enumerate(texts)]
-        return [token_records(sentence, tags) for sentence, (tags, _) in zip(inputs, self.predict_inputs(inputs))]
+        return [token_records(sentence, p.tags) for sentence, p in zip(inputs, self.predict_inputs(inputs))]
 
     def evaluate(self, sentences: Sequence[Sentence], predictions_path: Optional[Path] = None) -> Dict[str, Any]:
         """conlleval metrics (or accuracy for plain labels) on gold-tagged sentences."""
@@ -647,26 +745,14 @@ class Tagger:
         metrics.pop("per_label", None)
         return metrics
 
-    @torch.no_grad()
     def nbest(self, words: Sequence[str], k: int,
               features: Optional[Dict[str, Sequence[str]]] = None) -> List[Tuple[List[str], float]]:
-        """The k best tag sequences of one sentence with their CRF scores."""
-        if self.model.crf is None:
-            raise NlpLstmError("n-best needs a CRF head (model.head=crf)")
-        batch = collate([self._encode(words, features)]).to(self.device)
-        itos = self.vocabs.tags.get_itos()
-        out = []
-        for seq, score in self.model.crf.nbest(self.model(batch)[0], k):
-            out.append((convert([itos[t] for t in seq], self.scheme, self.corpus_scheme), score))
-        return out
+        """The k best tag sequences of one sentence (corpus scheme) with their CRF scores;
+        the first is what `tag` outputs."""
+        return self.predict_inputs([InputSentence(list(words), dict(features or {}))], nbest=k)[0].nbest
 
-    @torch.no_grad()
     def marginals(self, words: Sequence[str], features: Optional[Dict[str, Sequence[str]]] = None
                   ) -> List[Dict[str, float]]:
-        """Per token, the marginal probability of each tag (model scheme)."""
-        if self.model.crf is None:
-            raise NlpLstmError("marginals need a CRF head (model.head=crf)")
-        batch = collate([self._encode(words, features)]).to(self.device)
-        probs = self.model.crf.marginals(self.model(batch), batch.mask)[0].cpu()
-        itos = self.vocabs.tags.get_itos()
-        return [{itos[j]: float(p[j]) for j in range(len(itos))} for p in probs[: len(words)]]
+        """Per token, the marginal probability of each tag of the corpus's scheme (`labels`);
+        they sum to 1 per token."""
+        return self.predict_inputs([InputSentence(list(words), dict(features or {}))], marginals=True)[0].marginals
