@@ -128,7 +128,7 @@ PY
 check data 90 bash -c "python3 -m nlp_lstm data fetch wikitext2 && python3 -m nlp_lstm data fetch conll2000"
 # pytest-timeout is on the image: one hanging test then fails alone instead of eating the limit.
 per_test=$(python3 -c "import pytest_timeout" 2>/dev/null && echo --timeout=100)
-check gpu_tests 210 python3 -m pytest -m gpu -q -p no:cacheprovider ${per_test:-} tests/test_gpu.py
+check gpu_tests 210 python3 -m pytest -m gpu -rfEs -p no:cacheprovider ${per_test:-} tests/test_gpu.py
 bench wt2_medium_fp32 experiment=wt2_medium trainer.precision=fp32 "${steps[@]}"
 bench wt2_medium_bf16 experiment=wt2_medium trainer.precision=bf16 --reference-precision same "${steps[@]}"
 bench wt2_medium_adaptive_bf16 experiment=wt2_medium model.softmax=adaptive model.tie_weights=false \
