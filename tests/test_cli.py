@@ -84,7 +84,7 @@ def test_score_streams_a_file_and_gives_score_lines_numbers(trained_lm, tmp_path
     lines = make_lines(21_000, 12)  # more than one encoding chunk (20,000 lines)
     (tmp_path / "big.txt").write_text("\n".join(lines) + "\n")
     model = trained_lm["run_dir"] / "model"
-    proc = run_cli(["score", str(model), str(tmp_path / "big.txt"), "--progress", "on"])
+    proc = run_cli(["score", str(model), str(tmp_path / "big.txt"), "--progress", "on"], timeout=600)
     assert proc.returncode == 0, proc.stderr
     streamed = json.loads(proc.stdout)
     in_memory = nlp_lstm.load(model, device="cpu").score_lines(lines)

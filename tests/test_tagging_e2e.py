@@ -31,9 +31,14 @@ def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
     # per-type F1 is a bar chart per evaluation, not a curve per type; HParams holds the
     # headline numbers only (no one-point chart per type)
     assert not [t for t in scalars if t.startswith("valid/f1_")]
-    assert {t for t in scalars if t.startswith("hparam/")} == {
-        "hparam/valid_f1", "hparam/valid_acc", "hparam/valid_loss", "hparam/test_f1", "hparam/test_acc", "hparam/test_loss"}
-    assert acc.Scalars("hparam/test_f1")[0].value == pytest.approx(metrics["test"]["f1"])
+    assert {t for t in scalars if t.startswith("valid_best/")} == {
+        "valid_best/f1", "valid_best/acc", "valid_best/loss", "valid_best/test_f1", "valid_best/test_acc",
+        "valid_best/test_loss"}
+    assert acc.Scalars("valid_best/test_f1")[0].value == pytest.approx(metrics["test"]["f1"])
+    assert acc.Scalars("valid_best/f1")[0].value == pytest.approx(metrics["best_valid"]["f1"])
+    # Time Series sorts groups by name and opens the first two: they must be the curves
+    groups = sorted({t.split("/")[0] for t in scalars | set(acc.Tags()["images"])})
+    assert groups[:2] == ["train", "valid"]
     assert acc.Tags()["histograms"] == []  # opt-in (logger.histogram_every_n_steps)
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -43,10 +48,10 @@ def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
     assert {"model.hidden_size", "model.head", "model.char_features", "optim", "lr"} <= columns
     assert not columns & {"model.softmax", "model.tie_weights", "model.adaptive_cutoffs"}  # LM-only keys
     images = acc.Tags()["images"]
-    assert {"valid/confusion_matrix", "valid/f1_per_type", "crf_transitions"} <= set(images)
+    assert {"valid_figures/confusion_matrix", "valid_figures/f1_per_type", "weights/crf_transitions"} <= set(images)
     # one figure per evaluation, decoded as a real PNG of a readable size (labels need room)
-    assert len(acc.Images("valid/f1_per_type")) == len(metrics["history"])
-    figure = acc.Images("valid/confusion_matrix")[-1]
+    assert len(acc.Images("valid_figures/f1_per_type")) == len(metrics["history"])
+    figure = acc.Images("valid_figures/confusion_matrix")[-1]
     assert figure.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n" and figure.width >= 400 and figure.height >= 400
     # the confusion table in TEXT: preformatted (indented), a row per gold tag, counts that add up
     table = acc.Tensors("valid/confusion_matrix/text_summary")[-1].tensor_proto.string_val[0].decode()

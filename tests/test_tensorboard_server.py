@@ -99,8 +99,8 @@ def test_tensorboard_lists_runs_by_name_with_their_layout_figures_and_hparams(tr
         assert tagger_layout  # the plugin merges the runs' layouts; each run wrote one
 
         images = _get(f"{base}/data/plugin/images/tags")
-        assert {"valid/confusion_matrix", "valid/f1_per_type", "crf_transitions"} <= set(images["tagger"])
-        query = urllib.parse.urlencode({"run": "tagger", "tag": "valid/confusion_matrix", "sample": 0})
+        assert {"valid_figures/confusion_matrix", "valid_figures/f1_per_type", "weights/crf_transitions"} <= set(images["tagger"])
+        query = urllib.parse.urlencode({"run": "tagger", "tag": "valid_figures/confusion_matrix", "sample": 0})
         entries = _get(f"{base}/data/plugin/images/images?{query}")
         with urllib.request.urlopen(f"{base}/data/plugin/images/{entries[-1]['query'] and 'individualImage?' + entries[-1]['query']}",
                                     timeout=5) as response:
@@ -109,8 +109,8 @@ def test_tensorboard_lists_runs_by_name_with_their_layout_figures_and_hparams(tr
         experiment = _post(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
         metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
         # the table's columns are one run's headline metrics (TensorBoard shows one experiment)
-        lm = {"hparam/valid_ppl", "hparam/test_ppl", "hparam/valid_loss", "hparam/test_loss"}
-        tagger = {f"hparam/{split}_{key}" for split in ("valid", "test") for key in ("f1", "acc", "loss")}
+        lm = {"valid_best/ppl", "valid_best/test_ppl", "valid_best/loss", "valid_best/test_loss"}
+        tagger = {f"valid_best/{split}{key}" for split in ("", "test_") for key in ("f1", "acc", "loss")}
         assert metrics in (lm, tagger)
         assert "model.hidden_size" in {h["name"] for h in experiment["hparamInfos"]}
     finally:

@@ -241,11 +241,14 @@ def test_tagger_trains_from_vectors_reports_coverage_and_packages_what_it_uses(t
     assert set(again.vectors) == set(vectors) - {f"extra{i}" for i in range(3, 30)}
     for word, vector in again.vectors.items():
         np.testing.assert_allclose(vector, vectors[word], rtol=1e-6, atol=1e-7)
-    # TensorBoard has the coverage as scalars.
+    # TensorBoard has the coverage in a TEXT table (facts, not curves).
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    events = EventAccumulator(str(run_dir))
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
     events.Reload()
-    assert events.Scalars("data/word_vectors/coverage_train")[0].value == pytest.approx(summary["coverage_train"])
+    table = events.Tensors("data/word_vectors/text_summary")[0].tensor_proto.string_val[0].decode()
+    row = next(line.split() for line in table.split("\n") if line.split()[:1] == ["coverage_train"])
+    assert float(row[1]) == pytest.approx(summary["coverage_train"])
+    assert not [t for t in events.Tags()["scalars"] if t.startswith("data/")]
 
 
 def test_a_dimension_that_disagrees_with_emb_size_is_one_line(tmp_path):

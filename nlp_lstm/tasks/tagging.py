@@ -438,15 +438,17 @@ class TaggingTask(TrainingTask):
         # The labels are every gold and predicted tag, so the matrix's final 'other' row and
         # column are empty: left out.
         matrix = [row[:len(labels)] for row in matrix[:len(labels)]]
-        monitor.figure("valid/confusion_matrix", figures.confusion_figure(labels, matrix), step)
+        # Figures in groups of their own after train/ and valid/: Time Series opens its first
+        # two groups (sorted by name), which should be the curves.
+        monitor.figure("valid_figures/confusion_matrix", figures.confusion_figure(labels, matrix), step)
         monitor.table("valid/confusion_matrix", ["gold \\ predicted"] + labels,
                       [[label] + list(row) for label, row in zip(labels, matrix)], step)
         if self.last_per_type:
             types = sorted(self.last_per_type)
-            monitor.figure("valid/f1_per_type", figures.bar_figure(
+            monitor.figure("valid_figures/f1_per_type", figures.bar_figure(
                 types, [self.last_per_type[t] for t in types], "valid F1 per type", "F1"), step)
         if self.model.crf is not None:
-            monitor.figure("crf_transitions", figures.transitions_figure(
+            monitor.figure("weights/crf_transitions", figures.transitions_figure(
                 self.vocabs.tags.get_itos(), self.model.crf.transitions.detach().float().cpu()), step)
 
     # ------------------------------------------------------------- state

@@ -72,7 +72,7 @@ class Monitor:
         for name, param in model.named_parameters():
             self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
             if param.grad is not None:
-                self.writer.add_histogram(f"grads/{name}", param.grad.detach().float().cpu(), step)
+                self.writer.add_histogram(f"weights_grad/{name}", param.grad.detach().float().cpu(), step)
 
     def layout(self, charts: Dict[str, List[str]]) -> None:
         """The Custom Scalars tab: one chart per title, each overlaying its tags (train and

@@ -215,7 +215,8 @@ class Trainer:
         if not self.tcfg.resume:  # a resumed run keeps the layout and data facts it wrote at step 0
             self.monitor.layout(self._chart_layout())
             for name, values in self.task.data_summary().items():
-                self.monitor.scalars(f"data/{name}", values, 0)
+                # facts, not curves: a table in TEXT (a one-point chart would open Time Series)
+                self.monitor.table(f"data/{name}", ["", "value"], [[k, v] for k, v in values.items()], 0)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in previous:
             signal.signal(sig, self._on_signal)
@@ -579,7 +580,10 @@ class Trainer:
         with autocast_context(self.device, self.tcfg.precision):
             test = self.task.evaluate("test") if self.task.has_split("test") else None
         self.task.on_finish(self.monitor, s["step"])
-        final = {f"hparam/{split}_{k}": float(metrics[k]) for split, metrics in (("valid", best_valid), ("test", test))
+        # The best model's numbers, for the HParams tab: valid_best/<metric> on valid and
+        # valid_best/test_<metric> on test. The group sorts after train/ and valid/, so Time
+        # Series (which opens its first two groups) shows the curves first.
+        final = {f"valid_best/{prefix}{k}": float(metrics[k]) for prefix, metrics in (("", best_valid), ("test_", test))
                  if metrics for k in self.task.headline_keys if isinstance(metrics.get(k), (int, float))}
         self.monitor.hparams(self.task.hparams(), final)
         self._write_metrics(status="completed", **({"test": test} if test is not None else {}))
