@@ -202,22 +202,28 @@ def test_span_offsets_match_the_raw_text(chunker):
     assert tokens and all("start_char" not in s for s in tokens)
 
 
-def test_span_confidence_is_the_crfs_exact_posterior(chunker):
-    """Against brute force over every tag sequence of a 4-word sentence: the probability
-    that the span's words carry exactly its tags."""
-    tagger = nlp_lstm.load(chunker, device="cpu")
-    words = ["the", "dog", "saw", "Bob"]
+def _every_sequence(tagger, words):
+    """Brute force: the batch, the emissions, every tag sequence of `words` and its CRF
+    probability (float64)."""
     from nlp_lstm.data.tagging_corpus import collate
 
     batch = collate([tagger._encode(words)])
     with torch.no_grad():
         emissions = tagger.model(batch)
-        crf = tagger.model.crf
         n = emissions.size(-1)
         sequences = torch.tensor(list(itertools.product(range(n), repeat=len(words))))
-        scores = crf.sequence_score(emissions.expand(len(sequences), -1, -1), sequences,
-                                    torch.ones(len(sequences), len(words), dtype=torch.bool))
-        probs = torch.softmax(scores.double(), 0)
+        scores = tagger.model.crf.sequence_score(emissions.expand(len(sequences), -1, -1), sequences,
+                                                 torch.ones(len(sequences), len(words), dtype=torch.bool))
+    return batch, emissions, sequences, torch.softmax(scores.double(), 0)
+
+
+def test_span_confidence_is_the_crfs_exact_posterior(chunker):
+    """Against brute force over every tag sequence of a 4-word sentence: the probability
+    that the span's words carry exactly its tags."""
+    tagger = nlp_lstm.load(chunker, device="cpu")
+    words = ["the", "dog", "saw", "Bob"]
+    batch, emissions, sequences, probs = _every_sequence(tagger, words)
+    crf = tagger.model.crf
     itos = tagger.vocabs.tags.get_itos()
     found = tagger.spans([words])[0]
     model_tags = [itos[t] for t in crf.viterbi(emissions, batch.mask)[0]]
@@ -558,20 +564,11 @@ def test_marginals_are_over_the_corpus_scheme(chunker, corpus_scheme):
     sequence converted from the model's IOBES to the corpus's scheme. IOB2 sums S-X into
     B-X and E-X into I-X; IOB1's B-X depends on the tag before."""
     from nlp_lstm.data.tag_schemes import convert
-    from nlp_lstm.data.tagging_corpus import collate
 
     tagger = nlp_lstm.load(chunker, device="cpu").set_precision("fp32")
     tagger.corpus_scheme = corpus_scheme  # the model was trained on IOB2; IOB1 checks the same model read so
     words = ["the", "dog", "Bob", "Alice"]
-    batch = collate([tagger._encode(words)])
-    with torch.no_grad():
-        emissions = tagger.model(batch)
-        crf = tagger.model.crf
-        n = emissions.size(-1)
-        sequences = torch.tensor(list(itertools.product(range(n), repeat=len(words))))
-        scores = crf.sequence_score(emissions.expand(len(sequences), -1, -1), sequences,
-                                    torch.ones(len(sequences), len(words), dtype=torch.bool))
-        probs = torch.softmax(scores.double(), 0)
+    _, _, sequences, probs = _every_sequence(tagger, words)
     itos = tagger.vocabs.tags.get_itos()
     expected = [dict.fromkeys(tagger.labels, 0.0) for _ in words]
     for seq, p in zip(sequences.tolist(), probs.tolist()):
