@@ -80,7 +80,8 @@ class DataConfig:
     test: Optional[str] = None
     lowercase: bool = False
     # Where a corpus has no dev split (your own files without data.valid), this fraction of
-    # train (seeded) is held out as valid.
+    # train is held out as valid: an LM's last lines (contiguous text), a tagger's sentences
+    # chosen with split_seed.
     dev_fraction: float = 0.1
     split_seed: int = 12345
 

@@ -77,7 +77,7 @@ def split_line_sources(data_cfg, data_dir: Path) -> Dict[str, Callable[[], Itera
             open_for_reading(path, f"data.{split} file").close()  # fail now, naming the key
         sources = {s: partial(iter_lines, p, f"data.{s} file") for s, p in files.items()}
         if "valid" not in sources:
-            sources.update(_held_out_sources(files["train"], data_cfg.dev_fraction, data_cfg.split_seed))
+            sources.update(_held_out_sources(files["train"], data_cfg.dev_fraction))
         return sources
     try:
         corpus = get_corpus(data_cfg.name)
@@ -96,23 +96,21 @@ def split_line_sources(data_cfg, data_dir: Path) -> Dict[str, Callable[[], Itera
             for s, (lo, hi) in bounds.items()}
 
 
-def _held_out_sources(path: Path, fraction: float, seed: int) -> Dict[str, Callable[[], Iterator[str]]]:
-    """train and valid streams of one file: a seeded `fraction` of its lines (at least one)
-    held out as valid, each split in file order. The choice is selection sampling (Knuth's
-    algorithm S): exactly that many lines, uniformly, replayed identically on every pass
-    from the seed alone, so nothing is held in memory and a large file still streams."""
+def _held_out_sources(path: Path, fraction: float) -> Dict[str, Callable[[], Iterator[str]]]:
+    """train and valid streams of one file: its last `fraction` of lines (at least one) held
+    out as valid, as Tiny Shakespeare's split does. A contiguous block, not scattered lines:
+    running text keeps its context in valid, and no valid line sits between two train lines
+    of the same document (which would flatter the perplexity). One counting pass, then both
+    stream."""
     count = sum(1 for _ in iter_lines(path, "data.train file"))
     if count < 2:
         raise DataError(f"{path}: data.train file has {count} line(s), too few to hold out a dev split: "
                         "give data.valid")
-    n_valid = max(1, int(count * fraction))
+    first_valid = count - max(1, int(count * fraction))
 
     def lines(valid: bool) -> Iterator[str]:
-        rng, needed = random.Random(seed), n_valid
         for index, line in enumerate(iter_lines(path, "data.train file")):
-            take = rng.random() * (count - index) < needed
-            needed -= take
-            if take == valid:
+            if (index >= first_valid) == valid:
                 yield line
 
     return {"train": partial(lines, False), "valid": partial(lines, True)}
@@ -149,7 +147,7 @@ def cache_key(data_cfg, tok_cfg, data_dir: Path, tokenizer_dir: Optional[Path] =
     if data_cfg.name != "text":
         content["data"]["split"] = get_corpus(data_cfg.name).split_fractions
     elif not data_cfg.valid:  # valid is held out of train: which lines depends on these
-        content["data"]["split"] = [data_cfg.dev_fraction, data_cfg.split_seed]
+        content["data"]["split"] = [data_cfg.dev_fraction]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -191,8 +189,8 @@ def prepare_lm_corpus(data_cfg, tok_cfg, data_dir: os.PathLike, log=print,
 
 def _log_held_out(corpus: LMCorpus, data_cfg, log) -> LMCorpus:
     if data_cfg.name == "text" and not data_cfg.valid:
-        log(f"text has no dev split: {corpus.stats['valid'].lines:,} train lines (data.dev_fraction="
-            f"{data_cfg.dev_fraction}, seed {data_cfg.split_seed}) are held out as valid")
+        log(f"text has no dev split: the last {corpus.stats['valid'].lines:,} train lines (data.dev_fraction="
+            f"{data_cfg.dev_fraction}) are held out as valid")
     return corpus
 
 
