@@ -83,8 +83,13 @@ def _composition_error(overrides: List[str], exc: Exception) -> str:
         parent, _, leaf = key.rpartition(".")
         fields = sorted(getattr(getattr(cause, "object_type", None), "__dataclass_fields__", {}))
         close = difflib.get_close_matches(leaf, fields, n=1)
+        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), None)
         hint = (f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close
-                else f"known keys: {', '.join(fields)}" if fields else "no such key")
+                else f"known keys: {', '.join(fields)}" if fields
+                # a map of your own entries (feature taggers, feature columns): Hydra adds a
+                # new entry only with `+`
+                else f"a new entry: add it with +{key}={value}" if value is not None and parent
+                else "no such key")
         return f"config {key}: no such key in {parent or 'the config'} ({hint})"
     if key and cause is not None and "could not be converted" in str(cause):  # a value of the wrong type
         value = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)

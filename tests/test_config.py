@@ -204,6 +204,19 @@ def test_override_errors_are_one_line_saying_what_would_be_right(override, messa
     assert str(info.value) == message
 
 
+def test_a_new_map_entry_without_plus_is_told_to_add_it_with_plus():
+    """model.feature_taggers and data.feature_columns are maps of your own entries, which
+    Hydra adds only with `+`: the error gives the override that works."""
+    from nlp_lstm.train_entry import compose_config
+
+    for override in ("model.feature_taggers.pos=/models/pos", "data.feature_columns.pos=1"):
+        with pytest.raises(ConfigError) as info:
+            compose_config(["task=tagging", "data=conll", "data.train=/x", override], "/tmp/unused")
+        key, value = override.split("=")
+        assert str(info.value) == (f"config {key}: no such key in {key.rpartition('.')[0]} "
+                                   f"(a new entry: add it with +{key}={value})")
+
+
 def test_cli_override_error_is_one_line_and_exit_2(tmp_path):
     proc = run_train(tmp_path / "run", ["trainer.max_tme=60", "seed=4"], tmp_path / "data", check=False)
     assert proc.returncode == 2
