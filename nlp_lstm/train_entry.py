@@ -79,11 +79,11 @@ def _composition_error(overrides: List[str], exc: Exception) -> str:
 
     text, cause = str(exc), exc.__cause__
     key = getattr(cause, "full_key", None) or next(iter(re.findall(r"full_key: (\S+)", text)), None)
+    value = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
     if key and ("not in" in str(cause) or "Could not override" in text):  # a key the schema lacks
         parent, _, leaf = key.rpartition(".")
         fields = sorted(getattr(getattr(cause, "object_type", None), "__dataclass_fields__", {}))
         close = difflib.get_close_matches(leaf, fields, n=1)
-        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), None)
         hint = (f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close
                 else f"known keys: {', '.join(fields)}" if fields
                 # a map of your own entries (feature taggers, feature columns): Hydra adds a
@@ -92,7 +92,6 @@ def _composition_error(overrides: List[str], exc: Exception) -> str:
                 else "no such key")
         return f"config {key}: no such key in {parent or 'the config'} ({hint})"
     if key and cause is not None and "could not be converted" in str(cause):  # a value of the wrong type
-        value = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
         wanted = re.search(r"converted to (\w+)", str(cause)).group(1)
         return f"config {key}={value}: not a valid {wanted.lower()}" if value is not None else \
             f"config {key}: {_first_line(cause)}"
