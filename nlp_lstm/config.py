@@ -349,7 +349,8 @@ class TrainerConfig:
 @dataclass
 class LoggerConfig:
     tensorboard: bool = True
-    histogram_every_n_steps: int = 0  # weight/gradient histograms every N steps; 0 = never (opt-in: they are slow and rarely read)
+    # weight/gradient histograms every N steps; 0 = never (opt-in: slow to write, rarely read)
+    histogram_every_n_steps: int = 0
     projector_tokens: int = 500  # most frequent tokens shown in the embedding projector; 0 = off
 
 

@@ -139,7 +139,8 @@ def conll_sentences(lines: Iterable[Tuple[int, str]], path: str, feature_columns
                     gold_column: Optional[int] = None) -> Iterator[InputSentence]:
     """Column files: the word in column 0, the model's input columns at their indices, gold
     tags (for evaluation) in `gold_column`; blank lines between sentences; -DOCSTART-
-    and `# line = N` comments skipped. A sentence's `line` is its first word line. Every token line must have as many columns as the first one."""
+    and `# line = N` comments skipped. A sentence's `line` is its first word line. Every token
+    line must have as many columns as the first one."""
     current: List[List[str]] = []
     current_lines: List[int] = []
     n_columns, start = None, 0
