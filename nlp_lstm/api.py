@@ -6,24 +6,9 @@ import os
 
 import torch
 
+from nlp_lstm.device import resolve_device
 from nlp_lstm.errors import ModelPackageError
 from nlp_lstm.package import read_package
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    from nlp_lstm.errors import ConfigError
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"config trainer.device={name!r}: CUDA is not available on this machine")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("config trainer.device='mps': MPS is not available on this machine")
-    return torch.device(name)
 
 
 def load(path: os.PathLike, device: str = "auto"):

@@ -186,7 +186,7 @@ def _training_batches(task, count: int) -> List[Any]:
 def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bool,
               reference_precision: Callable) -> Dict[str, Any]:
     from nlp_lstm.models.rnn import detach_state
-    from nlp_lstm.training.trainer import autocast_context
+    from nlp_lstm.device import autocast_context
 
     batches = _training_batches(task, warmup + steps)
     tokens = lambda batch: batch[0][0].numel()  # noqa: E731
@@ -305,15 +305,14 @@ def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference:
               reference_precision: str = "fp32") -> Dict[str, Any]:
     """`reference_precision`: "fp32" (the textbook loop as written) or "same" (under the
     configured precision's autocast, for a like-for-like bf16 row)."""
-    from nlp_lstm.api import resolve_device
     from nlp_lstm.train_entry import build_task, compose_config, configure_torch
-    from nlp_lstm.training.precision import resolve_precision
-    from nlp_lstm.training.trainer import Trainer, autocast_context
+    from nlp_lstm.device import autocast_context, resolve_device, resolve_precision
+    from nlp_lstm.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as run_dir:
         config = compose_config(overrides, run_dir)
         configure_torch(config)
-        device = resolve_device(config.trainer.device)
+        device = resolve_device(config.trainer.device, "config trainer.device")
         config.trainer.precision = resolve_precision(config.trainer.precision, device)  # as train.py does
         task = build_task(config, device)
         trainer = Trainer(config, task, Path(run_dir), device)

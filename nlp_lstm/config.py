@@ -304,7 +304,7 @@ class OptimConfig:
 class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | mps (or cuda:N)
     # fp32 | bf16 | fp16 | auto: bf16 where the hardware computes it natively (a CUDA card
-    # with bf16, a CPU with AVX512-BF16 or AMX), else fp32 (see training.precision).
+    # with bf16, a CPU with AVX512-BF16 or AMX), else fp32 (see nlp_lstm.device).
     precision: str = "fp32"
     max_epochs: Optional[int] = 40
     max_steps: Optional[int] = None

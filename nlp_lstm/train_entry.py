@@ -19,8 +19,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nlp_lstm.api import resolve_device
-from nlp_lstm.training.precision import resolve_precision
+from nlp_lstm.device import resolve_device, resolve_precision
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
 from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
@@ -186,7 +185,7 @@ def run(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict[str, Any
             if not config.trainer.resume:
                 mark_run_started(run_dir, run_config, overrides)
         configure_torch(config)
-        device = resolve_device(rank_device(config.trainer.device, dist))
+        device = resolve_device(rank_device(config.trainer.device, dist), "config trainer.device")
         if config.trainer.precision == "auto":
             config.trainer.precision = resolve_precision("auto", device)
             log.info(f"trainer.precision=auto: {config.trainer.precision} on {device}")

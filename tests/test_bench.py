@@ -33,7 +33,7 @@ def test_bench_runs_the_precision_a_training_run_would(text_corpus, tmp_path):
     """`trainer.precision=auto` (the LM default) is resolved for the device as `train.py`
     does it (bf16 where native, else fp32), never left to autocast as fp16."""
     from nlp_lstm.bench import run_bench as bench_in_process
-    from nlp_lstm.training.precision import resolve_precision
+    from nlp_lstm.device import resolve_precision
 
     overrides = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.precision=auto",
                                                                  f"paths.data_dir={tmp_path / 'data'}"]
@@ -43,7 +43,7 @@ def test_bench_runs_the_precision_a_training_run_would(text_corpus, tmp_path):
 
 
 def test_autocast_context_refuses_an_unresolved_precision():
-    from nlp_lstm.training.trainer import autocast_context
+    from nlp_lstm.device import autocast_context
 
     with pytest.raises(ValueError, match="precision 'auto'"):
         autocast_context(torch.device("cpu"), "auto")

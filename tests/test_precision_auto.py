@@ -7,8 +7,8 @@ import json
 import torch
 
 from conftest import TINY_MODEL, run_train, text_data_overrides
-from nlp_lstm.training import precision
-from nlp_lstm.training.precision import cpu_has_native_bf16, resolve_precision
+from nlp_lstm import device as precision
+from nlp_lstm.device import cpu_has_native_bf16, resolve_precision
 
 
 def test_auto_follows_the_cpus_bf16_instructions(monkeypatch):

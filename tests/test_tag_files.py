@@ -303,7 +303,7 @@ def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chu
 
 
 def test_bf16_prediction_agrees_with_fp32(chunker):
-    from nlp_lstm.training.precision import cpu_has_native_bf16
+    from nlp_lstm.device import cpu_has_native_bf16
 
     tagger = nlp_lstm.load(chunker, device="cpu")
     sentences = random_sentences(200, 9)
@@ -591,7 +591,7 @@ def test_tag_and_evaluate_give_the_same_tags_with_their_defaults(tmp_path, chunk
     # same file got different tags from the two commands. One default (auto) for both, and
     # for nlp_lstm.load. The probe says "bf16 units" whatever this CPU has, so that auto
     # means bf16 here too (bf16 autocast runs on any CPU, only slower without them).
-    from nlp_lstm.training import precision
+    from nlp_lstm import device as precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     labelled = tmp_path / "gold.conll"

@@ -697,7 +697,7 @@ class Tagger:
         computes it natively, about twice the sentences/s on a CPU with AMX; else fp32), fp32
         (the numbers a tagger trained in fp32 reported) or bf16. Packaged feature taggers
         follow."""
-        from nlp_lstm.training.precision import resolve_precision
+        from nlp_lstm.device import resolve_precision
 
         self.precision = resolve_precision(precision, torch.device(self.device))
         for tagger in self.feature_taggers.values():

@@ -22,6 +22,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from nlp_lstm.device import autocast_context
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import recover_directory
 from nlp_lstm.training.checkpoint import (check_same_run, load_checkpoint, read_run_marker, rng_state, run_started,
@@ -37,15 +38,6 @@ log = logging.getLogger("nlp_lstm")
 
 class TrainingInterrupted(NlpLstmError):
     """SIGINT/SIGTERM: a checkpoint was written and the run can be resumed."""
-
-
-def autocast_context(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision not in ("bf16", "fp16"):  # `auto` is resolved for the device first (resolve_precision)
-        raise ValueError(f"precision {precision!r} is not fp32, bf16 or fp16: resolve it for the device first")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class _TrainingStep(torch.nn.Module):

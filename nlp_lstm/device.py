@@ -1,0 +1,67 @@
+"""Where a model runs: the device (`auto`: cuda, then mps, then cpu) and the precision
+(`auto`: bf16 where the hardware computes it natively, else fp32), for training and use alike.
+
+On a CPU without native bf16 instructions, autocast to bf16 still runs, but through
+conversions that make it slower than fp32; `auto` keeps such a CPU on fp32."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from nlp_lstm.errors import NlpLstmError
+
+
+class DeviceError(NlpLstmError):
+    """A device that this machine does not have."""
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def resolve_device(name: str = "auto", what: str = "device") -> torch.device:
+    """The torch device for `name`; `what` says where the name came from, for the error
+    (`config trainer.device`, `--device`)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"{what}={name!r}: CUDA is not available on this machine (use cpu or auto)")
+    if name == "mps" and not _mps_available():
+        raise DeviceError(f"{what}='mps': MPS is not available on this machine (use cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"{what}={name!r}: not a device (auto, cpu, cuda, cuda:N or mps)") from None
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX tiles (torch.cpu's private probes; False where they are missing)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run uses: `auto` becomes bf16 or fp32; anything else is kept."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "fp32"
+
+
+def autocast_context(device: torch.device, precision: str):
+    """Autocast for a resolved precision (fp32: none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):  # `auto` is resolved for the device first (resolve_precision)
+        raise ValueError(f"precision {precision!r} is not fp32, bf16 or fp16: resolve it for the device first")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
