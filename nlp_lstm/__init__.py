@@ -3,11 +3,12 @@
 __version__ = "0.1.0"
 
 
-def load(path, device: str = "auto"):
-    """Load a trained model package (see nlp_lstm.api.load)."""
-    from nlp_lstm.api import load as _load
+def load(path, device: str = "auto", kind=None):
+    """Load a trained model package: a LanguageModel or a Tagger (see nlp_lstm.inference.load;
+    imported here on first use, so `import nlp_lstm` stays light)."""
+    from nlp_lstm.inference import load as _load
 
-    return _load(path, device)
+    return _load(path, device, kind)
 
 
 def train(overrides=(), run_dir=None):

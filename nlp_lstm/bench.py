@@ -246,8 +246,8 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
 
 def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, reference: bool,
                    reference_precision: Callable) -> Dict[str, Any]:
-    from nlp_lstm.data.tagging_corpus import batch_indices, collate
-    from nlp_lstm.tasks.tagging import predict
+    from nlp_lstm.data.tagging_batch import batch_indices, collate
+    from nlp_lstm.inference.prediction import predict
 
     batches = _training_batches(task, warmup + steps)
     sentences = lambda batch: int(batch[0].lengths.numel())  # noqa: E731

@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a tagger's network as ONNX plus what decoding needs (tagger.json)",
                          description="OUT/model.onnx (dynamic batch and length; inputs words, chars, lengths and "
                                      "the model's input columns; output emissions) and OUT/tagger.json "
-                                     "(vocabularies, tags, schemes, CRF scores). See nlp_lstm/export.py.")
+                                     "(vocabularies, tags, schemes, CRF scores). See nlp_lstm/inference/export.py.")
     exp.add_argument("model")
     exp.add_argument("output")
 
@@ -229,13 +229,9 @@ def _cmd_generate(args) -> None:
 
 
 def _load_lm(path: str, device: str):
-    from nlp_lstm.api import load
-    from nlp_lstm.tasks.language_modeling import LanguageModel
+    from nlp_lstm.inference import load
 
-    model = load(path, device)
-    if not isinstance(model, LanguageModel):
-        raise NlpLstmError(f"{path}: not a language model")
-    return model
+    return load(path, device, kind="lm")
 
 
 def _cmd_score(args) -> None:
@@ -245,11 +241,10 @@ def _cmd_score(args) -> None:
 
 
 def _cmd_evaluate(args) -> None:
-    from nlp_lstm.api import load
     from nlp_lstm.config import DataConfig, TaggingDataConfig
     from nlp_lstm.data.fetch import default_data_dir
     from nlp_lstm.data.lm_corpus import read_lm_splits
-    from nlp_lstm.tasks.tagging import Tagger
+    from nlp_lstm.inference import Tagger, load
 
     if args.file is not None and args.split is not None:
         raise NlpLstmError(f"evaluate: --split {args.split} names a split of the model's corpus, but FILE "
@@ -324,7 +319,7 @@ def _cmd_evaluate(args) -> None:
 def _evaluate_tagger_on_file(tagger, args) -> None:
     from nlp_lstm.data.tag_files import conll_sentences, conllu_sentences, input_lines
     from nlp_lstm.fileio import atomic_write_json
-    from nlp_lstm.tasks.tag_evaluation import evaluate_file, format_report
+    from nlp_lstm.inference.tag_evaluation import evaluate_file, format_report
 
     where = "stdin" if args.file == "-" else args.file
     lines = _detected(args, input_lines(args.file, "labelled file"), ("conll", "conllu"))
@@ -349,17 +344,15 @@ def _read_input(path: str, what: str) -> List[str]:
 
 
 def _cmd_tag(args) -> None:
-    from nlp_lstm.api import load
     from nlp_lstm.data.conll import line_comment
     from nlp_lstm.data.tag_files import (conll_sentences, conllu_sentences, format_conllu, input_lines,
                                          output_path_ok, split_sentences, text_sentences)
     from nlp_lstm.fileio import atomic_open
-    from nlp_lstm.tasks.tag_stream import tag_stream
-    from nlp_lstm.tasks.tagging import Tagger, token_records
+    from nlp_lstm.inference import load
+    from nlp_lstm.inference.records import token_records
+    from nlp_lstm.inference.tag_stream import tag_stream
 
-    tagger = load(args.model, args.device)
-    if not isinstance(tagger, Tagger):
-        raise NlpLstmError(f"{args.model}: not a tagger")
+    tagger = load(args.model, args.device, kind="tagger")
     tagger.set_precision(args.precision)
     if (args.nbest or args.marginals) and args.format != "jsonl":
         raise NlpLstmError("--nbest and --marginals need --format jsonl")
@@ -446,14 +439,11 @@ def _columns_to_read(tagger, input_format: str, predict_features: bool) -> Dict[
 
 
 def _cmd_export(args) -> None:
-    from nlp_lstm.api import load
-    from nlp_lstm.export import export_tagger
-    from nlp_lstm.tasks.tagging import Tagger
+    from nlp_lstm.inference import load
+    from nlp_lstm.inference.export import export_tagger
 
-    tagger = load(args.model, "cpu")
-    if not isinstance(tagger, Tagger):
-        raise NlpLstmError(f"{args.model}: export covers taggers (an LM package is already a state_dict and a "
-                           "tokenizer)")
+    # export covers taggers: an LM package is already a state_dict and a tokenizer
+    tagger = load(args.model, "cpu", kind="tagger")
     meta = export_tagger(tagger, Path(args.output))
     print(f"{args.output}: model.onnx (inputs {', '.join(meta['inputs'])}; output emissions) and tagger.json",
           file=sys.stderr)
@@ -462,9 +452,8 @@ def _cmd_export(args) -> None:
 def _cmd_vectors(args) -> None:
     import numpy as np
 
-    from nlp_lstm.api import load
     from nlp_lstm.data.word_vectors import write_word2vec_text
-    from nlp_lstm.tasks.language_modeling import LanguageModel
+    from nlp_lstm.inference import LanguageModel, load
 
     model = load(args.model, "cpu")
     if isinstance(model, LanguageModel):

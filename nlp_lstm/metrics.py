@@ -10,7 +10,11 @@ not depend on the tokenizer and so compare models with different units.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from nlp_lstm.data.conll import Sentence
+from nlp_lstm.fileio import atomic_write_text
 
 
 def safe_exp(x: float) -> float:
@@ -161,3 +165,25 @@ def confusion_matrix(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence
         for g, p in zip(gold_tags, pred_tags):
             matrix[index.get(g, other)][index.get(p, other)] += 1
     return matrix
+
+
+def write_conll_predictions(path: Path, sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> None:
+    """conlleval's input format: WORD GOLD PREDICTED, a blank line between sentences."""
+    lines = []
+    for sentence, tags in zip(sentences, predicted):
+        lines.extend(f"{w} {g} {p}" for w, g, p in zip(sentence.words, sentence.tags, tags))
+        lines.append("")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def tagging_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: str) -> Dict[str, Any]:
+    """A tagger's numbers: accuracy and, for tags with spans, conlleval's precision/recall/F1
+    (micro and macro), strict F1 and each type's F1 (`f1_<type>` and `per_label`)."""
+    result = conlleval(gold, predicted, scheme)
+    metrics: Dict[str, Any] = {"acc": result["acc"]}
+    if scheme != "none":
+        metrics.update({k: result[k] for k in ("precision", "recall", "f1", "macro_f1")})
+        metrics["strict_f1"] = strict_span_f1(gold, predicted, scheme)["f1"]
+        metrics.update({f"f1_{label}": v["f1"] for label, v in result["per_label"].items()})
+        metrics["per_label"] = result["per_label"]
+    return metrics

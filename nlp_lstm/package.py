@@ -63,3 +63,22 @@ def read_package(directory: Path, map_location: str | torch.device = "cpu"):
     except Exception as exc:  # truncated, corrupt, or containing pickled code
         raise ModelPackageError(f"{directory / 'weights.pt'}: unreadable weights ({type(exc).__name__})") from None
     return meta, state_dict
+
+
+def rebuild(directory: Path, device: torch.device, loaders: Dict[str, Any]):
+    """A package rebuilt by the loader of its task (`loaders`: task -> a class with
+    `from_package(path, meta, state_dict, device)`); an edited or mixed-up package gets a
+    one-line error instead of a traceback."""
+    meta, state_dict = read_package(directory, map_location=device)
+    task = meta.get("task")
+    if task not in loaders:
+        known = "" if task in ("lm", "tagging") else "unknown task "
+        raise ModelPackageError(f"{directory}: {known}{task!r} package, where {' or '.join(map(repr, loaders))} "
+                                f"is wanted (package.json)")
+    try:
+        return loaders[task].from_package(directory, meta, state_dict, device)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        # an edited or mixed-up package: configs missing or not matching the weights
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ModelPackageError(f"{directory}: package.json and weights.pt do not describe one model "
+                                f"({type(exc).__name__}: {detail})") from None

@@ -19,10 +19,13 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nlp_lstm.device import resolve_device, resolve_precision
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
+from nlp_lstm.device import resolve_device, resolve_precision
 from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
+from nlp_lstm.inference import load
+from nlp_lstm.tasks.language_modeling import LanguageModelingTask
+from nlp_lstm.tasks.tagging import TaggingTask
 from nlp_lstm.training.checkpoint import (check_same_run, mark_run_started, read_run_marker,
                                           read_run_overrides, run_started)
 from nlp_lstm.training.distributed import (SINGLE, DistInfo, broadcast_object, init_from_env, rank_device,
@@ -142,13 +145,7 @@ def make_deterministic() -> None:
 
 
 def task_class(task_name: str):
-    if task_name == "lm":
-        from nlp_lstm.tasks.language_modeling import LanguageModelingTask
-
-        return LanguageModelingTask
-    from nlp_lstm.tasks.tagging import TaggingTask
-
-    return TaggingTask
+    return LanguageModelingTask if task_name == "lm" else TaggingTask
 
 
 def build_task(cfg: Config, device: torch.device, dist: DistInfo = SINGLE):
@@ -256,8 +253,6 @@ class TrainResult:
     @property
     def model(self):
         if self._model is None:
-            from nlp_lstm.api import load
-
             self._model = load(self.run_dir / "model", self.device)
         return self._model
 

@@ -34,10 +34,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from nlp_lstm.api import load
+    from nlp_lstm.inference import load
     from nlp_lstm.data.fetch import default_data_dir, fetch_corpus
     from nlp_lstm.data.tag_files import conll_sentences, input_lines
-    from nlp_lstm.data.tagging_corpus import batch_indices, collate
+    from nlp_lstm.data.tagging_batch import batch_indices, collate
 
     test = fetch_corpus("conll2000", default_data_dir())["test"]
     block = Path(test).read_text(encoding="utf-8").strip("\n") + "\n\n"

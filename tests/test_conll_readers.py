@@ -116,7 +116,7 @@ def test_a_bad_tag_error_names_the_tags_own_line(tmp_path):
     the sentence starts on (CoNLL-U: comments and multiword ranges do not shift it)."""
     from nlp_lstm.data.tag_files import conll_sentences, conllu_sentences, input_lines
     from nlp_lstm.data.tagging_corpus import read_tagging_splits
-    from nlp_lstm.tasks.tag_evaluation import _checked
+    from nlp_lstm.inference.tag_evaluation import _checked
 
     conll = tmp_path / "badtag.conll"
     lines = ["-DOCSTART- O", "", "Paris B-LOC", "is O", "", "nice O", ". O", "",

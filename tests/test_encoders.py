@@ -5,9 +5,10 @@ import torch
 
 from nlp_lstm.config import TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
-from nlp_lstm.data.tagging_corpus import TaggingVocabs, collate, encode
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode
+from nlp_lstm.data.tagging_batch import collate
 from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
-from nlp_lstm.tasks.tagging import build_tagger
+from nlp_lstm.inference.tagger_package import build_tagger
 
 
 def test_reverse_padded_keeps_padding_at_the_end():
@@ -65,8 +66,9 @@ def test_a_batch_encodes_each_distinct_words_characters_once_with_the_same_resul
 
     from nlp_lstm.config import TaggerModelConfig
     from nlp_lstm.data.conll import Sentence
-    from nlp_lstm.data.tagging_corpus import TaggingVocabs, collate, encode
-    from nlp_lstm.tasks.tagging import build_tagger
+    from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode
+    from nlp_lstm.data.tagging_batch import collate
+    from nlp_lstm.inference.tagger_package import build_tagger
     from tagging_fixtures import make_sentence
 
     rng = random.Random(4)

@@ -12,7 +12,7 @@ import torch
 
 import nlp_lstm
 from conftest import run_cli, run_train
-from nlp_lstm.export import viterbi
+from nlp_lstm.inference.export import viterbi
 from tagging_fixtures import TINY_TAGGER, conll_overrides, make_sentence, tagging_corpus
 
 ort = pytest.importorskip("onnxruntime")
@@ -77,7 +77,7 @@ def test_exported_tagger_matches_emissions_and_tags(tmp_path, pos, extra):
     columns = {"pos": [[p for _, p, _ in row] for row in rows]} if pos else {}
     inputs = inputs_from_tagger_json(meta, sentences, columns)
     emissions = session.run(None, dict(zip(meta["inputs"], inputs)))[0]
-    from nlp_lstm.data.tagging_corpus import collate
+    from nlp_lstm.data.tagging_batch import collate
 
     with torch.no_grad():
         batch = collate([tagger._encode(s, {n: c[i] for n, c in columns.items()}) for i, s in enumerate(sentences)])

@@ -11,7 +11,7 @@ import torch
 from conftest import run_cli
 from nlp_lstm.config import ModelConfig
 from nlp_lstm.models.lm import RNNLanguageModel
-from nlp_lstm.tasks.lm_cache import score_with_cache
+from nlp_lstm.inference.lm_cache import score_with_cache
 
 
 def _brute_force(model, ids, eos, size, theta, lam):
@@ -177,8 +177,8 @@ def test_dynamic_evaluation_never_sees_a_token_before_scoring_it(method, softmax
     """Changing the token at position k leaves the NLL of every token before it unchanged
     (in its own window, which is scored before its update, and all earlier ones); with lr 0
     it is ordinary evaluation."""
-    from nlp_lstm.tasks.lm_dynamic import gradient_statistics, score_dynamic
-    from nlp_lstm.tasks.lm_scoring import score_stream
+    from nlp_lstm.inference.lm_dynamic import gradient_statistics, score_dynamic
+    from nlp_lstm.inference.lm_scoring import score_stream
 
     model = _tiny_lm(softmax)
     rng = np.random.default_rng(2)
@@ -250,7 +250,7 @@ def test_dynamic_evaluation_default_settings_help_on_repeated_text(trained_lm, t
     surprising block repeated 8 times the best of them at least halves the perplexity (the
     former default, lr 1e-4, left it as it was)."""
     import nlp_lstm
-    from nlp_lstm.tasks.lm_dynamic import default_settings
+    from nlp_lstm.inference.lm_dynamic import default_settings
 
     lm = nlp_lstm.load(trained_lm["run_dir"] / "model", device="cpu")
     lines = _surprising_block(lm) * 8
@@ -362,7 +362,7 @@ def _rms_brute_force(model, ids, eos, bptt):
 def test_dynamic_sgd_is_krause_rule_against_a_brute_force(softmax):
     """Large lr and decay, where applying the decay after the step (w <- (w - lr g) + decay
     (w0 - (w - lr g))) and the paper's rule differ clearly."""
-    from nlp_lstm.tasks.lm_dynamic import score_dynamic
+    from nlp_lstm.inference.lm_dynamic import score_dynamic
 
     model = _tiny_lm(softmax)
     ids = np.random.default_rng(3).integers(2, 12, size=40)
@@ -376,7 +376,7 @@ def test_dynamic_sgd_is_krause_rule_against_a_brute_force(softmax):
 def test_dynamic_rms_is_krause_rule_with_training_statistics_against_a_brute_force(softmax):
     """The RMS rule with its gradient statistics from training text (not the text scored),
     the decay rate clipped at 1 / decay so no weight overshoots w0."""
-    from nlp_lstm.tasks.lm_dynamic import gradient_statistics, score_dynamic
+    from nlp_lstm.inference.lm_dynamic import gradient_statistics, score_dynamic
 
     model = _tiny_lm(softmax)
     rng = np.random.default_rng(4)

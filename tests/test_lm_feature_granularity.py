@@ -14,7 +14,8 @@ import torch
 from conftest import make_lines, run_train, text_data_overrides, write_lines
 from nlp_lstm.config import ModelConfig, TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
-from nlp_lstm.data.tagging_corpus import TaggingVocabs, collate, encode, lm_stream
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode, lm_stream
+from nlp_lstm.data.tagging_batch import collate
 from nlp_lstm.errors import ConfigError
 from nlp_lstm.data.tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
 from nlp_lstm.models.lm import RNNLanguageModel

@@ -8,10 +8,11 @@ import torch.nn.functional as F
 
 from nlp_lstm.config import TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
-from nlp_lstm.data.tagging_corpus import TaggingVocabs, collate, encode
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode
+from nlp_lstm.data.tagging_batch import collate
 from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.tagger import UNK_INDEX, NeighbourWordObjective
-from nlp_lstm.tasks.tagging import build_tagger
+from nlp_lstm.inference.tagger_package import build_tagger
 
 SENTENCES = [Sentence("the cat sat on the mat".split(), ["B-NP", "I-NP", "B-VP", "B-PP", "B-NP", "I-NP"]),
              Sentence(["dogs", "bark"], ["B-NP", "B-VP"]), Sentence(["Hi"], ["O"])]

@@ -23,7 +23,7 @@ from nlp_lstm.data.tag_files import (InputSentence, conllu_sentences, detect_inp
                                      split_sentences, tokenize)
 from nlp_lstm.data.tag_schemes import spans_from_tags
 from nlp_lstm.errors import DataError
-from nlp_lstm.tasks.tag_stream import tag_stream
+from nlp_lstm.inference.tag_stream import tag_stream
 from tagging_fixtures import (ADJ, DET, NOUN, TINY_TAGGER, VERB, conll_overrides, make_sentence, tagging_corpus,
                               write_conll)
 
@@ -205,7 +205,7 @@ def test_span_offsets_match_the_raw_text(chunker):
 def _every_sequence(tagger, words):
     """Brute force: the batch, the emissions, every tag sequence of `words` and its CRF
     probability (float64)."""
-    from nlp_lstm.data.tagging_corpus import collate
+    from nlp_lstm.data.tagging_batch import collate
 
     batch = collate([tagger._encode(words)])
     with torch.no_grad():
@@ -269,7 +269,7 @@ def test_softmax_head_span_confidence_is_the_product_of_word_probabilities(tmp_p
               tmp_path / "data")
     tagger = nlp_lstm.load(run_dir / "model", device="cpu")
     words = [DET[0], ADJ[0], NOUN[0], VERB[0], DET[1], NOUN[1]]
-    from nlp_lstm.data.tagging_corpus import collate
+    from nlp_lstm.data.tagging_batch import collate
 
     with torch.no_grad():
         probs = torch.softmax(tagger.model(collate([tagger._encode(words)]))[0], -1)

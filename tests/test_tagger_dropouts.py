@@ -5,9 +5,10 @@ import torch
 
 from nlp_lstm.config import TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
-from nlp_lstm.data.tagging_corpus import TaggingVocabs, collate, encode
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode
+from nlp_lstm.data.tagging_batch import collate
 from nlp_lstm.errors import ConfigError
-from nlp_lstm.tasks.tagging import build_tagger
+from nlp_lstm.inference.tagger_package import build_tagger
 
 SENTENCES = [Sentence("the cat saw the dog".split(), ["B-NP", "I-NP", "B-VP", "B-NP", "I-NP"]),
              Sentence(["dogs", "bark"], ["B-NP", "B-VP"])]

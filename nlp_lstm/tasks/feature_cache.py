@@ -16,7 +16,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import torch
 from torch import Tensor
 
-from nlp_lstm.data.tagging_corpus import EncodedSentence, batch_indices, collate
+from nlp_lstm.data.tagging_corpus import EncodedSentence
+from nlp_lstm.data.tagging_batch import batch_indices, collate
 
 log = logging.getLogger("nlp_lstm")
 

@@ -1,84 +1,57 @@
-"""Sequence tagging: the training task and the loaded tagger's inference API."""
+"""Sequence tagging: the training task, and the pretrained parts a config names (a feature
+LM, feature taggers). The loaded tagger is nlp_lstm.inference.tagger."""
 
 from __future__ import annotations
 
 import logging
-import contextlib
 import math
 import random
 import shutil
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Sequence
 
 import torch
 
-from nlp_lstm.config import TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
-from nlp_lstm.data.tag_files import InputSentence, tokenize
-from nlp_lstm.data.tag_schemes import allowed_transition, convert, spans_from_tags, split_tag
-from nlp_lstm.data.tagging_corpus import (EncodedSentence, TaggingVocabs, batch_indices, collate, encode,
-                                          read_tagging_splits)
+from nlp_lstm.data.tag_schemes import convert
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode, read_tagging_splits
+from nlp_lstm.data.tagging_batch import batch_indices, collate
 from nlp_lstm.errors import ConfigError, NlpLstmError
-from nlp_lstm.fileio import atomic_write_text
-from nlp_lstm.metrics import confusion_matrix, conlleval, strict_span_f1
-from nlp_lstm.models.tagger import TRAINING_ONLY_PREFIX, SequenceTagger
+from nlp_lstm.inference.language_model import LanguageModel
+from nlp_lstm.inference.loading import load
+from nlp_lstm.inference.prediction import length_batches, predict
+from nlp_lstm.inference.tagger import Tagger
+from nlp_lstm.inference.tagger_package import (FEATURE_TAGGERS, build_tagger, model_scheme, read_feature_lm,
+                                               save_feature_lm)
+from nlp_lstm.metrics import confusion_matrix, tagging_metrics, write_conll_predictions
+from nlp_lstm.models.tagger import TRAINING_ONLY_PREFIX
 from nlp_lstm.package import save_package
-from nlp_lstm.training.distributed import SINGLE, DistInfo, gather_objects
 from nlp_lstm.tasks.feature_cache import FrozenFeatureCache
 from nlp_lstm.tasks.init_from import load_leading_weights, merged_model_config, read_init_package
 from nlp_lstm.tasks.word_vector_init import coverage, initialise_word_embedding, load_word_vectors
+from nlp_lstm.training.distributed import SINGLE, DistInfo, gather_objects
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
 log = logging.getLogger("nlp_lstm")
 
 
-def crf_constraints(tags: Sequence[str], scheme: str) -> Dict[str, torch.Tensor]:
-    """Allowed transitions of the CRF from the tag scheme (no I-X after O in IOB2...)."""
-    allowed = torch.tensor([[allowed_transition(a, b, scheme) for b in tags] for a in tags], dtype=torch.bool)
-    start = torch.tensor([allowed_transition("START", t, scheme) for t in tags], dtype=torch.bool)
-    end = torch.tensor([allowed_transition(t, "END", scheme) for t in tags], dtype=torch.bool)
-    return {"allowed": allowed, "allowed_start": start, "allowed_end": end}
-
-
-def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm=None,
-                 for_inference: bool = False) -> SequenceTagger:
-    """`feature_lm`: a loaded LanguageModel whose states become input features;
-    `for_inference`: without the training-only parts (what a model package holds)."""
-    tags = vocabs.tags.get_itos()
-    return SequenceTagger(model_cfg, len(vocabs.words), len(vocabs.chars), len(tags),
-                          {n: len(v) for n, v in vocabs.features.items()},
-                          crf_constraints(tags, train_scheme) if model_cfg.head == "crf" else None,
-                          lm=feature_lm.model if feature_lm else None,
-                          lm_eos=feature_lm.tokenizer.eos_id if feature_lm else 0, for_inference=for_inference)
-
-
-def load_config_package(key: str, path: str, device, kind: type, what: str):
+def load_config_package(key: str, path: str, device, kind: str):
     """The model package a config key names, checked to be of `kind`; errors name the key."""
-    from nlp_lstm.api import load
-
     try:
-        loaded = load(path, str(device))
+        return load(path, str(device), kind)
     except NlpLstmError as exc:
         raise ConfigError(f"config {key}={path!r}: {exc}") from None
-    if not isinstance(loaded, kind):
-        raise ConfigError(f"config {key}={path!r}: not a {what} package")
-    return loaded
 
 
-def load_feature_lm(path: str, device):
+def load_feature_lm(path: str, device) -> LanguageModel:
     """The LM package named by model.lm_features (a word, character or subword LM)."""
-    from nlp_lstm.tasks.language_modeling import LanguageModel
-
-    return load_config_package("model.lm_features", path, device, LanguageModel, "language model")
-
-
-FEATURE_TAGGERS = "feature_taggers"  # a package's folder of the taggers that predict its input columns
+    return load_config_package("model.lm_features", path, device, "lm")
 
 
 def load_feature_taggers(paths: Dict[str, str], feature_columns: Dict[str, int], device,
-                         train: Sequence[Sentence] = ()) -> Dict[str, "Tagger"]:
+                         train: Sequence[Sentence] = ()) -> Dict[str, Tagger]:
     """model.feature_taggers, each checked to be a tagger package for one of the model's
     input columns whose tags cover every value that column holds in `train` (a tagger of
     another kind, e.g. an NER tagger given for POS, would feed the model values it never
@@ -88,7 +61,7 @@ def load_feature_taggers(paths: Dict[str, str], feature_columns: Dict[str, int],
         if name not in (feature_columns or {}):
             raise ConfigError(f"config model.feature_taggers.{name}: the model has no input column {name!r} "
                               f"(data.feature_columns={dict(feature_columns or {})})")
-        tagger = load_config_package(f"model.feature_taggers.{name}", path, device, Tagger, "tagger")
+        tagger = load_config_package(f"model.feature_taggers.{name}", path, device, "tagger")
         labels = set(tagger.labels)
         misses = Counter(v for s in train for v in s.features.get(name, ()) if v not in labels)
         if misses:
@@ -98,146 +71,6 @@ def load_feature_taggers(paths: Dict[str, str], feature_columns: Dict[str, int],
                               f"e.g. {shown}")
         taggers[name] = tagger
     return taggers
-
-
-def save_feature_lm(lm, directory: Path) -> None:
-    """Copy what rebuilds the feature LM (its config and tokenizer; the weights live in the
-    tagger's state_dict) into the tagger's package, so the package stands alone."""
-    import json
-    from dataclasses import asdict
-
-    from nlp_lstm.data.tokenizers import save_tokenizer
-
-    save_tokenizer(lm.tokenizer, directory / "lm" / "tokenizer")
-    model_cfg = lm.configs["model"]
-    (directory / "lm" / "model.json").write_text(json.dumps(model_cfg if isinstance(model_cfg, dict)
-                                                            else asdict(model_cfg)) + "\n", encoding="utf-8")
-
-
-def read_feature_lm(directory: Path, device):
-    import json
-
-    from nlp_lstm.config import ModelConfig
-    from nlp_lstm.data.tokenizers import load_tokenizer
-    from nlp_lstm.models.lm import RNNLanguageModel
-    from nlp_lstm.tasks.language_modeling import LanguageModel
-
-    tokenizer = load_tokenizer(directory / "lm" / "tokenizer")
-    model_cfg = json.loads((directory / "lm" / "model.json").read_text(encoding="utf-8"))
-    model = RNNLanguageModel(ModelConfig(**model_cfg), tokenizer.vocab_size)
-    return LanguageModel(model.to(device), tokenizer, {"model": model_cfg}, device)
-
-
-def model_scheme(task_cfg, data_cfg) -> str:
-    """The scheme the model predicts in: plain labels stay plain."""
-    return "none" if data_cfg.tag_scheme == "none" else task_cfg.train_scheme
-
-
-def length_batches(encoded: Sequence[EncodedSentence], batch_size: int) -> List[Tuple[List[int], Any]]:
-    """(sentence indices, collated batch) in length order: what `predict` runs."""
-    return [(indices, collate([encoded[i] for i in indices]))
-            for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False)]
-
-
-class Predicted(NamedTuple):
-    tags: List[List[str]]  # model scheme, per sentence
-    loss: float  # summed over the sentences with gold tags
-    scored: int  # sentences with gold tags
-    spans: Optional[List[List["Span"]]]  # given `scheme`
-    nbest: Optional[List[List[Tuple[List[str], float]]]]  # given `nbest`: model scheme, best first
-    marginals: Optional[List[torch.Tensor]]  # given `marginals`: per sentence, what it returned
-
-
-@torch.no_grad()
-def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: TaggingVocabs, batch_size: int,
-            device, scheme: Optional[str] = None, batches: Optional[List[Tuple[List[int], Any]]] = None,
-            nbest: Optional[int] = None, marginals: Optional[Callable] = None) -> Predicted:
-    """Predicted tags (model scheme) per sentence, summed loss, number of sentences scored,
-    and, given the model's `scheme`, each sentence's predicted spans with their confidence
-    (see span_confidences); given `nbest` k, each sentence's k best sequences (CRF); given
-    `marginals`, a function (emissions, mask) -> (B, T, C) tensor, its rows per sentence.
-    Every output of a sentence comes from the one emissions tensor its tags come from (so
-    under one precision: n-best's first is the Viterbi path). `batches`:
-    length_batches(encoded, batch_size), made beforehand (evaluation attaches the cached
-    feature-LM states to them)."""
-    was_training = model.training
-    model.eval()
-    itos = vocabs.tags.get_itos()
-    predictions: List[Optional[List[str]]] = [None] * len(encoded)
-    spans: Optional[List[Optional[List[Span]]]] = [None] * len(encoded) if scheme else None
-    best: Optional[List[Any]] = [None] * len(encoded) if nbest else None
-    probs: Optional[List[Any]] = [None] * len(encoded) if marginals is not None else None
-    loss, scored = torch.zeros((), dtype=torch.float64, device=device), 0
-    for indices, host in batches if batches is not None else length_batches(encoded, batch_size):
-        batch = host.to(device)
-        emissions = model(batch)
-        decoded = model.decode(emissions, batch)
-        for i, tags in zip(indices, decoded):
-            predictions[i] = [itos[t] for t in tags]
-        if spans is not None:
-            for i, found in zip(indices, span_confidences(model, emissions, batch, decoded, itos, scheme)):
-                spans[i] = found
-        if best is not None:
-            for b, (i, tags) in enumerate(zip(indices, decoded)):
-                best[i] = [([itos[t] for t in seq], score)
-                           for seq, score in model.crf.nbest(emissions[b, :len(tags)], nbest)]
-        if probs is not None:
-            table = marginals(emissions, batch.mask).cpu()
-            for b, (i, tags) in enumerate(zip(indices, decoded)):
-                probs[i] = table[b, :len(tags)]
-        gold_rows = host.has_gold.nonzero().squeeze(1)  # chosen on the host: no device sync
-        if len(gold_rows):
-            rows = gold_rows.to(device)
-            pick = lambda t: t.index_select(0, rows)  # noqa: E731
-            sub = type(batch)(pick(batch.words), batch.chars, batch.char_lengths, {}, pick(batch.tags),
-                              pick(batch.mask), pick(batch.lengths), pick(batch.has_gold))
-            loss += model.loss(pick(emissions), sub).double()
-            scored += len(gold_rows)
-    model.train(was_training)
-    return Predicted(predictions, float(loss), scored, spans, best, probs)  # the loss is read once, at the end
-
-
-Span = Tuple[str, int, int, float]  # type, first word, one past the last word, confidence
-
-
-def span_confidences(model: SequenceTagger, emissions: torch.Tensor, batch, decoded: List[List[int]],
-                     itos: List[str], scheme: str) -> List[List[Span]]:
-    """Each sentence's predicted spans and their confidence: with a CRF, the posterior
-    probability that exactly these words carry exactly these tags (so, in IOBES, that they
-    form one span of this type), computed with the forward and backward algorithms; with a
-    softmax head, the product of the words' probabilities of their predicted tags."""
-    found = [spans_from_tags([itos[t] for t in tags], scheme) for tags in decoded]
-    requests = [[(start, tags[start:end]) for _, start, end in row] for row, tags in zip(found, decoded)]
-    if not any(requests):
-        return [[] for _ in found]
-    if model.crf is not None:
-        log_probs = model.crf.segment_log_probs(emissions, batch.mask, requests)
-    else:
-        token = torch.log_softmax(emissions.float(), dim=-1).cpu()
-        log_probs = [[float(sum(token[b, start + k, t] for k, t in enumerate(ids))) for start, ids in row]
-                     for b, row in enumerate(requests)]
-    return [[(label, start, end, math.exp(lp)) for (label, start, end), lp in zip(row, probs)]
-            for row, probs in zip(found, log_probs)]
-
-
-def write_conll_predictions(path: Path, sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> None:
-    """conlleval's input format: WORD GOLD PREDICTED, a blank line between sentences."""
-    lines = []
-    for sentence, tags in zip(sentences, predicted):
-        lines.extend(f"{w} {g} {p}" for w, g, p in zip(sentence.words, sentence.tags, tags))
-        lines.append("")
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def tagging_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: str) -> Dict[str, Any]:
-    result = conlleval(gold, predicted, scheme)
-    metrics: Dict[str, Any] = {"acc": result["acc"]}
-    if scheme != "none":
-        metrics.update({k: result[k] for k in ("precision", "recall", "f1", "macro_f1")})
-        metrics["strict_f1"] = strict_span_f1(gold, predicted, scheme)["f1"]
-        metrics.update({f"f1_{label}": v["f1"] for label, v in result["per_label"].items()})
-        metrics["per_label"] = result["per_label"]
-    return metrics
 
 
 # Keys of the shared model schema that only language models read: left out of a tagger's
@@ -432,7 +265,7 @@ class TaggingTask(TrainingTask):
     def on_evaluation(self, monitor, step: int) -> None:
         if monitor.writer is None or self.last_confusion is None:
             return
-        from nlp_lstm.training import figures
+        from nlp_lstm.training import figures  # matplotlib: imported when a figure is drawn
 
         labels, matrix = self.last_confusion
         # The labels are every gold and predicted tag, so the matrix's final 'other' row and
@@ -479,282 +312,3 @@ class TaggingTask(TrainingTask):
                "batch_size": c.task.batch_size, "precision": c.trainer.precision, "seed": c.seed}
         out.update({f"model.{k}": v for k, v in vars(c.model).items() if k not in LM_ONLY_MODEL_KEYS})
         return out
-
-
-def as_input(text: Union[str, Sequence[str]], features: Optional[Dict[str, Sequence[str]]] = None) -> InputSentence:
-    """A raw sentence (tokenized with `tokenize`, offsets kept) or a token list."""
-    if isinstance(text, str):
-        tokens = tokenize(text)
-        return InputSentence([t for t, _, _ in tokens], dict(features or {}), text=text,
-                             offsets=[(a, b) for _, a, b in tokens])
-    return InputSentence(list(text), dict(features or {}))
-
-
-def token_records(sentence: InputSentence, tags: Sequence[str]) -> List[Dict[str, Any]]:
-    """Tokens with their tags and, for raw text, character offsets into the input line
-    (a split sentence's own offsets moved by its start in the line)."""
-    if sentence.offsets is None:
-        return [{"token": w, "tag": t, "start": None, "end": None} for w, t in zip(sentence.words, tags)]
-    shift = sentence.text_start
-    return [{"token": w, "tag": t, "start": a + shift, "end": b + shift}
-            for w, t, (a, b) in zip(sentence.words, tags, sentence.offsets)]
-
-
-def span_record(sentence: InputSentence, span: Span) -> Dict[str, Any]:
-    label, start, end, confidence = span
-    record: Dict[str, Any] = {"type": label, "start": start, "end": end,
-                              "words": " ".join(sentence.words[start:end]), "confidence": round(confidence, 6)}
-    if sentence.offsets is not None:
-        first, last = sentence.offsets[start][0], sentence.offsets[end - 1][1]
-        shift = sentence.text_start  # character offsets are into the input line, as the tokens'
-        record.update({"start_char": first + shift, "end_char": last + shift, "text": sentence.text[first:last]})
-    return record
-
-
-class Prediction(NamedTuple):
-    """One sentence's outputs, in the corpus's scheme, all from one emissions tensor."""
-    tags: List[str]
-    spans: Optional[List[Dict[str, Any]]]  # with spans=True (see Tagger.predict_inputs)
-    nbest: Optional[List[Tuple[List[str], float]]]  # with nbest=k: (tags, CRF score), best first
-    marginals: Optional[List[Dict[str, float]]]  # with marginals=True: per token, P(tag) of each label
-
-
-class Tagger:
-    """A trained tagger loaded from its package: `nlp_lstm.load(path).tag([...])`."""
-
-    def __init__(self, model: SequenceTagger, vocabs: TaggingVocabs, configs: Dict[str, Any], device,
-                 lm_tokenizer=None, feature_taggers: Optional[Dict[str, "Tagger"]] = None) -> None:
-        self.model, self.vocabs, self.configs, self.device = model, vocabs, configs, device
-        self.lm_tokenizer = lm_tokenizer
-        self.feature_taggers = feature_taggers or {}  # input columns this package can predict
-        self.corpus_scheme = configs["data"]["tag_scheme"]
-        self.scheme = "none" if self.corpus_scheme == "none" else configs["task"]["train_scheme"]
-        self.precision = "fp32"
-        self.set_precision("auto")  # the default of every inference command too (see set_precision)
-        self._char_cache: Dict[str, List[int]] = {}  # word -> character ids (see encode)
-        self._tables: Dict[Tuple[str, str], Tuple] = {}  # (model, corpus scheme) -> _scheme_tables
-        self.model.eval()
-
-    @classmethod
-    def from_package(cls, path, meta, state_dict, device) -> "Tagger":
-        from nlp_lstm.errors import ModelPackageError
-
-        try:
-            vocabs = TaggingVocabs.load(Path(path))
-        except (FileNotFoundError, KeyError, ValueError) as exc:
-            raise ModelPackageError(f"{path}: unreadable vocabs.json ({exc})") from None
-        model_cfg = TaggerModelConfig(**meta["configs"]["model"])
-        scheme = "none" if meta["configs"]["data"]["tag_scheme"] == "none" else meta["configs"]["task"]["train_scheme"]
-        feature_lm = read_feature_lm(Path(path), device) if model_cfg.lm_features else None
-        model = build_tagger(model_cfg, vocabs, scheme, feature_lm, for_inference=True)
-        model.load_state_dict(state_dict)
-        from nlp_lstm.api import load
-
-        feature_taggers = {name: load(Path(path) / FEATURE_TAGGERS / name, str(device))
-                           for name in model_cfg.feature_taggers}
-        return cls(model.to(device), vocabs, meta["configs"], device, feature_lm.tokenizer if feature_lm else None,
-                   feature_taggers)
-
-    def __repr__(self) -> str:
-        m = self.configs["model"]
-        labels = self.labels
-        shown = ", ".join(labels[:8]) + (", ..." if len(labels) > 8 else "")
-        chars = [] if m.get("char_features") in (None, "none") else [f"characters ({m['char_features']})"]
-        inputs = ["words", *chars, *(f"column {name}" for name in self.feature_columns)]
-        parameters = sum(p.numel() for p in self.model.parameters())
-        return (f"Tagger({len(labels)} labels in {self.corpus_scheme} [{shown}], {m.get('head')} head, "
-                f"{len(self.vocabs.words):,} words, inputs: {', '.join(inputs)}, {parameters:,} parameters, "
-                f"{self.precision} on {self.device})")
-
-    @property
-    def feature_columns(self) -> Dict[str, int]:
-        """Extra input columns the model reads besides the word (e.g. {"pos": 1})."""
-        return dict(self.configs["data"].get("feature_columns") or {})
-
-    @property
-    def labels(self) -> List[str]:
-        """The tags this model can output, in the corpus's scheme."""
-        itos = self.vocabs.tags.get_itos()
-        if self.scheme == "none":
-            return itos
-        types = sorted({split_tag(t)[1] for t in itos if t != "O"})
-        prefixes = "BIES" if self.corpus_scheme == "iobes" else "BI"
-        return ["O"] + [f"{p}-{t}" for t in types for p in prefixes]
-
-    @property
-    def conllu_field(self) -> str:
-        """Where CoNLL-U output puts this model's tags by default: the field it was trained
-        on (UPOS or XPOS; UPOS for other plain labels), MISC for chunk/entity tags."""
-        if self.corpus_scheme != "none":
-            return "misc"
-        return self.configs["data"].get("conllu_field") or "upos"
-
-    def _encode(self, words: Sequence[str], features: Optional[Dict[str, Sequence[str]]] = None) -> EncodedSentence:
-        features = features or {}
-        missing = [name for name in self.vocabs.features if name not in features]
-        if missing:
-            raise NlpLstmError(f"this model also reads input column(s) {', '.join(missing)} "
-                               f"(data.feature_columns={self.feature_columns}): give CoNLL input that has them, "
-                               f"or train it with +model.feature_taggers.{missing[0]}=PATH to predict them")
-        return encode(Sentence(list(words), [], {n: list(v) for n, v in features.items()}), self.vocabs,
-                      self.scheme, self.corpus_scheme, self.lm_tokenizer, self._char_cache)
-
-    def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 256,
-                   features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[str]]:
-        """Tags (in the corpus's scheme) for pre-tokenized sentences; `features[i]` holds the
-        extra input columns of sentence i where the model reads some."""
-        inputs = [InputSentence(list(words), dict(features[i]) if features else {}) for i, words in enumerate(sentences)]
-        return [p.tags for p in self.predict_inputs(inputs, batch_size)]
-
-    def predict_inputs(self, sentences: Sequence[InputSentence], batch_size: int = 256, spans: bool = False,
-                       nbest: Optional[int] = None, marginals: bool = False) -> List[Prediction]:
-        """Per sentence (a Prediction): its tags and, with `spans` (for a model whose tags
-        have spans), its spans as dicts: type, start and end (words, end exclusive),
-        start_char/end_char/text where the sentence has character offsets, and confidence
-        (see span_confidences); with `nbest` k (CRF), its k best sequences; with `marginals`
-        (CRF), each token's probability of each of `labels`. All in the corpus's scheme and
-        all from the emissions the tags come from, computed once under the tagger's
-        precision (a second pass could differ from the first in bf16)."""
-        if (nbest or marginals) and self.model.crf is None:
-            raise NlpLstmError(f"{'n-best' if nbest else 'marginals'} need a CRF head (model.head=crf)")
-        keep = [i for i, s in enumerate(sentences) if len(s.words)]
-        self._predict_missing_features([sentences[i] for i in keep], batch_size)
-        encoded = [self._encode(sentences[i].words, sentences[i].features) for i in keep]
-        want_spans = spans and self.scheme != "none"
-        out = [Prediction([], [] if want_spans else None, [] if nbest else None, [] if marginals else None)
-               for _ in sentences]
-        if not encoded:
-            return out
-        labels = self.labels
-        with self._autocast():
-            result = predict(self.model, encoded, self.vocabs, batch_size, self.device,
-                             self.scheme if want_spans else None, nbest=nbest,
-                             marginals=self._corpus_marginals if marginals else None)
-        for n, (i, tags) in enumerate(zip(keep, result.tags)):
-            found = result.spans[n] if result.spans is not None else None
-            best = result.nbest[n] if result.nbest is not None else None
-            probs = result.marginals[n].tolist() if result.marginals is not None else None
-            out[i] = Prediction(
-                convert(tags, self.scheme, self.corpus_scheme),
-                [span_record(sentences[i], span) for span in found] if found is not None else None,
-                [(convert(seq, self.scheme, self.corpus_scheme), score) for seq, score in best]
-                if best is not None else None,
-                [dict(zip(labels, row)) for row in probs] if probs is not None else None)
-        return out
-
-    def _corpus_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """P(tag at t | sentence) over the corpus scheme's tags (`labels`), (B, T, C)."""
-        crf = self.model.crf
-        kind, *tables = self._scheme_tables()
-        probs = crf.marginals(emissions, mask).double()
-        tables = [t.to(probs.device) for t in tables]
-        if kind == "unary":
-            return probs @ tables[0]
-        first, pairs = tables  # the first word from its own tag; each later one from (tag before, its tag)
-        return torch.cat([probs[:, :1] @ first, crf.pair_marginals(emissions, mask).flatten(2) @ pairs], dim=1)
-
-    def _scheme_tables(self):
-        """How the corpus-scheme tag at t follows from the model's tags, as 0/1 matrices onto
-        `labels`: ("unary", U (N, C)) where the model's tag at t decides it (the same scheme;
-        IOBES -> IOB2: S-X is B-X, E-X is I-X, so P(B-X) = P(B-X) + P(S-X)), else ("pairs",
-        first (N, C), pairs (N * N, C)) from the tags at (t - 1, t) (IOB1 needs the tag before
-        to choose B or I). An IOBES corpus from a model in another scheme would need the tag
-        after as well: refused."""
-        key = (self.scheme, self.corpus_scheme)
-        if key not in self._tables:
-            self._tables[key] = self._build_scheme_tables()
-        return self._tables[key]
-
-    def _build_scheme_tables(self):
-        itos, labels = self.vocabs.tags.get_itos(), self.labels
-        index = {t: c for c, t in enumerate(labels)}
-
-        def matrix(targets: List[str]) -> torch.Tensor:
-            table = torch.zeros(len(targets), len(labels), dtype=torch.float64)
-            table[torch.arange(len(targets)), torch.tensor([index[t] for t in targets])] = 1.0
-            return table
-
-        if self.scheme in ("none", self.corpus_scheme):
-            return ("unary", matrix(itos))
-        if self.corpus_scheme == "iobes":
-            raise NlpLstmError(f"marginals in the corpus's iobes scheme need a model trained in iobes "
-                               f"(task.train_scheme); this one was trained in {self.scheme}")
-        crf = self.model.crf
-        allowed, allowed_start = crf.allowed.tolist(), crf.allowed_start.tolist()
-        first = [convert([b], self.scheme, self.corpus_scheme)[0] for b in itos]
-        pairs = [[convert([a, b], self.scheme, self.corpus_scheme)[1] for b in itos] for a in itos]
-        unary = []
-        for j, tag in enumerate(itos):
-            outcomes = ({first[j]} if allowed_start[j] else set()) | {
-                pairs[i][j] for i in range(len(itos)) if allowed[i][j]}
-            unary.append(outcomes.pop() if len(outcomes) == 1 else None)
-        if all(u is not None for u in unary):
-            return ("unary", matrix(unary))
-        return ("pairs", matrix(first), matrix([t for row in pairs for t in row]))
-
-    def set_precision(self, precision: str) -> "Tagger":
-        """auto (the default, as for `nlp-lstm tag` and `evaluate`: bf16 where the hardware
-        computes it natively, about twice the sentences/s on a CPU with AMX; else fp32), fp32
-        (the numbers a tagger trained in fp32 reported) or bf16. Packaged feature taggers
-        follow."""
-        from nlp_lstm.device import resolve_precision
-
-        self.precision = resolve_precision(precision, torch.device(self.device))
-        for tagger in self.feature_taggers.values():
-            tagger.set_precision(precision)
-        return self
-
-    def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(torch.device(self.device).type, dtype=dtype)
-
-    def _predict_missing_features(self, sentences: Sequence[InputSentence], batch_size: int) -> None:
-        """Fill each input column a sentence lacks from the packaged tagger that predicts it
-        (the chunker's POS from its POS tagger), in one batched pass per column."""
-        for name, tagger in self.feature_taggers.items():
-            lacking = [s for s in sentences if name not in s.features]
-            if lacking:
-                for sentence, prediction in zip(lacking, tagger.predict_inputs(
-                        [InputSentence(s.words, dict(s.features)) for s in lacking], batch_size)):
-                    sentence.features[name] = prediction.tags
-
-    def spans(self, texts: Sequence[Union[str, Sequence[str]]], batch_size: int = 256,
-              features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:
-        """The chunks / entities of raw sentences or token lists, with confidences:
-        `nlp_lstm.load(path).spans(["Alice lives in Paris ."])`."""
-        if self.scheme == "none":
-            raise NlpLstmError("this model tags plain labels (data.tag_scheme=none): it has no spans")
-        inputs = [as_input(t, features[i] if features else None) for i, t in enumerate(texts)]
-        return [p.spans for p in self.predict_inputs(inputs, batch_size, spans=True)]
-
-    def tag(self, texts: Sequence[Union[str, Sequence[str]]],
-            features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:
-        """Tag raw sentences (tokenized with `tokenize`) or token lists.
-
-        Returns, per sentence, [{"token", "tag", "start", "end"}] (offsets for raw text only).
-        """
-        inputs = [as_input(t, features[i] if features else None) for i, t in enumerate(texts)]
-        return [token_records(sentence, p.tags) for sentence, p in zip(inputs, self.predict_inputs(inputs))]
-
-    def evaluate(self, sentences: Sequence[Sentence], predictions_path: Optional[Path] = None) -> Dict[str, Any]:
-        """conlleval metrics (or accuracy for plain labels) on gold-tagged sentences."""
-        predicted = self.tag_tokens([s.words for s in sentences], features=[s.features for s in sentences])
-        if predictions_path is not None:
-            write_conll_predictions(Path(predictions_path), sentences, predicted)
-        metrics = tagging_metrics([s.tags for s in sentences], predicted, self.corpus_scheme)
-        metrics.pop("per_label", None)
-        return metrics
-
-    def nbest(self, words: Sequence[str], k: int,
-              features: Optional[Dict[str, Sequence[str]]] = None) -> List[Tuple[List[str], float]]:
-        """The k best tag sequences of one sentence (corpus scheme) with their CRF scores;
-        the first is what `tag` outputs."""
-        return self.predict_inputs([InputSentence(list(words), dict(features or {}))], nbest=k)[0].nbest
-
-    def marginals(self, words: Sequence[str], features: Optional[Dict[str, Sequence[str]]] = None
-                  ) -> List[Dict[str, float]]:
-        """Per token, the marginal probability of each tag of the corpus's scheme (`labels`);
-        they sum to 1 per token."""
-        return self.predict_inputs([InputSentence(list(words), dict(features or {}))], marginals=True)[0].marginals

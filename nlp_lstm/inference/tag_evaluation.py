@@ -10,9 +10,8 @@ from typing import Any, Dict, Iterable, List, Optional
 from nlp_lstm.data.conll import Sentence
 from nlp_lstm.data.tag_files import InputSentence
 from nlp_lstm.data.tag_schemes import check_tags
-from nlp_lstm.metrics import confusion_matrix
-from nlp_lstm.tasks.tag_stream import tag_stream
-from nlp_lstm.tasks.tagging import tagging_metrics, write_conll_predictions
+from nlp_lstm.inference.tag_stream import tag_stream
+from nlp_lstm.metrics import confusion_matrix, tagging_metrics, write_conll_predictions
 
 
 def evaluate_file(tagger, sentences: Iterable[InputSentence], where: str, batch_size: int = 256,

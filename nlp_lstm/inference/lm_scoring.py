@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -11,25 +11,26 @@ import torch
 from nlp_lstm.data.lm_batches import IGNORE_INDEX, eval_batches
 from nlp_lstm.metrics import lm_metrics
 from nlp_lstm.models.rnn import detach_state
-from nlp_lstm.training.distributed import SINGLE, DistInfo, sum_over_ranks
 
 
 @torch.no_grad()
 def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int, device: torch.device,
                  words: Optional[int] = None, chars: Optional[int] = None, unit: str = "word",
-                 limit_batches: Optional[int] = None, shard: DistInfo = SINGLE,
+                 limit_batches: Optional[int] = None, rank: int = 0, world_size: int = 1,
+                 sum_over_processes: Callable[[List[float]], List[float]] = list,
                  progress: Optional[bool] = False) -> Dict[str, float]:
     """Metrics over every token of `ids` (each line ended by eos), for each direction.
 
     For a bidirectional LM, `loss`/`ppl` are those of the two directions averaged in log
-    space, and `ppl_forward`/`ppl_backward` are reported as well. Data-parallel (`shard`):
-    the rows of the stream are independent, so rank r scores every world-th row and the
-    sums are added over ranks; every rank returns the one-process metrics. `progress`: a
+    space, and `ppl_forward`/`ppl_backward` are reported as well. Data-parallel (`rank` of
+    `world_size` processes): the rows of the stream are independent, so rank r scores every
+    world-th row and `sum_over_processes` adds the sums over ranks; every rank returns the
+    one-process metrics. `progress`: a
     bar with tokens/s on stderr (None: when stderr is a terminal).
     """
     was_training = model.training
     model.eval()
-    rows = range(max(1, min(batch_size, len(ids))))[shard.rank::shard.world_size]
+    rows = range(max(1, min(batch_size, len(ids))))[rank::world_size]
     per_direction = []
     bar = _progress_bar(progress, len(ids) * model.num_directions)
     for direction in range(model.num_directions):
@@ -50,7 +51,7 @@ def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int
             total += nll.double()
             if bar is not None:
                 bar.update(x.numel())
-        total, count = sum_over_ranks([float(total), count], shard)
+        total, count = sum_over_processes([float(total), count])
         count = int(count)
         partial = count < len(ids)
         # Word- and character-normalised numbers only make sense over the whole split.
