@@ -25,6 +25,12 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
+from nlp_lstm.data.tagging_batch import batch_indices, collate
+from nlp_lstm.device import autocast_context, resolve_device, resolve_precision
+from nlp_lstm.inference.prediction import predict
+from nlp_lstm.models.rnn import detach_state
+from nlp_lstm.train_entry import build_task, compose_config, configure_torch
+from nlp_lstm.training.trainer import Trainer
 
 
 # --------------------------------------------------------------------------- measuring
@@ -185,9 +191,6 @@ def _training_batches(task, count: int) -> List[Any]:
 
 def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bool,
               reference_precision: Callable) -> Dict[str, Any]:
-    from nlp_lstm.models.rnn import detach_state
-    from nlp_lstm.device import autocast_context
-
     batches = _training_batches(task, warmup + steps)
     tokens = lambda batch: batch[0][0].numel()  # noqa: E731
 
@@ -246,9 +249,6 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
 
 def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, reference: bool,
                    reference_precision: Callable) -> Dict[str, Any]:
-    from nlp_lstm.data.tagging_batch import batch_indices, collate
-    from nlp_lstm.inference.prediction import predict
-
     batches = _training_batches(task, warmup + steps)
     sentences = lambda batch: int(batch[0].lengths.numel())  # noqa: E731
 
@@ -305,10 +305,6 @@ def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference:
               reference_precision: str = "fp32") -> Dict[str, Any]:
     """`reference_precision`: "fp32" (the textbook loop as written) or "same" (under the
     configured precision's autocast, for a like-for-like bf16 row)."""
-    from nlp_lstm.train_entry import build_task, compose_config, configure_torch
-    from nlp_lstm.device import autocast_context, resolve_device, resolve_precision
-    from nlp_lstm.training.trainer import Trainer
-
     with tempfile.TemporaryDirectory() as run_dir:
         config = compose_config(overrides, run_dir)
         configure_torch(config)

@@ -14,7 +14,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, IO, Iterator, Union
+from typing import IO, Any, Iterator, Union
+
+from nlp_lstm.errors import ConfigError, NlpLstmError
 
 PathLike = Union[str, os.PathLike]
 
@@ -43,8 +45,6 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         if isinstance(exc, OSError) and exc.errno is not None:
             # A full disk, a quota, a read-only mount: one line naming the file; the
             # previous version of the file is untouched.
-            from nlp_lstm.errors import NlpLstmError
-
             raise NlpLstmError(f"{path}: cannot write ({exc.strerror or exc}); the previous version, if any, "
                                "is intact") from None
         raise
@@ -100,8 +100,6 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
 
 def check_writable_dir(path: PathLike, what: str) -> None:
     """Fail early, with one line, when a directory cannot be created or written."""
-    from nlp_lstm.errors import ConfigError
-
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from nlp_lstm.data.conll import Sentence
+from nlp_lstm.data.tag_schemes import strict_spans
 from nlp_lstm.fileio import atomic_write_text
 
 
@@ -147,8 +148,6 @@ def conlleval(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
 def strict_span_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: str) -> Dict[str, float]:
     """Exact-span F1 where only well-formed spans count (an I-X after O opens none): the
     stricter reading of seqeval's strict mode."""
-    from nlp_lstm.data.tag_schemes import strict_spans
-
     gold_spans = {(i, *s) for i, tags in enumerate(gold) for s in strict_spans(tags, scheme)}
     pred_spans = {(i, *s) for i, tags in enumerate(predicted) for s in strict_spans(tags, scheme)}
     return _prf(len(gold_spans & pred_spans), len(pred_spans), len(gold_spans))

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -17,8 +16,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from nlp_lstm.compose import CONFIG_DIR, compose, compose_config
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
 from nlp_lstm.device import resolve_device, resolve_precision
 from nlp_lstm.errors import ConfigError, NlpLstmError
@@ -26,99 +28,18 @@ from nlp_lstm.fileio import check_writable_dir
 from nlp_lstm.inference import load
 from nlp_lstm.tasks.language_modeling import LanguageModelingTask
 from nlp_lstm.tasks.tagging import TaggingTask
-from nlp_lstm.training.checkpoint import (check_same_run, mark_run_started, read_run_marker,
-                                          read_run_overrides, run_started)
-from nlp_lstm.training.distributed import (SINGLE, DistInfo, broadcast_object, init_from_env, rank_device,
-                                           shutdown)
+from nlp_lstm.train_help import help_text
+from nlp_lstm.training.checkpoint import (
+    check_same_run,
+    mark_run_started,
+    read_run_marker,
+    read_run_overrides,
+    run_started,
+)
+from nlp_lstm.training.distributed import SINGLE, DistInfo, broadcast_object, init_from_env, rank_device, shutdown
+from nlp_lstm.training.trainer import Trainer, TrainingInterrupted
 
 log = logging.getLogger("nlp_lstm")
-
-
-def find_config_dir() -> str:
-    """The Hydra configs: the copy a wheel or sdist installs as `nlp_lstm/conf`, else the
-    top-level conf/ of the source tree this package was imported from (a checkout, editable
-    install or not), which is the one source both come from."""
-    package = Path(__file__).resolve().parent
-    for candidate in (package / "conf", package.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise NlpLstmError(f"no training configs found (looked for {package / 'conf'} and {package.parent / 'conf'}): "
-                       "reinstall nlp-lstm (pip install nlp-lstm, or pip install -e . in a checkout)")
-
-
-CONFIG_DIR = find_config_dir()
-
-
-def compose(overrides: List[str], output_dir: os.PathLike) -> DictConfig:
-    """The config that `python train.py OVERRIDES` would train, via Hydra's compose API
-    (same files, same schemas), with `output_dir` as the run dir (Hydra's own
-    `hydra.run.dir` only exists under `@hydra.main`); any composition problem is one
-    ConfigError line."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    register_configs()
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="compose"):
-            cfg = hydra_compose("config", overrides=list(overrides) + [f"paths.output_dir={output_dir}"])
-        OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as exc:
-        # (Hydra raises a bare ValueError for some bad overrides, e.g. `data=0`.)
-        raise ConfigError(_composition_error(overrides, exc)) from None
-    return cfg
-
-
-def compose_config(overrides: List[str], output_dir: os.PathLike) -> Config:
-    """compose(), validated: the dataclasses a run is built from."""
-    return validate(compose(overrides, output_dir))
-
-
-def _composition_error(overrides: List[str], exc: Exception) -> str:
-    """One line for a composition failure, naming the key or option and what would be right:
-    the key a misspelt one is close to, the options of a group, the type a value must have."""
-    import difflib
-
-    text, cause = str(exc), exc.__cause__
-    key = getattr(cause, "full_key", None) or next(iter(re.findall(r"full_key: (\S+)", text)), None)
-    value = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
-    if key and ("not in" in str(cause) or "Could not override" in text):  # a key the schema lacks
-        parent, _, leaf = key.rpartition(".")
-        fields = sorted(getattr(getattr(cause, "object_type", None), "__dataclass_fields__", {}))
-        close = difflib.get_close_matches(leaf, fields, n=1)
-        hint = (f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close
-                else f"known keys: {', '.join(fields)}" if fields
-                # a map of your own entries (feature taggers, feature columns): Hydra adds a
-                # new entry only with `+`
-                else f"a new entry: add it with +{key}={value}" if value is not None and parent
-                else "no such key")
-        return f"config {key}: no such key in {parent or 'the config'} ({hint})"
-    if key and cause is not None and "could not be converted" in str(cause):  # a value of the wrong type
-        wanted = re.search(r"converted to (\w+)", str(cause)).group(1)
-        return f"config {key}={value}: not a valid {wanted.lower()}" if value is not None else \
-            f"config {key}: {_first_line(cause)}"
-    missing = re.search(r"Could not find '([^'/]+)/([^']+)'", text)
-    if missing:  # an option a group does not have
-        group, option = missing.groups()
-        options = [o.strip() for o in text.split(f"Available options in '{group}':", 1)[-1].split("Config search path")[0]
-                   .split("\n") if o.strip() and not o.strip().endswith("_schema")]
-        close = difflib.get_close_matches(option, options, n=1)
-        return (f"config {group}={option}: no such option ({'did you mean ' + close[0] + '? ' if close else ''}"
-                f"options: {', '.join(options)})")
-    group_missing = re.search(r"Could not override '([^']+)'\.\s*No match in the defaults list", text)
-    if group_missing:
-        return f"config {group_missing.group(1)}: no such config group or key"
-    where = re.match(r"In '([^']+)'", text)
-    if key:
-        reason = next((line.strip() for line in text.splitlines()[1:] if line.strip()), "invalid key")
-        return f"config {key}: {reason}" + (f" (in {where.group(1)})" if where else "")
-    named = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in text] or overrides[:1] * (len(overrides) == 1)
-    return f"config {' '.join(named) or 'overrides'}: {_first_line(exc)}"
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def configure_torch(cfg: Config) -> None:
@@ -189,7 +110,6 @@ def run(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict[str, Any
         task = build_task(config, device, dist)
         if dist.enabled:  # same initial weights everywhere (DDP broadcasts them); own dropout masks per rank
             torch.manual_seed(config.seed + dist.rank)
-        from nlp_lstm.training.trainer import Trainer
 
         trainer = Trainer(config, task, run_dir, device, run_config=run_config, dist=dist)
         return trainer.fit()
@@ -314,9 +234,6 @@ def _resume_hint(run_dir: str) -> str:
 
 def _sweeper_direction() -> Optional[str]:
     """The direction an optimising sweeper (Optuna) was given, in a multirun; else None."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN or "direction" not in hydra_cfg.sweeper:
         return None
@@ -340,8 +257,6 @@ def check_sweep_direction(task_name: str, direction: Optional[str]) -> None:
 def hydra_main(cfg: DictConfig) -> float:
     """One run; returns its objective (the best model's valid perplexity for an LM, F1 or
     accuracy for a tagger) for sweepers such as Optuna's."""
-    from nlp_lstm.training.trainer import TrainingInterrupted
-
     direction = _sweeper_direction()
     try:
         check_sweep_direction(cfg.task.name, direction)
@@ -349,8 +264,6 @@ def hydra_main(cfg: DictConfig) -> float:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     try:
-        from hydra.core.hydra_config import HydraConfig
-
         result = run(cfg, overrides=[o for o in HydraConfig.get().overrides.task if _override_key(o) != "trainer.resume"])
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}. Resume with: {_resume_hint(cfg.paths.output_dir)}", file=sys.stderr)
@@ -411,8 +324,6 @@ def _config_dirs(argv: List[str]) -> List[Path]:
 
 def main() -> None:
     if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
-        from nlp_lstm.train_help import help_text
-
         print(help_text(_config_dirs(sys.argv[1:])))
         return
     register_configs()

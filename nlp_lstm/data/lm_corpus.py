@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import os
-import random
+import shutil
 import time
 from dataclasses import asdict, astuple, dataclass
 from functools import partial
@@ -180,7 +180,6 @@ def prepare_lm_corpus(data_cfg, tok_cfg, data_dir: os.PathLike, log=print,
         if not stats["train"]["tokens"] > stats["train"]["lines"]:
             raise DataError(f"data.train of {data_cfg.name}: no text in the train split")
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
-        import shutil
 
         shutil.rmtree(tmp / "work", ignore_errors=True)
     log(f"tokenized corpus cached in {cache_dir}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Sequence
 
 from nlp_lstm.data.vocab import Vocab, build_vocab_from_counter
-from nlp_lstm.errors import ModelPackageError
+from nlp_lstm.errors import ConfigError, ModelPackageError
 
 UNK = "<unk>"
 EOS = "<eos>"
@@ -176,8 +176,6 @@ class SentencePieceTokenizer(Tokenizer):
                 minloglevel=2,
             )
         except RuntimeError as exc:
-            from nlp_lstm.errors import ConfigError
-
             raise ConfigError(f"sentencepiece training failed (tokenizer.vocab_size={vocab_size}?): "
                               f"{str(exc).splitlines()[0]}") from None
         finally:

@@ -12,6 +12,8 @@ import os
 from collections import Counter
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from nlp_lstm.fileio import atomic_write_json
+
 
 class Vocab:
     def __init__(self, itos: Sequence[str], default_index: Optional[int] = None) -> None:
@@ -59,8 +61,6 @@ class Vocab:
         return dict(self._stoi)
 
     def save(self, path: os.PathLike) -> None:
-        from nlp_lstm.fileio import atomic_write_json
-
         atomic_write_json(path, {"itos": self._itos, "default_index": self._default_index})
 
     @classmethod

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from nlp_lstm.data.tag_files import TOKEN_PATTERN
-from nlp_lstm.data.tagging_batch import TaggingBatch
+from nlp_lstm.data.tagging_batch import TaggingBatch, collate
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import atomic_directory
 from nlp_lstm.models import rnn
@@ -62,8 +62,6 @@ class _Emissions(nn.Module):
 def example_inputs(tagger, sentences: List[List[str]]):
     """(words, chars, lengths, *features) tensors for pre-tokenized sentences, as the
     exported graph takes them (the same ids `tagger.json` describes)."""
-    from nlp_lstm.data.tagging_batch import collate
-
     batch = collate([tagger._encode(words, {n: ["<unk>"] * len(words) for n in tagger.vocabs.features})
                      for words in sentences])
     rows, length = batch.words.shape

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX, eval_batches
 from nlp_lstm.metrics import lm_metrics
@@ -73,10 +75,6 @@ def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int
 
 
 def _progress_bar(progress: Optional[bool], total: int):
-    import sys
-
     if not (sys.stderr.isatty() if progress is None else progress):
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, unit=" tokens", unit_scale=True, file=sys.stderr, desc="scoring", dynamic_ncols=True)

@@ -10,8 +10,8 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from nlp_lstm.data.tag_schemes import spans_from_tags
-from nlp_lstm.data.tagging_corpus import EncodedSentence, TaggingVocabs
 from nlp_lstm.data.tagging_batch import batch_indices, collate
+from nlp_lstm.data.tagging_corpus import EncodedSentence, TaggingVocabs
 from nlp_lstm.models.tagger import SequenceTagger
 
 

@@ -12,7 +12,10 @@ from contextlib import nullcontext
 from itertools import islice
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
+from tqdm import tqdm
+
 from nlp_lstm.data.tag_files import InputSentence
+
 
 def tag_stream(tagger, sentences: Iterable[InputSentence], batch_size: int = 256, window: Optional[int] = None,
                spans: bool = False, progress: Optional[bool] = None, nbest: Optional[int] = None,
@@ -42,6 +45,4 @@ def _windows(sentences: Iterator[InputSentence], size: int) -> Iterator[List[Inp
 
 
 def _bar():
-    from tqdm import tqdm
-
     return tqdm(unit=" sentences", unit_scale=True, file=sys.stderr, desc="tagging", dynamic_ncols=True)

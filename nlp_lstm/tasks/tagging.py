@@ -16,21 +16,27 @@ import torch
 
 from nlp_lstm.data.conll import Sentence
 from nlp_lstm.data.tag_schemes import convert
-from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode, read_tagging_splits
 from nlp_lstm.data.tagging_batch import batch_indices, collate
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode, read_tagging_splits
 from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.inference.language_model import LanguageModel
 from nlp_lstm.inference.loading import load
 from nlp_lstm.inference.prediction import length_batches, predict
 from nlp_lstm.inference.tagger import Tagger
-from nlp_lstm.inference.tagger_package import (FEATURE_TAGGERS, build_tagger, model_scheme, read_feature_lm,
-                                               save_feature_lm)
+from nlp_lstm.inference.tagger_package import (
+    FEATURE_TAGGERS,
+    build_tagger,
+    model_scheme,
+    read_feature_lm,
+    save_feature_lm,
+)
 from nlp_lstm.metrics import confusion_matrix, tagging_metrics, write_conll_predictions
 from nlp_lstm.models.tagger import TRAINING_ONLY_PREFIX
 from nlp_lstm.package import save_package
 from nlp_lstm.tasks.feature_cache import FrozenFeatureCache
 from nlp_lstm.tasks.init_from import load_leading_weights, merged_model_config, read_init_package
 from nlp_lstm.tasks.word_vector_init import coverage, initialise_word_embedding, load_word_vectors
+from nlp_lstm.training import figures
 from nlp_lstm.training.distributed import SINGLE, DistInfo, gather_objects
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
@@ -265,7 +271,6 @@ class TaggingTask(TrainingTask):
     def on_evaluation(self, monitor, step: int) -> None:
         if monitor.writer is None or self.last_confusion is None:
             return
-        from nlp_lstm.training import figures  # matplotlib: imported when a figure is drawn
 
         labels, matrix = self.last_confusion
         # The labels are every gold and predicted tag, so the matrix's final 'other' row and
