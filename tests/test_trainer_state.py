@@ -1,0 +1,78 @@
+"""The trainer's state in a checkpoint: still the plain dict every checkpoint so far holds
+(the same keys, plain values that `weights_only=True` reads), and a checkpoint whose state
+was written as that dict, before the trainer kept it in a dataclass, resumes exactly."""
+
+import shutil
+
+import torch
+
+from conftest import TINY_MODEL, run_train, text_data_overrides
+from nlp_lstm.training.checkpoint import load_checkpoint, save_checkpoint
+from resume_helpers import same_run
+
+# The trainer state as every checkpoint of format 2 holds it (written by the trainer of
+# 2026-11-28 on, a dict of these keys in this order).
+OLD_TRAINER_KEYS = ("epoch", "step", "in_epoch", "wall_time", "train_time", "train_units", "train_tokens", "best",
+                    "best_step", "history", "evals_since_best", "last_eval_step", "stop_reason", "skipped_steps",
+                    "nonfinite_in_a_row")
+# Keys the dict gained after its first version: a checkpoint without them takes their defaults.
+LATER_KEYS = ("train_tokens", "skipped_steps", "nonfinite_in_a_row")
+
+QUIET = ["trainer.max_epochs=null", "trainer.max_time=null", "logger.tensorboard=false", "trainer.progress_bar=false"]
+# NT-ASGD starts averaging at step 16: the first part's checkpoint (step 18) holds a best
+# model, an evaluation history and averaged weights.
+NTASGD = ["optim=ntasgd", "optim.nonmono=1", "optim.lr=20", "optim.schedule=none", "trainer.val_check_interval=4",
+          "task.batch_size=20"]
+
+
+def _plain(value) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _as_old_code_wrote_it(checkpoint_path, drop=()) -> None:
+    """Rewrite the checkpoint's trainer state as a dict built key by key, as the trainer
+    wrote it before TrainerState (less the keys in `drop`); all else stays as it is."""
+    payload = load_checkpoint(checkpoint_path)
+    saved = payload["trainer"]
+    payload["trainer"] = {key: saved[key] for key in OLD_TRAINER_KEYS if key not in drop}
+    save_checkpoint(checkpoint_path, payload)  # payload's own rng and format are kept
+
+
+def test_the_checkpoint_holds_the_trainer_state_as_the_same_plain_dict(tmp_path, text_corpus):
+    run_dir = tmp_path / "run"
+    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + QUIET + NTASGD + ["trainer.max_steps=18"],
+              tmp_path / "data")
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")["trainer"]
+    assert type(state) is dict and tuple(state) == OLD_TRAINER_KEYS
+    assert _plain(state)
+    assert state["step"] == 18 and state["best_step"] is not None and len(state["history"]) == 4
+    assert state["best"] == min((h["valid"] for h in state["history"]), key=lambda v: v["loss"])
+
+
+def test_a_checkpoint_with_the_old_state_dict_resumes_exactly(tmp_path, text_corpus):
+    """Stopped at step 18, its state rewritten as the old code wrote it (once whole, once
+    without the keys added later), resumed to 30 == the run never stopped."""
+    common = text_data_overrides(text_corpus) + TINY_MODEL + QUIET + NTASGD
+    data = tmp_path / "data"
+    run_train(tmp_path / "straight", common + ["trainer.max_steps=30"], data)
+    run_train(tmp_path / "old", common + ["trainer.max_steps=18"], data)
+    first_part_tokens = load_checkpoint(tmp_path / "old" / "checkpoints" / "last.pt")["trainer"]["train_tokens"]
+    shutil.copytree(tmp_path / "old", tmp_path / "older")
+    _as_old_code_wrote_it(tmp_path / "old" / "checkpoints" / "last.pt")
+    _as_old_code_wrote_it(tmp_path / "older" / "checkpoints" / "last.pt", drop=LATER_KEYS)
+    for name in ("old", "older"):
+        run_train(tmp_path / name, common + ["trainer.max_steps=30", "trainer.resume=true"], data)
+        checkpoint = same_run(tmp_path / "straight", tmp_path / name)
+        assert checkpoint["averaged"] is not None  # NT-ASGD had started before the stop
+    straight, old, older = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["trainer"]
+                            for name in ("straight", "old", "older"))
+    for key in ("train_units", "train_tokens", "skipped_steps", "nonfinite_in_a_row", "last_eval_step", "in_epoch"):
+        assert old[key] == straight[key], key
+    # The keys it lacked are written again, train_tokens counted from the resume on.
+    assert tuple(older) == OLD_TRAINER_KEYS
+    assert older["train_tokens"] == straight["train_tokens"] - first_part_tokens > 0
+    assert older["skipped_steps"] == older["nonfinite_in_a_row"] == 0
