@@ -8,7 +8,6 @@ tracks the best model, `_finish` scores the best model on valid and test.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import logging
 import math
@@ -25,12 +24,14 @@ from tqdm import tqdm
 from nlp_lstm.device import autocast_context
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import recover_directory
+from nlp_lstm.training import averaging
 from nlp_lstm.training.checkpoint import (check_same_run, load_checkpoint, read_run_marker, rng_state, run_started,
                                           save_checkpoint, set_rng_state)
 from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, gather_objects
 from nlp_lstm.training.monitor import Monitor
-from nlp_lstm.training.nonfinite import (NonfiniteSteps, grad_norm_of, optimizer_step, update_average)
+from nlp_lstm.training.nonfinite import NonfiniteSteps, grad_norm_of
 from nlp_lstm.training.optim import build_optimizer, build_scheduler
+from nlp_lstm.training.optimizer_step import step_optimizer
 from nlp_lstm.training.task import TrainingTask
 
 log = logging.getLogger("nlp_lstm")
@@ -151,9 +152,7 @@ class Trainer:
         if self.scheduler and payload["scheduler"]:
             self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
-        if payload["averaged"] is not None:
-            self.averaged = AveragedModel(self.model)
-            self.averaged.load_state_dict(payload["averaged"])
+        self.averaged = averaging.restored(self.model, payload["averaged"])
         self.best_state = payload.get("best_model")
         if "best_model" not in payload and (self.model_dir / "weights.pt").exists():
             # A checkpoint from before best_model was kept: the package holds the best weights,
@@ -315,11 +314,7 @@ class Trainer:
                 bar = None
                 if self.schedule_when == "epoch":
                     self.scheduler.step()
-                start = self.cfg.optim.average_from_epoch
-                if start is not None and self.averaged is None and s["epoch"] >= start:
-                    log.info(f"averaging the weights of every step from epoch {s['epoch'] + 1} on")
-                    self.averaged = AveragedModel(self.model)
-                    update_average(self.averaged, self.model, keep=None)
+                self.averaged = averaging.start_at_epoch(self.cfg.optim, self.averaged, self.model, s["epoch"])
                 self._evaluate()
                 self.save_checkpoint()
                 last_checkpoint = time.monotonic()
@@ -380,20 +375,9 @@ class Trainer:
             zero = torch.zeros((), device=out.nll_sum.device)
             out = dataclasses.replace(out, nll_sum=torch.where(keep, out.nll_sum, zero), kept=keep,
                                       extras={k: torch.where(keep, v, zero) for k, v in out.extras.items()})
-        scale = self.task.lr_scale(batch)
-        if scale != 1.0:
-            for group in self.optimizer.param_groups:
-                group["lr"] *= scale
-        if self.scaler.is_enabled():
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            optimizer_step(self.optimizer, keep)
-        if scale != 1.0:
-            for group in self.optimizer.param_groups:
-                group["lr"] /= scale
+        step_optimizer(self.optimizer, self.scaler, keep, self.task.lr_scale(batch))
         if self.averaged is not None:
-            update_average(self.averaged, self.model, keep)
+            averaging.update_average(self.averaged, self.model, keep)
         return out, grad_norm
 
     def read_step_flags(self) -> None:
@@ -459,19 +443,6 @@ class Trainer:
         return f"step {s['step']:,} | {epoch} | {quality} | lr {metrics['lr']:.3g} | {rate}{skipped}"
 
     # ------------------------------------------------------------------ evaluation
-    @contextlib.contextmanager
-    def _evaluation_weights(self):
-        """Evaluate (and export) the averaged iterate once averaging has started."""
-        if self.averaged is None:
-            yield
-            return
-        current = copy.deepcopy(self.model.state_dict())
-        self.model.load_state_dict(self.averaged.module.state_dict())
-        try:
-            yield
-        finally:
-            self.model.load_state_dict(current)
-
     def _better(self, value: float, best: Optional[float]) -> bool:
         if not math.isfinite(value):
             return False
@@ -482,7 +453,8 @@ class Trainer:
         become `best_state` and the model package."""
         s = self.state
         self.read_step_flags()
-        with self._evaluation_weights(), autocast_context(self.device, self.tcfg.precision):
+        with (averaging.evaluation_weights(self.model, self.averaged),
+              autocast_context(self.device, self.tcfg.precision)):
             metrics = self.task.evaluate("valid")
             improved = self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))
             # A model with a NaN/Inf weight is never the best, whatever its metric says.
@@ -512,10 +484,8 @@ class Trainer:
         previous = [h["valid"]["loss"] for h in s["history"]]
         if self.schedule_when == "eval":
             self.scheduler.step(metrics[self.task.monitor_key])
-        if (self.cfg.optim.name == "ntasgd" and self.averaged is None and len(previous) > self.cfg.optim.nonmono
-                and metrics["loss"] > min(previous[:-self.cfg.optim.nonmono])):
-            log.info(f"NT-ASGD: validation stalled, averaging iterates from step {s['step']}")
-            self.averaged = AveragedModel(self.model)
+        self.averaged = averaging.start_when_stalled(self.cfg.optim, self.averaged, self.model, previous,
+                                                     metrics["loss"], s["step"])
         if improved:
             s["best"], s["best_step"], s["evals_since_best"] = metrics, s["step"], 0
         else:
