@@ -76,3 +76,20 @@ def test_a_checkpoint_with_the_old_state_dict_resumes_exactly(tmp_path, text_cor
     assert tuple(older) == OLD_TRAINER_KEYS
     assert older["train_tokens"] == straight["train_tokens"] - first_part_tokens > 0
     assert older["skipped_steps"] == older["nonfinite_in_a_row"] == 0
+
+
+def test_trainer_state_reads_the_dict_of_every_checkpoint_version():
+    from nlp_lstm.training.state import TrainerState
+
+    state = TrainerState(epoch=2, step=40, in_epoch=True, wall_time=3.5, train_units=800, train_tokens=900,
+                         best={"loss": 3.2, "ppl": 24.5}, best_step=32, history=[{"step": 32, "valid": {"loss": 3.2}}],
+                         evals_since_best=1, last_eval_step=36, skipped_steps=2, nonfinite_in_a_row=1)
+    saved = state.to_dict()
+    assert tuple(saved) == OLD_TRAINER_KEYS and _plain(saved)
+    assert TrainerState.from_dict(saved) == state
+    saved["history"][0]["step"] = 0
+    assert state.history[0]["step"] == 32  # the saved dict is a copy: the run goes on changing its own
+    before_later_keys = {k: v for k, v in state.to_dict().items() if k not in LATER_KEYS}
+    assert TrainerState.from_dict(before_later_keys) == TrainerState(**{**before_later_keys, "train_tokens": 0})
+    # A key this version does not keep (one a later change removed) does not stop a resume.
+    assert TrainerState.from_dict({**state.to_dict(), "removed_since": 1}) == state

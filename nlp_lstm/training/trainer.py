@@ -32,6 +32,7 @@ from nlp_lstm.training.monitor import Monitor
 from nlp_lstm.training.nonfinite import NonfiniteSteps, grad_norm_of
 from nlp_lstm.training.optim import build_optimizer, build_scheduler
 from nlp_lstm.training.optimizer_step import step_optimizer
+from nlp_lstm.training.state import TrainerState
 from nlp_lstm.training.task import TrainingTask
 
 log = logging.getLogger("nlp_lstm")
@@ -111,11 +112,7 @@ class Trainer:
         # Whether the model package holds best_state: after a resume it may hold the weights
         # of an earlier part's final evaluation instead (they are not in the checkpoint).
         self.package_is_best = False
-        self.state: Dict[str, Any] = {
-            "epoch": 0, "step": 0, "in_epoch": False, "wall_time": 0.0, "train_time": 0.0,
-            "train_units": 0, "train_tokens": 0, "best": None, "best_step": None, "history": [], "evals_since_best": 0,
-            "last_eval_step": -1, "stop_reason": None, "skipped_steps": 0, "nonfinite_in_a_row": 0,
-        }
+        self.state = TrainerState()
         self._stop_signal: Optional[str] = None
         self.nonfinite = NonfiniteSteps(device)
 
@@ -131,7 +128,7 @@ class Trainer:
             # The best weights so far, whole: the model package leaves out training-only
             # parts, and a budget stop's final evaluation may overwrite the package.
             "best_model": self.best_state,
-            "trainer": self.state,
+            "trainer": self.state.to_dict(),
             "task": self.task.state_dict(),
             "config": self.run_config,
         }
@@ -159,9 +156,9 @@ class Trainer:
             # less the training-only parts, which only training reads (the current ones do).
             package = torch.load(self.model_dir / "weights.pt", map_location=self.device, weights_only=True)
             self.best_state = {**self.model.state_dict(), **package}
-        self.state = {**self.state, **payload["trainer"]}  # keys added since keep their defaults
-        self.state["stop_reason"] = None  # the budgets may have been raised for this resume
-        self.nonfinite = NonfiniteSteps(self.device, run=self.state["nonfinite_in_a_row"])
+        self.state = TrainerState.from_dict(payload["trainer"])
+        self.state.stop_reason = None  # the budgets may have been raised for this resume
+        self.nonfinite = NonfiniteSteps(self.device, run=self.state.nonfinite_in_a_row)
         task_state, rng = payload["task"], payload["rng"]
         if isinstance(task_state, list):  # written by a data-parallel run: one entry per rank
             if len(task_state) != self.dist.world_size:
@@ -172,7 +169,7 @@ class Trainer:
             raise NlpLstmError(f"{self.checkpoint_path}: written by a single process; resume it without torchrun")
         self.task.load_state_dict(task_state)
         set_rng_state(rng)
-        log.info(f"resumed from {self.checkpoint_path} at epoch {self.state['epoch']} step {self.state['step']}")
+        log.info(f"resumed from {self.checkpoint_path} at epoch {self.state.epoch} step {self.state.step}")
 
     # ------------------------------------------------------------------ loop
     def _remove_stale_temporaries(self) -> None:
@@ -197,7 +194,7 @@ class Trainer:
             if finished is not None:
                 return finished
         self.monitor = Monitor(self.run_dir, self.cfg.logger.tensorboard,
-                               purge_step=self.state["step"] + 1 if self.tcfg.resume else None,
+                               purge_step=self.state.step + 1 if self.tcfg.resume else None,
                                writes=self.dist.is_main)
         self._params = sum(p.numel() for p in self.model.parameters())
         log.info(f"model: {self._params:,} parameters on {self.device}")
@@ -239,10 +236,10 @@ class Trainer:
             metrics = json.loads((self.run_dir / "metrics.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        reason = self._budget_reason()
+        reason = self.state.budget_reached(self.tcfg)
         if metrics.get("status") != "completed" or reason is None or not metrics.get("best_valid"):
             return None
-        log.info(f"{self.run_dir}: the run is complete ({reason} reached at step {self.state['step']}); "
+        log.info(f"{self.run_dir}: the run is complete ({reason} reached at step {self.state.step}); "
                  f"raise trainer.max_steps, max_epochs or max_time to train it further")
         objective = self.task.objective_key or self.task.monitor_key
         return {"best_valid": metrics["best_valid"], "test": metrics.get("test"), "train": metrics["train"],
@@ -258,19 +255,7 @@ class Trainer:
         self.save_checkpoint()
         self._write_metrics(status="interrupted")
         self.monitor.flush()
-        raise TrainingInterrupted(f"{self._stop_signal} at step {self.state['step']}: checkpoint saved to {self.checkpoint_path}")
-
-    def _budget_reason(self) -> Optional[str]:
-        s, t = self.state, self.tcfg
-        if t.max_steps is not None and s["step"] >= t.max_steps:
-            return "max_steps"
-        if t.max_time is not None and s["wall_time"] >= t.max_time:
-            return "max_time"
-        if t.max_epochs is not None and s["epoch"] >= t.max_epochs and not s["in_epoch"]:
-            return "max_epochs"
-        if t.early_stopping_patience is not None and s["evals_since_best"] >= t.early_stopping_patience:
-            return "early_stopping"
-        return None
+        raise TrainingInterrupted(f"{self._stop_signal} at step {self.state.step}: checkpoint saved to {self.checkpoint_path}")
 
     def _train_until_done(self) -> None:
         s, t = self.state, self.tcfg
@@ -280,10 +265,10 @@ class Trainer:
         window_steps = 0
         last_checkpoint = time.monotonic()
         bar = None
-        loop_start, wall_at_start = time.perf_counter(), s["wall_time"]
+        loop_start, wall_at_start = time.perf_counter(), s.wall_time
         while True:
-            s["wall_time"] = wall_at_start + time.perf_counter() - loop_start
-            reason = self._budget_reason() or (self._stop_signal and "signal")
+            s.wall_time = wall_at_start + time.perf_counter() - loop_start
+            reason = self.state.budget_reached(self.tcfg) or (self._stop_signal and "signal")
             checkpoint_due = time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60
             if self.dist.enabled:
                 # Clocks and signals differ between ranks: all stop (and checkpoint) together.
@@ -294,27 +279,27 @@ class Trainer:
                         self._stop_signal = "a signal to another rank"
             if reason:
                 if reason != "signal":
-                    s["stop_reason"] = reason
+                    s.stop_reason = reason
                 break
-            if not s["in_epoch"]:
-                self.task.start_epoch(s["epoch"])
-                s["in_epoch"] = True
+            if not s.in_epoch:
+                self.task.start_epoch(s.epoch)
+                s.in_epoch = True
             if bar is None:
                 # A bar only on a terminal, where each epoch's finished bar stays on screen; in a
                 # log file (no terminal) the progress lines of _log_train say the same.
-                bar = tqdm(total=self.task.steps_per_epoch(), desc=f"epoch {s['epoch'] + 1}", unit="step",
+                bar = tqdm(total=self.task.steps_per_epoch(), desc=f"epoch {s.epoch + 1}", unit="step",
                            initial=self.task.steps_done_in_epoch(), disable=not self._show_bar,
                            dynamic_ncols=True, leave=True, mininterval=0.5)
             step_start = time.perf_counter()
             batch = self.task.next_batch()
             if batch is None:  # end of epoch
-                s["in_epoch"] = False
-                s["epoch"] += 1
+                s.in_epoch = False
+                s.epoch += 1
                 bar.close()
                 bar = None
                 if self.schedule_when == "epoch":
                     self.scheduler.step()
-                self.averaged = averaging.start_at_epoch(self.cfg.optim, self.averaged, self.model, s["epoch"])
+                self.averaged = averaging.start_at_epoch(self.cfg.optim, self.averaged, self.model, s.epoch)
                 self._evaluate()
                 self.save_checkpoint()
                 last_checkpoint = time.monotonic()
@@ -322,10 +307,10 @@ class Trainer:
             out, grad_norm = self.train_step(batch)
             if self.schedule_when == "step":
                 self.scheduler.step()  # on a skipped step too: read_step_flags puts it back
-            s["step"] += 1
-            s["train_units"] += out.units
-            s["train_tokens"] += out.tokens or out.units
-            s["train_time"] += time.perf_counter() - step_start
+            s.step += 1
+            s.train_units += out.units
+            s.train_tokens += out.tokens or out.units
+            s.train_time += time.perf_counter() - step_start
             window_nll = window_nll + out.nll_sum  # a tensor: no host sync per step
             window_units += out.units
             window_kept_units = window_kept_units + (out.units if out.kept is None else out.kept * out.units)
@@ -333,14 +318,14 @@ class Trainer:
             for name, value in out.extras.items():
                 window_extras[name] = window_extras.get(name, 0.0) + value
             bar.update(1)
-            if s["step"] % t.log_every_n_steps == 0:
+            if s.step % t.log_every_n_steps == 0:
                 extras = {name: float(total) / max(1, window_steps) for name, total in window_extras.items()}
                 self._log_train(window_nll, window_kept_units, window_units, window_start, grad_norm, bar, extras)
                 window_nll, window_units, window_kept_units, window_start = 0.0, 0, 0, time.perf_counter()
                 window_extras, window_steps = {}, 0
-            if self.cfg.logger.histogram_every_n_steps and s["step"] % self.cfg.logger.histogram_every_n_steps == 0:
-                self.monitor.histograms(self.model, s["step"])
-            if t.val_check_interval and s["step"] % t.val_check_interval == 0:
+            if self.cfg.logger.histogram_every_n_steps and s.step % self.cfg.logger.histogram_every_n_steps == 0:
+                self.monitor.histograms(self.model, s.step)
+            if t.val_check_interval and s.step % t.val_check_interval == 0:
                 self._evaluate()
             if checkpoint_due:
                 self.save_checkpoint()
@@ -370,7 +355,7 @@ class Trainer:
         if self.tcfg.nonfinite != "off" and not self.scaler.is_enabled():
             # (fp16's GradScaler skips overflowing steps itself, as part of loss scaling.)
             norm = grad_norm if grad_norm is not None else grad_norm_of(self._trainable, out.loss)
-            keep = self.nonfinite.check(out.loss, norm, self.state["step"] + 1)
+            keep = self.nonfinite.check(out.loss, norm, self.state.step + 1)
             self.task.keep_step_state(keep)
             zero = torch.zeros((), device=out.nll_sum.device)
             out = dataclasses.replace(out, nll_sum=torch.where(keep, out.nll_sum, zero), kept=keep,
@@ -385,10 +370,10 @@ class Trainer:
         them and police them: trainer.nonfinite=stop, trainer.max_nonfinite_steps."""
         report = self.nonfinite.read()
         s, t = self.state, self.tcfg
-        s["nonfinite_in_a_row"] = report.run
+        s.nonfinite_in_a_row = report.run
         if not report.skipped:
             return
-        s["skipped_steps"] += report.skipped
+        s.skipped_steps += report.skipped
         if self.schedule_when == "step":
             self._schedule_back(report.skipped)
         what = f"non-finite {'loss' if report.first_was_loss else 'gradient'} at step {report.first_step}"
@@ -399,7 +384,7 @@ class Trainer:
             raise NlpLstmError(f"{what}: {report.longest_run} non-finite steps in a row "
                                f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
                                "lower optim.lr or set optim.clip_grad_norm")
-        log.warning(f"{what}: {report.skipped} step(s) skipped since the last report ({s['skipped_steps']} so far)")
+        log.warning(f"{what}: {report.skipped} step(s) skipped since the last report ({s.skipped_steps} so far)")
 
     def _schedule_back(self, skipped: int) -> None:
         """A per-step schedule (warmup, cosine) counts optimiser updates, and the steps just
@@ -416,31 +401,31 @@ class Trainer:
         self.read_step_flags()
         mean = float(window_nll) / max(1, int(window_kept_units))
         if not math.isfinite(mean):
-            raise NlpLstmError(f"training loss is {mean} at step {s['step']}: lower optim.lr or set optim.clip_grad_norm")
+            raise NlpLstmError(f"training loss is {mean} at step {s.step}: lower optim.lr or set optim.clip_grad_norm")
         metrics = self.task.running_metrics(mean)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
-        metrics["skipped_steps"] = s["skipped_steps"]
+        metrics["skipped_steps"] = s.skipped_steps
         metrics[f"{self.task.unit}_per_sec"] = window_units / max(1e-9, time.perf_counter() - window_start)
         metrics.update(extras or {})  # e.g. train/activation_reg, train/temporal_activation_reg
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
-        self.monitor.scalars("train", metrics, s["step"])
+        self.monitor.scalars("train", metrics, s.step)
         shown = {k: f"{v:.4g}" for k, v in metrics.items()
                  if k not in ("grad_norm", "skipped_steps") and not k.endswith("_per_sec")}
         shown[f"{self.task.unit}/s"] = f"{metrics[f'{self.task.unit}_per_sec']:,.0f}"
-        if s["skipped_steps"]:
-            shown["skipped"] = s["skipped_steps"]
+        if s.skipped_steps:
+            shown["skipped"] = s.skipped_steps
         bar.set_postfix(shown, refresh=False)
         progress_log.info(self._progress_line(metrics))
 
     def _progress_line(self, metrics: Dict[str, float]) -> str:
         """`step 1,200 | epoch 3 40% | loss 4.812 ppl 123 | lr 20 | 41,230 tokens/s`"""
         s, done, total = self.state, self.task.steps_done_in_epoch(), self.task.steps_per_epoch()
-        epoch = f"epoch {s['epoch'] + 1}" + (f" {100 * done // max(1, total)}%" if total else "")
+        epoch = f"epoch {s.epoch + 1}" + (f" {100 * done // max(1, total)}%" if total else "")
         quality = " ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "ppl", "bpc", "acc") if k in metrics)
         rate = f"{metrics[f'{self.task.unit}_per_sec']:,.0f} {self.task.unit}/s"
-        skipped = f" | skipped {s['skipped_steps']}" if s["skipped_steps"] else ""
-        return f"step {s['step']:,} | {epoch} | {quality} | lr {metrics['lr']:.3g} | {rate}{skipped}"
+        skipped = f" | skipped {s.skipped_steps}" if s.skipped_steps else ""
+        return f"step {s.step:,} | {epoch} | {quality} | lr {metrics['lr']:.3g} | {rate}{skipped}"
 
     # ------------------------------------------------------------------ evaluation
     def _better(self, value: float, best: Optional[float]) -> bool:
@@ -456,7 +441,7 @@ class Trainer:
         with (averaging.evaluation_weights(self.model, self.averaged),
               autocast_context(self.device, self.tcfg.precision)):
             metrics = self.task.evaluate("valid")
-            improved = self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))
+            improved = self._better(metrics[self.task.monitor_key], (s.best or {}).get(self.task.monitor_key))
             # A model with a NaN/Inf weight is never the best, whatever its metric says.
             improved = improved and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
             if improved:
@@ -464,33 +449,33 @@ class Trainer:
                 if self.dist.is_main:
                     self.task.export(self.model_dir)
                 self.package_is_best = True
-            self.task.on_evaluation(self.monitor, s["step"])
-        self.monitor.scalars("valid", self.task.charted(metrics), s["step"])
+            self.task.on_evaluation(self.monitor, s.step)
+        self.monitor.scalars("valid", self.task.charted(metrics), s.step)
         return metrics, improved
 
     def _record_valid(self, metrics: Dict[str, Any], improved: bool, where: str, **entry) -> None:
         s = self.state
-        s["history"].append({"epoch": s["epoch"], "step": s["step"], "wall_time_s": round(s["wall_time"], 2),
+        s.history.append({"epoch": s.epoch, "step": s.step, "wall_time_s": round(s.wall_time, 2),
                              "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics, **entry})
         log.info(f"{where} valid: {self.task.describe(metrics)}" + ("  (best)" if improved else ""))
 
     def _evaluate(self) -> None:
         """A scheduled evaluation: it drives the plateau schedule, NT-ASGD and early stopping."""
         s = self.state
-        if s["last_eval_step"] == s["step"]:
+        if s.last_eval_step == s.step:
             return
         metrics, improved = self._score_valid()
-        s["last_eval_step"] = s["step"]
-        previous = [h["valid"]["loss"] for h in s["history"]]
+        s.last_eval_step = s.step
+        previous = [h["valid"]["loss"] for h in s.history]
         if self.schedule_when == "eval":
             self.scheduler.step(metrics[self.task.monitor_key])
         self.averaged = averaging.start_when_stalled(self.cfg.optim, self.averaged, self.model, previous,
-                                                     metrics["loss"], s["step"])
+                                                     metrics["loss"], s.step)
         if improved:
-            s["best"], s["best_step"], s["evals_since_best"] = metrics, s["step"], 0
+            s.best, s.best_step, s.evals_since_best = metrics, s.step, 0
         else:
-            s["evals_since_best"] += 1
-        where = f"epoch {s['epoch'] + 1} step {s['step']}" if s["in_epoch"] else f"end of epoch {s['epoch']}"
+            s.evals_since_best += 1
+        where = f"epoch {s.epoch + 1} step {s.step}" if s.in_epoch else f"end of epoch {s.epoch}"
         self._record_valid(metrics, improved, where)
         self._write_metrics(status="running")
         self.monitor.flush()
@@ -504,44 +489,44 @@ class Trainer:
         s = self.state
         metrics, improved = self._score_valid()
         if improved:
-            s["best"], s["best_step"] = metrics, s["step"]
-        self._record_valid(metrics, improved, f"end of training (step {s['step']})", final=True)
+            s.best, s.best_step = metrics, s.step
+        self._record_valid(metrics, improved, f"end of training (step {s.step})", final=True)
 
     # ------------------------------------------------------------------ end of run
     def _train_summary(self) -> Dict[str, Any]:
         s = self.state
-        seconds = max(1e-9, s["train_time"])
+        seconds = max(1e-9, s.train_time)
         # Data-parallel: every rank trains on an equal share, so rank 0's count x world.
         world = self.dist.world_size
-        rates = {f"{self.task.unit}_per_sec": world * s["train_units"] / seconds,
-                 "tokens_per_sec": world * s["train_tokens"] / seconds}
+        rates = {f"{self.task.unit}_per_sec": world * s.train_units / seconds,
+                 "tokens_per_sec": world * s.train_tokens / seconds}
         return {**rates,
-                "steps": s["step"], "epochs": s["epoch"], "wall_time_s": round(s["wall_time"], 2),
-                "skipped_steps": s.get("skipped_steps", 0),
-                self.task.unit: s["train_units"], "stop_reason": s["stop_reason"]}
+                "steps": s.step, "epochs": s.epoch, "wall_time_s": round(s.wall_time, 2),
+                "skipped_steps": s.skipped_steps,
+                self.task.unit: s.train_units, "stop_reason": s.stop_reason}
 
     def _write_metrics(self, status: str, **extra) -> None:
         s = self.state
         self.monitor.write_metrics({
-            "status": status, "best_valid": s["best"], "best_step": s["best_step"], **extra,
-            "train": self._train_summary(), "params": self._params, "history": s["history"],
+            "status": status, "best_valid": s.best, "best_step": s.best_step, **extra,
+            "train": self._train_summary(), "params": self._params, "history": s.history,
             **({"data": self.task.data_summary()} if self.task.data_summary() else {}),
         })
 
     def _finish(self) -> Dict[str, Any]:
         s = self.state
         self.save_checkpoint()
-        if s["step"] > s["last_eval_step"]:
+        if s.step > s.last_eval_step:
             self._final_evaluation()
         if self.best_state is None:
             raise NlpLstmError("no finite validation result: no model was saved (check the learning rate)")
         self.model.load_state_dict(self.best_state)
         if self.dist.is_main and not self.package_is_best:  # resumed, and no better model since
             self.task.export(self.model_dir)
-        best_valid = s["best"]  # scored on exactly these weights when they became the best
+        best_valid = s.best  # scored on exactly these weights when they became the best
         with autocast_context(self.device, self.tcfg.precision):
             test = self.task.evaluate("test") if self.task.has_split("test") else None
-        self.task.on_finish(self.monitor, s["step"])
+        self.task.on_finish(self.monitor, s.step)
         # The best model's numbers, for the HParams tab: valid_best/<metric> on valid and
         # valid_best/test_<metric> on test. The group sorts after train/ and valid/, so Time
         # Series (which opens its first two groups) shows the curves first.
