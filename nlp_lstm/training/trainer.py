@@ -7,7 +7,6 @@ tracks the best model, `_finish` scores the best model on valid and test.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -19,7 +18,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch.optim.swa_utils import AveragedModel
-from tqdm import tqdm
 
 from nlp_lstm.device import autocast_context
 from nlp_lstm.errors import NlpLstmError
@@ -32,6 +30,8 @@ from nlp_lstm.training.monitor import Monitor
 from nlp_lstm.training.nonfinite import NonfiniteSteps, grad_norm_of
 from nlp_lstm.training.optim import build_optimizer, build_scheduler
 from nlp_lstm.training.optimizer_step import step_optimizer
+from nlp_lstm.training.progress import (LogWindow, bar_postfix, epoch_bar, progress_line, progress_log,
+                                       terminal_logging)
 from nlp_lstm.training.state import TrainerState
 from nlp_lstm.training.task import TrainingTask
 
@@ -54,36 +54,6 @@ class _TrainingStep(torch.nn.Module):
     def forward(self, batch):
         self.output = self.task.training_step(batch)
         return self.output.loss
-
-
-# The line every trainer.log_every_n_steps: in train.log always, on a console only where no
-# progress bar shows the same numbers.
-progress_log = logging.getLogger("nlp_lstm.progress")
-
-
-class _NotOnTheBar(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name != progress_log.name
-
-
-@contextlib.contextmanager
-def terminal_logging(bar_shown: bool):
-    """With a progress bar on the terminal: log lines print above it (tqdm's redirect), and
-    the console leaves out the progress lines, which the bar shows."""
-    if not bar_shown:
-        yield
-        return
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    loggers = [logger for logger in (logging.getLogger(), logging.getLogger("nlp_lstm"))
-               if any(type(h) is logging.StreamHandler for h in logger.handlers)]
-    before = {h for logger in loggers for h in logger.handlers}
-    with logging_redirect_tqdm(loggers=loggers):
-        for logger in loggers:
-            for handler in logger.handlers:
-                if handler not in before:  # tqdm's stand-in for a console handler
-                    handler.addFilter(_NotOnTheBar())
-        yield
 
 
 class Trainer:
@@ -259,24 +229,14 @@ class Trainer:
 
     def _train_until_done(self) -> None:
         s, t = self.state, self.tcfg
-        window_nll, window_units, window_start = 0.0, 0, time.perf_counter()
-        window_kept_units = 0  # units of the steps not skipped (a tensor under trainer.nonfinite)
-        window_extras: Dict[str, Any] = {}  # summed per-step regulariser values (tensors: no sync)
-        window_steps = 0
+        window = LogWindow()
         last_checkpoint = time.monotonic()
         bar = None
         loop_start, wall_at_start = time.perf_counter(), s.wall_time
         while True:
             s.wall_time = wall_at_start + time.perf_counter() - loop_start
-            reason = self.state.budget_reached(self.tcfg) or (self._stop_signal and "signal")
-            checkpoint_due = time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60
-            if self.dist.enabled:
-                # Clocks and signals differ between ranks: all stop (and checkpoint) together.
-                stop, checkpoint_due = any_rank([reason is not None, checkpoint_due], self.dist)
-                if stop and reason is None:
-                    reason = "max_time" if t.max_time is not None and not self._stop_signal else "signal"
-                    if reason == "signal":
-                        self._stop_signal = "a signal to another rank"
+            reason, checkpoint_due = self._stop_reason(
+                checkpoint_due=time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60)
             if reason:
                 if reason != "signal":
                     s.stop_reason = reason
@@ -285,23 +245,13 @@ class Trainer:
                 self.task.start_epoch(s.epoch)
                 s.in_epoch = True
             if bar is None:
-                # A bar only on a terminal, where each epoch's finished bar stays on screen; in a
-                # log file (no terminal) the progress lines of _log_train say the same.
-                bar = tqdm(total=self.task.steps_per_epoch(), desc=f"epoch {s.epoch + 1}", unit="step",
-                           initial=self.task.steps_done_in_epoch(), disable=not self._show_bar,
-                           dynamic_ncols=True, leave=True, mininterval=0.5)
+                bar = epoch_bar(s.epoch, self.task.steps_per_epoch(), self.task.steps_done_in_epoch(), self._show_bar)
             step_start = time.perf_counter()
             batch = self.task.next_batch()
-            if batch is None:  # end of epoch
-                s.in_epoch = False
-                s.epoch += 1
+            if batch is None:
                 bar.close()
                 bar = None
-                if self.schedule_when == "epoch":
-                    self.scheduler.step()
-                self.averaged = averaging.start_at_epoch(self.cfg.optim, self.averaged, self.model, s.epoch)
-                self._evaluate()
-                self.save_checkpoint()
+                self._end_epoch()
                 last_checkpoint = time.monotonic()
                 continue
             out, grad_norm = self.train_step(batch)
@@ -311,18 +261,11 @@ class Trainer:
             s.train_units += out.units
             s.train_tokens += out.tokens or out.units
             s.train_time += time.perf_counter() - step_start
-            window_nll = window_nll + out.nll_sum  # a tensor: no host sync per step
-            window_units += out.units
-            window_kept_units = window_kept_units + (out.units if out.kept is None else out.kept * out.units)
-            window_steps += 1
-            for name, value in out.extras.items():
-                window_extras[name] = window_extras.get(name, 0.0) + value
+            window.add(out)
             bar.update(1)
             if s.step % t.log_every_n_steps == 0:
-                extras = {name: float(total) / max(1, window_steps) for name, total in window_extras.items()}
-                self._log_train(window_nll, window_kept_units, window_units, window_start, grad_norm, bar, extras)
-                window_nll, window_units, window_kept_units, window_start = 0.0, 0, 0, time.perf_counter()
-                window_extras, window_steps = {}, 0
+                self._log_train(window, grad_norm, bar)
+                window = LogWindow()
             if self.cfg.logger.histogram_every_n_steps and s.step % self.cfg.logger.histogram_every_n_steps == 0:
                 self.monitor.histograms(self.model, s.step)
             if t.val_check_interval and s.step % t.val_check_interval == 0:
@@ -332,6 +275,32 @@ class Trainer:
                 last_checkpoint = time.monotonic()
         if bar is not None:
             bar.close()
+
+    def _stop_reason(self, checkpoint_due: bool) -> Tuple[Optional[str], bool]:
+        """Why the loop stops before its next step (a budget, or "signal"; None: it goes on),
+        and whether a checkpoint is due; data-parallel ranks agree on both."""
+        t = self.tcfg
+        reason = self.state.budget_reached(t) or (self._stop_signal and "signal")
+        if self.dist.enabled:
+            # Clocks and signals differ between ranks: all stop (and checkpoint) together.
+            stop, checkpoint_due = any_rank([reason is not None, checkpoint_due], self.dist)
+            if stop and reason is None:
+                reason = "max_time" if t.max_time is not None and not self._stop_signal else "signal"
+                if reason == "signal":
+                    self._stop_signal = "a signal to another rank"
+        return reason, checkpoint_due
+
+    def _end_epoch(self) -> None:
+        """After an epoch's last batch: the per-epoch schedule, averaging from an epoch on,
+        then the epoch's evaluation and checkpoint."""
+        s = self.state
+        s.in_epoch = False
+        s.epoch += 1
+        if self.schedule_when == "epoch":
+            self.scheduler.step()
+        self.averaged = averaging.start_at_epoch(self.cfg.optim, self.averaged, self.model, s.epoch)
+        self._evaluate()
+        self.save_checkpoint()
 
     def train_step(self, batch):
         """One optimiser step on `batch`: forward, backward, clipping, update, averaging.
@@ -395,37 +364,24 @@ class Trainer:
         self.scheduler.last_epoch -= skipped + 1
         self.scheduler.step()
 
-    def _log_train(self, window_nll, window_kept_units, window_units, window_start, grad_norm, bar,
-                   extras=None) -> None:
+    def _log_train(self, window: LogWindow, grad_norm, bar) -> None:
         s = self.state
+        extras = window.mean_extras()  # e.g. train/activation_reg, train/temporal_activation_reg
         self.read_step_flags()
-        mean = float(window_nll) / max(1, int(window_kept_units))
+        mean = window.mean_loss()
         if not math.isfinite(mean):
             raise NlpLstmError(f"training loss is {mean} at step {s.step}: lower optim.lr or set optim.clip_grad_norm")
         metrics = self.task.running_metrics(mean)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["skipped_steps"] = s.skipped_steps
-        metrics[f"{self.task.unit}_per_sec"] = window_units / max(1e-9, time.perf_counter() - window_start)
-        metrics.update(extras or {})  # e.g. train/activation_reg, train/temporal_activation_reg
+        metrics[f"{self.task.unit}_per_sec"] = window.units_per_sec()
+        metrics.update(extras)
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         self.monitor.scalars("train", metrics, s.step)
-        shown = {k: f"{v:.4g}" for k, v in metrics.items()
-                 if k not in ("grad_norm", "skipped_steps") and not k.endswith("_per_sec")}
-        shown[f"{self.task.unit}/s"] = f"{metrics[f'{self.task.unit}_per_sec']:,.0f}"
-        if s.skipped_steps:
-            shown["skipped"] = s.skipped_steps
-        bar.set_postfix(shown, refresh=False)
-        progress_log.info(self._progress_line(metrics))
-
-    def _progress_line(self, metrics: Dict[str, float]) -> str:
-        """`step 1,200 | epoch 3 40% | loss 4.812 ppl 123 | lr 20 | 41,230 tokens/s`"""
-        s, done, total = self.state, self.task.steps_done_in_epoch(), self.task.steps_per_epoch()
-        epoch = f"epoch {s.epoch + 1}" + (f" {100 * done // max(1, total)}%" if total else "")
-        quality = " ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "ppl", "bpc", "acc") if k in metrics)
-        rate = f"{metrics[f'{self.task.unit}_per_sec']:,.0f} {self.task.unit}/s"
-        skipped = f" | skipped {s.skipped_steps}" if s.skipped_steps else ""
-        return f"step {s.step:,} | {epoch} | {quality} | lr {metrics['lr']:.3g} | {rate}{skipped}"
+        bar.set_postfix(bar_postfix(metrics, self.task.unit, s.skipped_steps), refresh=False)
+        progress_log.info(progress_line(s, metrics, self.task.unit, self.task.steps_done_in_epoch(),
+                                        self.task.steps_per_epoch()))
 
     # ------------------------------------------------------------------ evaluation
     def _better(self, value: float, best: Optional[float]) -> bool:
@@ -456,7 +412,7 @@ class Trainer:
     def _record_valid(self, metrics: Dict[str, Any], improved: bool, where: str, **entry) -> None:
         s = self.state
         s.history.append({"epoch": s.epoch, "step": s.step, "wall_time_s": round(s.wall_time, 2),
-                             "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics, **entry})
+                          "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics, **entry})
         log.info(f"{where} valid: {self.task.describe(metrics)}" + ("  (best)" if improved else ""))
 
     def _evaluate(self) -> None:
