@@ -1,6 +1,7 @@
 """The trainer's state in a checkpoint: still the plain dict every checkpoint so far holds
-(the same keys, plain values that `weights_only=True` reads), and a checkpoint whose state
-was written as that dict, before the trainer kept it in a dataclass, resumes exactly."""
+(the same keys, plain values that `weights_only=True` reads), and checkpoints as earlier
+versions wrote them (that dict built key by key, before the trainer kept its state in a
+dataclass; without the keys added later; without the best weights) resume exactly."""
 
 import shutil
 
@@ -11,11 +12,12 @@ from nlp_lstm.training.checkpoint import load_checkpoint, save_checkpoint
 from resume_helpers import same_run
 
 # The trainer state as every checkpoint of format 2 holds it (written by the trainer of
-# 2026-11-28 on, a dict of these keys in this order).
+# 2026-11-27 on, a dict of these keys in this order).
 OLD_TRAINER_KEYS = ("epoch", "step", "in_epoch", "wall_time", "train_time", "train_units", "train_tokens", "best",
                     "best_step", "history", "evals_since_best", "last_eval_step", "stop_reason", "skipped_steps",
                     "nonfinite_in_a_row")
-# Keys the dict gained after its first version: a checkpoint without them takes their defaults.
+# Keys the dict gained over time: a dict without them takes their defaults. (Every checkpoint
+# that loads holds them, as they came before checksummed checkpoints, format 2.)
 LATER_KEYS = ("train_tokens", "skipped_steps", "nonfinite_in_a_row")
 
 QUIET = ["trainer.max_epochs=null", "trainer.max_time=null", "logger.tensorboard=false", "trainer.progress_bar=false"]
@@ -33,12 +35,15 @@ def _plain(value) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def _as_old_code_wrote_it(checkpoint_path, drop=()) -> None:
+def _as_old_code_wrote_it(checkpoint_path, drop=(), without_best_model=False) -> None:
     """Rewrite the checkpoint's trainer state as a dict built key by key, as the trainer
-    wrote it before TrainerState (less the keys in `drop`); all else stays as it is."""
+    wrote it before TrainerState (less the keys in `drop`), and without the best weights
+    if `without_best_model` (a checkpoint from before they were kept); all else stays."""
     payload = load_checkpoint(checkpoint_path)
     saved = payload["trainer"]
     payload["trainer"] = {key: saved[key] for key in OLD_TRAINER_KEYS if key not in drop}
+    if without_best_model:
+        del payload["best_model"]
     save_checkpoint(checkpoint_path, payload)  # payload's own rng and format are kept
 
 
@@ -53,29 +58,36 @@ def test_the_checkpoint_holds_the_trainer_state_as_the_same_plain_dict(tmp_path,
     assert state["best"] == min((h["valid"] for h in state["history"]), key=lambda v: v["loss"])
 
 
-def test_a_checkpoint_with_the_old_state_dict_resumes_exactly(tmp_path, text_corpus):
-    """Stopped at step 18, its state rewritten as the old code wrote it (once whole, once
-    without the keys added later), resumed to 30 == the run never stopped."""
+def test_checkpoints_as_earlier_versions_wrote_them_resume_exactly(tmp_path, text_corpus):
+    """Stopped at step 18, its checkpoint rewritten as earlier versions wrote it (the state
+    dict whole, without the keys added later, without the best weights), resumed to 30 ==
+    the run never stopped. (At step 18 the package holds the best weights: the final
+    evaluation was no better.)"""
     common = text_data_overrides(text_corpus) + TINY_MODEL + QUIET + NTASGD
     data = tmp_path / "data"
     run_train(tmp_path / "straight", common + ["trainer.max_steps=30"], data)
     run_train(tmp_path / "old", common + ["trainer.max_steps=18"], data)
     first_part_tokens = load_checkpoint(tmp_path / "old" / "checkpoints" / "last.pt")["trainer"]["train_tokens"]
     shutil.copytree(tmp_path / "old", tmp_path / "older")
+    shutil.copytree(tmp_path / "old", tmp_path / "no_best_model")
     _as_old_code_wrote_it(tmp_path / "old" / "checkpoints" / "last.pt")
     _as_old_code_wrote_it(tmp_path / "older" / "checkpoints" / "last.pt", drop=LATER_KEYS)
-    for name in ("old", "older"):
+    _as_old_code_wrote_it(tmp_path / "no_best_model" / "checkpoints" / "last.pt", without_best_model=True)
+    for name in ("old", "older", "no_best_model"):
         run_train(tmp_path / name, common + ["trainer.max_steps=30", "trainer.resume=true"], data)
         checkpoint = same_run(tmp_path / "straight", tmp_path / name)
         assert checkpoint["averaged"] is not None  # NT-ASGD had started before the stop
-    straight, old, older = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["trainer"]
-                            for name in ("straight", "old", "older"))
+    straight, old, older, no_best_model = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")
+                                           for name in ("straight", "old", "older", "no_best_model"))
     for key in ("train_units", "train_tokens", "skipped_steps", "nonfinite_in_a_row", "last_eval_step", "in_epoch"):
-        assert old[key] == straight[key], key
+        assert old["trainer"][key] == straight["trainer"][key], key
     # The keys it lacked are written again, train_tokens counted from the resume on.
-    assert tuple(older) == OLD_TRAINER_KEYS
-    assert older["train_tokens"] == straight["train_tokens"] - first_part_tokens > 0
-    assert older["skipped_steps"] == older["nonfinite_in_a_row"] == 0
+    assert tuple(older["trainer"]) == OLD_TRAINER_KEYS
+    assert older["trainer"]["train_tokens"] == straight["trainer"]["train_tokens"] - first_part_tokens > 0
+    assert older["trainer"]["skipped_steps"] == older["trainer"]["nonfinite_in_a_row"] == 0
+    assert no_best_model["best_model"].keys() == straight["best_model"].keys()
+    for name, tensor in straight["best_model"].items():
+        assert torch.equal(no_best_model["best_model"][name], tensor), name
 
 
 def test_trainer_state_reads_the_dict_of_every_checkpoint_version():

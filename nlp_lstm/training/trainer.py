@@ -23,6 +23,7 @@ from nlp_lstm.device import autocast_context
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import recover_directory
 from nlp_lstm.training import averaging
+from nlp_lstm.training.best_model import BestModel
 from nlp_lstm.training.checkpoint import (check_same_run, load_checkpoint, read_run_marker, rng_state, run_started,
                                           save_checkpoint, set_rng_state)
 from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, gather_objects
@@ -78,10 +79,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.tcfg.precision == "fp16")
         # Iterate average: NT-ASGD's once triggered, or from optim.average_from_epoch.
         self.averaged: Optional[AveragedModel] = None
-        self.best_state: Optional[Dict[str, torch.Tensor]] = None
-        # Whether the model package holds best_state: after a resume it may hold the weights
-        # of an earlier part's final evaluation instead (they are not in the checkpoint).
-        self.package_is_best = False
+        self.best_model = BestModel(task, self.model_dir, writes=dist.is_main)
         self.state = TrainerState()
         self._stop_signal: Optional[str] = None
         self.nonfinite = NonfiniteSteps(device)
@@ -95,9 +93,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),
             "averaged": self.averaged.state_dict() if self.averaged else None,
-            # The best weights so far, whole: the model package leaves out training-only
-            # parts, and a budget stop's final evaluation may overwrite the package.
-            "best_model": self.best_state,
+            "best_model": self.best_model.weights,
             "trainer": self.state.to_dict(),
             "task": self.task.state_dict(),
             "config": self.run_config,
@@ -120,12 +116,7 @@ class Trainer:
             self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
         self.averaged = averaging.restored(self.model, payload["averaged"])
-        self.best_state = payload.get("best_model")
-        if "best_model" not in payload and (self.model_dir / "weights.pt").exists():
-            # A checkpoint from before best_model was kept: the package holds the best weights,
-            # less the training-only parts, which only training reads (the current ones do).
-            package = torch.load(self.model_dir / "weights.pt", map_location=self.device, weights_only=True)
-            self.best_state = {**self.model.state_dict(), **package}
+        self.best_model.restore(payload, self.device)
         self.state = TrainerState.from_dict(payload["trainer"])
         self.state.stop_reason = None  # the budgets may have been raised for this resume
         self.nonfinite = NonfiniteSteps(self.device, run=self.state.nonfinite_in_a_row)
@@ -384,27 +375,15 @@ class Trainer:
                                         self.task.steps_per_epoch()))
 
     # ------------------------------------------------------------------ evaluation
-    def _better(self, value: float, best: Optional[float]) -> bool:
-        if not math.isfinite(value):
-            return False
-        return best is None or (value < best if self.task.monitor_mode == "min" else value > best)
-
     def _score_valid(self) -> Tuple[Dict[str, Any], bool]:
         """Validation metrics of the evaluation weights; weights that improve on the best
-        become `best_state` and the model package."""
+        become the best model and the model package."""
         s = self.state
         self.read_step_flags()
         with (averaging.evaluation_weights(self.model, self.averaged),
               autocast_context(self.device, self.tcfg.precision)):
             metrics = self.task.evaluate("valid")
-            improved = self._better(metrics[self.task.monitor_key], (s.best or {}).get(self.task.monitor_key))
-            # A model with a NaN/Inf weight is never the best, whatever its metric says.
-            improved = improved and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
-            if improved:
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                if self.dist.is_main:
-                    self.task.export(self.model_dir)
-                self.package_is_best = True
+            improved = self.best_model.offer(metrics, s.best)
             self.task.on_evaluation(self.monitor, s.step)
         self.monitor.scalars("valid", self.task.charted(metrics), s.step)
         return metrics, improved
@@ -474,11 +453,7 @@ class Trainer:
         self.save_checkpoint()
         if s.step > s.last_eval_step:
             self._final_evaluation()
-        if self.best_state is None:
-            raise NlpLstmError("no finite validation result: no model was saved (check the learning rate)")
-        self.model.load_state_dict(self.best_state)
-        if self.dist.is_main and not self.package_is_best:  # resumed, and no better model since
-            self.task.export(self.model_dir)
+        self.best_model.load()
         best_valid = s.best  # scored on exactly these weights when they became the best
         with autocast_context(self.device, self.tcfg.precision):
             test = self.task.evaluate("test") if self.task.has_split("test") else None
