@@ -26,7 +26,7 @@ from nlp_lstm.training import averaging
 from nlp_lstm.training.best_model import BestModel
 from nlp_lstm.training.checkpoint import (check_same_run, load_checkpoint, read_run_marker, rng_state, run_started,
                                           save_checkpoint, set_rng_state)
-from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, gather_objects
+from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, data_parallel_step, gather_objects, rank_share
 from nlp_lstm.training.monitor import Monitor
 from nlp_lstm.training.nonfinite import NonfiniteSteps, grad_norm_of
 from nlp_lstm.training.optim import build_optimizer, build_scheduler
@@ -43,20 +43,6 @@ class TrainingInterrupted(NlpLstmError):
     """SIGINT/SIGTERM: a checkpoint was written and the run can be resumed."""
 
 
-class _TrainingStep(torch.nn.Module):
-    """The task's whole training step as one module, so DistributedDataParallel sees one
-    forward per backward whatever the task does inside (two directions, a CRF loss)."""
-
-    def __init__(self, task: TrainingTask) -> None:
-        super().__init__()
-        self.task, self.model = task, task.model  # registers the model's parameters
-        self.output = None
-
-    def forward(self, batch):
-        self.output = self.task.training_step(batch)
-        return self.output.loss
-
-
 class Trainer:
     def __init__(self, cfg, task: TrainingTask, run_dir: Path, device: torch.device,
                  run_config: Optional[Dict[str, Any]] = None, dist: DistInfo = SINGLE) -> None:
@@ -68,12 +54,7 @@ class Trainer:
         self.model_dir = self.run_dir / "model"
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.ddp = None
-        if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.ddp = DistributedDataParallel(_TrainingStep(task),
-                                               device_ids=[device.index] if device.type == "cuda" else None)
+        self.ddp = data_parallel_step(task, device) if dist.enabled else None
         total = self.tcfg.max_steps or (self.tcfg.max_epochs * task.steps_per_epoch() if self.tcfg.max_epochs else None)
         self.scheduler, self.schedule_when = build_scheduler(cfg.optim, self.optimizer, total, task.monitor_mode)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.tcfg.precision == "fp16")
@@ -120,14 +101,7 @@ class Trainer:
         self.state = TrainerState.from_dict(payload["trainer"])
         self.state.stop_reason = None  # the budgets may have been raised for this resume
         self.nonfinite = NonfiniteSteps(self.device, run=self.state.nonfinite_in_a_row)
-        task_state, rng = payload["task"], payload["rng"]
-        if isinstance(task_state, list):  # written by a data-parallel run: one entry per rank
-            if len(task_state) != self.dist.world_size:
-                raise NlpLstmError(f"{self.checkpoint_path}: written by {len(task_state)} processes; resume it with "
-                                   f"the same number (torchrun --nproc_per_node={len(task_state)})")
-            task_state, rng = task_state[self.dist.rank], rng[self.dist.rank]
-        elif self.dist.enabled:
-            raise NlpLstmError(f"{self.checkpoint_path}: written by a single process; resume it without torchrun")
+        task_state, rng = rank_share(payload["task"], payload["rng"], self.dist, self.checkpoint_path)
         self.task.load_state_dict(task_state)
         set_rng_state(rng)
         log.info(f"resumed from {self.checkpoint_path} at epoch {self.state.epoch} step {self.state.step}")
