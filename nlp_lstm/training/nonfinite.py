@@ -11,11 +11,18 @@ one code path serves both.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import List
 
 import torch
 from torch import Tensor
+
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.training.task import StepOutput
+
+log = logging.getLogger("nlp_lstm")
 
 
 @dataclass
@@ -56,6 +63,29 @@ class NonfiniteSteps:
         self.longest.fill_(run)  # a run that goes on counts from where it is
         self.first_step.fill_(-1)
         return NonfiniteReport(skipped, run, longest, first, bool(was_loss))
+
+
+def without_skipped(out: StepOutput, keep: Tensor) -> StepOutput:
+    """The step's output as the running averages count it: a skipped step adds no loss and
+    no regulariser values, and `kept` says which steps counted."""
+    zero = torch.zeros((), device=out.nll_sum.device)
+    return dataclasses.replace(out, nll_sum=torch.where(keep, out.nll_sum, zero), kept=keep,
+                               extras={k: torch.where(keep, v, zero) for k, v in out.extras.items()})
+
+
+def stop_or_warn(report: NonfiniteReport, trainer_cfg, skipped_so_far: int) -> None:
+    """trainer.nonfinite=stop and trainer.max_nonfinite_steps, for a report of skipped
+    steps: the run stops with a message naming the fix, or goes on with a warning."""
+    t = trainer_cfg
+    what = f"non-finite {'loss' if report.first_was_loss else 'gradient'} at step {report.first_step}"
+    if t.nonfinite == "stop":
+        raise NlpLstmError(f"{what} (trainer.nonfinite=stop): lower optim.lr, set optim.clip_grad_norm, "
+                           "or check the data")
+    if report.longest_run >= t.max_nonfinite_steps:
+        raise NlpLstmError(f"{what}: {report.longest_run} non-finite steps in a row "
+                           f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
+                           "lower optim.lr or set optim.clip_grad_norm")
+    log.warning(f"{what}: {report.skipped} step(s) skipped since the last report ({skipped_so_far} so far)")
 
 
 def grad_norm_of(params: List[torch.nn.Parameter], fallback: Tensor) -> Tensor:

@@ -7,7 +7,6 @@ tracks the best model, `_finish` scores the best model on valid and test.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import signal
@@ -28,8 +27,8 @@ from nlp_lstm.training.checkpoint import (check_same_run, load_checkpoint, read_
                                           save_checkpoint, set_rng_state)
 from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, data_parallel_step, gather_objects, rank_share
 from nlp_lstm.training.monitor import Monitor
-from nlp_lstm.training.nonfinite import NonfiniteSteps, grad_norm_of
-from nlp_lstm.training.optim import build_optimizer, build_scheduler
+from nlp_lstm.training.nonfinite import NonfiniteSteps, grad_norm_of, stop_or_warn, without_skipped
+from nlp_lstm.training.optim import build_optimizer, build_scheduler, schedule_back
 from nlp_lstm.training.optimizer_step import step_optimizer
 from nlp_lstm.training.progress import (LogWindow, bar_postfix, epoch_bar, progress_line, progress_log,
                                        terminal_logging)
@@ -291,9 +290,7 @@ class Trainer:
             norm = grad_norm if grad_norm is not None else grad_norm_of(self._trainable, out.loss)
             keep = self.nonfinite.check(out.loss, norm, self.state.step + 1)
             self.task.keep_step_state(keep)
-            zero = torch.zeros((), device=out.nll_sum.device)
-            out = dataclasses.replace(out, nll_sum=torch.where(keep, out.nll_sum, zero), kept=keep,
-                                      extras={k: torch.where(keep, v, zero) for k, v in out.extras.items()})
+            out = without_skipped(out, keep)
         step_optimizer(self.optimizer, self.scaler, keep, self.task.lr_scale(batch))
         if self.averaged is not None:
             averaging.update_average(self.averaged, self.model, keep)
@@ -303,31 +300,14 @@ class Trainer:
         """Read the non-finite counters of the steps since the last read (one sync), count
         them and police them: trainer.nonfinite=stop, trainer.max_nonfinite_steps."""
         report = self.nonfinite.read()
-        s, t = self.state, self.tcfg
+        s = self.state
         s.nonfinite_in_a_row = report.run
         if not report.skipped:
             return
         s.skipped_steps += report.skipped
         if self.schedule_when == "step":
-            self._schedule_back(report.skipped)
-        what = f"non-finite {'loss' if report.first_was_loss else 'gradient'} at step {report.first_step}"
-        if t.nonfinite == "stop":
-            raise NlpLstmError(f"{what} (trainer.nonfinite=stop): lower optim.lr, set optim.clip_grad_norm, "
-                               "or check the data")
-        if report.longest_run >= t.max_nonfinite_steps:
-            raise NlpLstmError(f"{what}: {report.longest_run} non-finite steps in a row "
-                               f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
-                               "lower optim.lr or set optim.clip_grad_norm")
-        log.warning(f"{what}: {report.skipped} step(s) skipped since the last report ({s.skipped_steps} so far)")
-
-    def _schedule_back(self, skipped: int) -> None:
-        """A per-step schedule (warmup, cosine) counts optimiser updates, and the steps just
-        read as skipped made none: its clock goes back by them. It advanced on them because
-        the verdict stays on the device (no host read per step), so the steps between a
-        skipped one and this read ran that many steps ahead on the schedule. LambdaLR's lr
-        is a function of its count alone: one step() from the corrected count sets it."""
-        self.scheduler.last_epoch -= skipped + 1
-        self.scheduler.step()
+            schedule_back(self.scheduler, report.skipped)
+        stop_or_warn(report, self.tcfg, s.skipped_steps)
 
     def _log_train(self, window: LogWindow, grad_norm, bar) -> None:
         s = self.state
