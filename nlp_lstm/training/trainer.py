@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch.optim.swa_utils import AveragedModel
@@ -32,6 +32,8 @@ from nlp_lstm.training.optim import build_optimizer, build_scheduler, schedule_b
 from nlp_lstm.training.optimizer_step import step_optimizer
 from nlp_lstm.training.progress import (LogWindow, bar_postfix, epoch_bar, progress_line, progress_log,
                                        terminal_logging)
+from nlp_lstm.training.report import (best_model_numbers, chart_layout, completed_metrics, run_result,
+                                     train_summary)
 from nlp_lstm.training.state import TrainerState
 from nlp_lstm.training.task import TrainingTask
 
@@ -135,7 +137,7 @@ class Trainer:
         if not self.task.has_split("test"):
             log.info("no test split (data.test unset): the run ends without a test evaluation")
         if not self.tcfg.resume:  # a resumed run keeps the layout and data facts it wrote at step 0
-            self.monitor.layout(self._chart_layout())
+            self.monitor.layout(chart_layout(self.task.headline_keys, self.task.unit))
             for name, values in self.task.data_summary().items():
                 # facts, not curves: a table in TEXT (a one-point chart would open Time Series)
                 self.monitor.table(f"data/{name}", ["", "value"], [[k, v] for k, v in values.items()], 0)
@@ -154,30 +156,16 @@ class Trainer:
                 signal.signal(sig, handler)
             self.monitor.close()
 
-    def _chart_layout(self) -> Dict[str, List[str]]:
-        """Custom Scalars: train against valid for each headline metric, then lr and throughput."""
-        charts = {key: [f"train/{key}", f"valid/{key}"] for key in self.task.headline_keys}
-        charts["learning rate"] = ["train/lr"]
-        charts[f"{self.task.unit} per second"] = [f"train/{self.task.unit}_per_sec"]
-        return charts
-
     def _already_finished(self) -> Optional[Dict[str, Any]]:
         """A completed run resumed with no budget raised: nothing to train, score or write
         again; its result is the one it reported."""
-        import json
-
-        try:
-            metrics = json.loads((self.run_dir / "metrics.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        metrics = completed_metrics(self.run_dir)
         reason = self.state.budget_reached(self.tcfg)
-        if metrics.get("status") != "completed" or reason is None or not metrics.get("best_valid"):
+        if metrics is None or reason is None:
             return None
         log.info(f"{self.run_dir}: the run is complete ({reason} reached at step {self.state.step}); "
                  f"raise trainer.max_steps, max_epochs or max_time to train it further")
-        objective = self.task.objective_key or self.task.monitor_key
-        return {"best_valid": metrics["best_valid"], "test": metrics.get("test"), "train": metrics["train"],
-                "objective": {"metric": objective, "value": metrics["best_valid"][objective]}}
+        return run_result(self.task, metrics["best_valid"], metrics.get("test"), metrics["train"])
 
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is not None:  # a second Ctrl-C means: stop now
@@ -382,23 +370,12 @@ class Trainer:
         self._record_valid(metrics, improved, f"end of training (step {s.step})", final=True)
 
     # ------------------------------------------------------------------ end of run
-    def _train_summary(self) -> Dict[str, Any]:
-        s = self.state
-        seconds = max(1e-9, s.train_time)
-        # Data-parallel: every rank trains on an equal share, so rank 0's count x world.
-        world = self.dist.world_size
-        rates = {f"{self.task.unit}_per_sec": world * s.train_units / seconds,
-                 "tokens_per_sec": world * s.train_tokens / seconds}
-        return {**rates,
-                "steps": s.step, "epochs": s.epoch, "wall_time_s": round(s.wall_time, 2),
-                "skipped_steps": s.skipped_steps,
-                self.task.unit: s.train_units, "stop_reason": s.stop_reason}
-
     def _write_metrics(self, status: str, **extra) -> None:
         s = self.state
         self.monitor.write_metrics({
             "status": status, "best_valid": s.best, "best_step": s.best_step, **extra,
-            "train": self._train_summary(), "params": self._params, "history": s.history,
+            "train": train_summary(s, self.task.unit, self.dist.world_size), "params": self._params,
+            "history": s.history,
             **({"data": self.task.data_summary()} if self.task.data_summary() else {}),
         })
 
@@ -412,15 +389,8 @@ class Trainer:
         with autocast_context(self.device, self.tcfg.precision):
             test = self.task.evaluate("test") if self.task.has_split("test") else None
         self.task.on_finish(self.monitor, s.step)
-        # The best model's numbers, for the HParams tab: valid_best/<metric> on valid and
-        # valid_best/test_<metric> on test. The group sorts after train/ and valid/, so Time
-        # Series (which opens its first two groups) shows the curves first.
-        final = {f"valid_best/{prefix}{k}": float(metrics[k]) for prefix, metrics in (("", best_valid), ("test_", test))
-                 if metrics for k in self.task.headline_keys if isinstance(metrics.get(k), (int, float))}
-        self.monitor.hparams(self.task.hparams(), final)
+        self.monitor.hparams(self.task.hparams(), best_model_numbers(best_valid, test, self.task.headline_keys))
         self._write_metrics(status="completed", **({"test": test} if test is not None else {}))
         log.info(f"best valid: {self.task.describe(best_valid)}" + (f" | test: {self.task.describe(test)}" if test else ""))
         log.info(f"model package: {self.model_dir}")
-        objective = self.task.objective_key or self.task.monitor_key
-        return {"best_valid": best_valid, "test": test, "train": self._train_summary(),
-                "objective": {"metric": objective, "value": best_valid[objective]}}
+        return run_result(self.task, best_valid, test, train_summary(s, self.task.unit, self.dist.world_size))
