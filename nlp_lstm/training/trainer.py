@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from nlp_lstm.training.progress import (LogWindow, bar_postfix, epoch_bar, progr
 from nlp_lstm.training.report import (best_model_numbers, chart_layout, completed_metrics, run_result,
                                      train_summary)
 from nlp_lstm.training.state import TrainerState
+from nlp_lstm.training.stop_signals import StopSignals
 from nlp_lstm.training.task import TrainingTask
 
 log = logging.getLogger("nlp_lstm")
@@ -63,7 +63,7 @@ class Trainer:
         self.averaged: Optional[AveragedModel] = None
         self.best_model = BestModel(task, self.model_dir, writes=dist.is_main)
         self.state = TrainerState()
-        self._stop_signal: Optional[str] = None
+        self.signals = StopSignals()
         self.nonfinite = NonfiniteSteps(device)
 
     # ------------------------------------------------------------------ state
@@ -141,19 +141,14 @@ class Trainer:
             for name, values in self.task.data_summary().items():
                 # facts, not curves: a table in TEXT (a one-point chart would open Time Series)
                 self.monitor.table(f"data/{name}", ["", "value"], [[k, v] for k, v in values.items()], 0)
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            signal.signal(sig, self._on_signal)
         self._show_bar = self.tcfg.progress_bar and sys.stderr.isatty() and self.dist.is_main
         try:
-            with terminal_logging(self._show_bar):
+            with self.signals.handled(), terminal_logging(self._show_bar):
                 self._train_until_done()
-                if self._stop_signal:
+                if self.signals.received:
                     self._interrupt()
                 return self._finish()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self.monitor.close()
 
     def _already_finished(self) -> Optional[Dict[str, Any]]:
@@ -167,17 +162,12 @@ class Trainer:
                  f"raise trainer.max_steps, max_epochs or max_time to train it further")
         return run_result(self.task, metrics["best_valid"], metrics.get("test"), metrics["train"])
 
-    def _on_signal(self, signum, frame) -> None:
-        if self._stop_signal is not None:  # a second Ctrl-C means: stop now
-            raise KeyboardInterrupt
-        self._stop_signal = signal.Signals(signum).name
-        log.warning(f"{self._stop_signal}: finishing this step, then saving a checkpoint (again to abort)")
-
     def _interrupt(self) -> None:
         self.save_checkpoint()
         self._write_metrics(status="interrupted")
         self.monitor.flush()
-        raise TrainingInterrupted(f"{self._stop_signal} at step {self.state.step}: checkpoint saved to {self.checkpoint_path}")
+        raise TrainingInterrupted(f"{self.signals.received} at step {self.state.step}: checkpoint saved to "
+                                  f"{self.checkpoint_path}")
 
     def _train_until_done(self) -> None:
         s, t = self.state, self.tcfg
@@ -232,14 +222,14 @@ class Trainer:
         """Why the loop stops before its next step (a budget, or "signal"; None: it goes on),
         and whether a checkpoint is due; data-parallel ranks agree on both."""
         t = self.tcfg
-        reason = self.state.budget_reached(t) or (self._stop_signal and "signal")
+        reason = self.state.budget_reached(t) or (self.signals.received and "signal")
         if self.dist.enabled:
             # Clocks and signals differ between ranks: all stop (and checkpoint) together.
             stop, checkpoint_due = any_rank([reason is not None, checkpoint_due], self.dist)
             if stop and reason is None:
-                reason = "max_time" if t.max_time is not None and not self._stop_signal else "signal"
+                reason = "max_time" if t.max_time is not None and not self.signals.received else "signal"
                 if reason == "signal":
-                    self._stop_signal = "a signal to another rank"
+                    self.signals.received = "a signal to another rank"
         return reason, checkpoint_due
 
     def _end_epoch(self) -> None:
