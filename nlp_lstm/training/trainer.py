@@ -3,6 +3,11 @@
 One loop serves every task through the TrainingTask contract. Reading order: `fit` sets up
 (or restores) the state, `_train_until_done` runs steps until a budget ends, `_evaluate`
 tracks the best model, `_finish` scores the best model on valid and test.
+
+The loop drives; the jobs it drives have modules of their own: what it counts (state.py),
+the progress lines and bar (progress.py), the optimiser update (optimizer_step.py),
+non-finite steps (nonfinite.py), iterate averaging (averaging.py), the best model
+(best_model.py), what the run reports (report.py) and stop signals (stop_signals.py).
 """
 
 from __future__ import annotations
