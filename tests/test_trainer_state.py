@@ -59,35 +59,40 @@ def test_the_checkpoint_holds_the_trainer_state_as_the_same_plain_dict(tmp_path,
 
 
 def test_checkpoints_as_earlier_versions_wrote_them_resume_exactly(tmp_path, text_corpus):
-    """Stopped at step 18, its checkpoint rewritten as earlier versions wrote it (the state
-    dict whole, without the keys added later, without the best weights), resumed to 30 ==
-    the run never stopped. (At step 18 the package holds the best weights: the final
-    evaluation was no better.)"""
+    """Stopped at step 18, its checkpoint rewritten as earlier versions wrote it: the state
+    dict whole, or without the keys added later, resumed to 30 == the run never stopped;
+    without the best weights, resumed to 22 (no better evaluation after the resume), the
+    best weights are the package's, which at step 18 holds them (the final evaluation of
+    the first part was no better)."""
     common = text_data_overrides(text_corpus) + TINY_MODEL + QUIET + NTASGD
     data = tmp_path / "data"
     run_train(tmp_path / "straight", common + ["trainer.max_steps=30"], data)
     run_train(tmp_path / "old", common + ["trainer.max_steps=18"], data)
-    first_part_tokens = load_checkpoint(tmp_path / "old" / "checkpoints" / "last.pt")["trainer"]["train_tokens"]
+    first_part = load_checkpoint(tmp_path / "old" / "checkpoints" / "last.pt")
     shutil.copytree(tmp_path / "old", tmp_path / "older")
     shutil.copytree(tmp_path / "old", tmp_path / "no_best_model")
     _as_old_code_wrote_it(tmp_path / "old" / "checkpoints" / "last.pt")
     _as_old_code_wrote_it(tmp_path / "older" / "checkpoints" / "last.pt", drop=LATER_KEYS)
     _as_old_code_wrote_it(tmp_path / "no_best_model" / "checkpoints" / "last.pt", without_best_model=True)
-    for name in ("old", "older", "no_best_model"):
+    for name in ("old", "older"):
         run_train(tmp_path / name, common + ["trainer.max_steps=30", "trainer.resume=true"], data)
         checkpoint = same_run(tmp_path / "straight", tmp_path / name)
         assert checkpoint["averaged"] is not None  # NT-ASGD had started before the stop
-    straight, old, older, no_best_model = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")
-                                           for name in ("straight", "old", "older", "no_best_model"))
+    straight, old, older = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["trainer"]
+                            for name in ("straight", "old", "older"))
     for key in ("train_units", "train_tokens", "skipped_steps", "nonfinite_in_a_row", "last_eval_step", "in_epoch"):
-        assert old["trainer"][key] == straight["trainer"][key], key
+        assert old[key] == straight[key], key
     # The keys it lacked are written again, train_tokens counted from the resume on.
-    assert tuple(older["trainer"]) == OLD_TRAINER_KEYS
-    assert older["trainer"]["train_tokens"] == straight["trainer"]["train_tokens"] - first_part_tokens > 0
-    assert older["trainer"]["skipped_steps"] == older["trainer"]["nonfinite_in_a_row"] == 0
-    assert no_best_model["best_model"].keys() == straight["best_model"].keys()
-    for name, tensor in straight["best_model"].items():
-        assert torch.equal(no_best_model["best_model"][name], tensor), name
+    assert tuple(older) == OLD_TRAINER_KEYS
+    assert older["train_tokens"] == straight["train_tokens"] - first_part["trainer"]["train_tokens"] > 0
+    assert older["skipped_steps"] == older["nonfinite_in_a_row"] == 0
+
+    run_train(tmp_path / "no_best_model", common + ["trainer.max_steps=22", "trainer.resume=true"], data)
+    resumed = load_checkpoint(tmp_path / "no_best_model" / "checkpoints" / "last.pt")
+    assert resumed["trainer"]["step"] == 22 and resumed["trainer"]["best_step"] == first_part["trainer"]["best_step"]
+    assert resumed["best_model"].keys() == first_part["best_model"].keys()
+    for name, tensor in first_part["best_model"].items():
+        assert torch.equal(resumed["best_model"][name], tensor), name
 
 
 def test_trainer_state_reads_the_dict_of_every_checkpoint_version():
