@@ -20,7 +20,7 @@ def build_optimizer(cfg, params: Iterable[torch.nn.Parameter]) -> torch.optim.Op
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params) or None
     if cfg.name in ("sgd", "ntasgd"):
         # NT-ASGD (Merity et al. 2017) is SGD whose iterates are averaged once validation
-        # stalls; the averaging lives in the trainer (torch.optim.swa_utils.AveragedModel).
+        # stalls; the averaging lives in training/averaging.py (an AveragedModel).
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                     fused=fused)
         if cfg.momentum and fused:
