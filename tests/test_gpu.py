@@ -233,4 +233,4 @@ def test_a_training_step_on_cuda_never_synchronises(tmp_path, text_corpus, what)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     trainer.read_step_flags()
-    assert trainer.state["skipped_steps"] == 0
+    assert trainer.state.skipped_steps == 0

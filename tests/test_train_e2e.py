@@ -237,10 +237,10 @@ def test_weight_averaging_from_an_epoch(tmp_path, text_corpus):
     task = build_task(cfg, torch.device("cpu"))
     trainer = Trainer(cfg, task, tmp_path / "run", torch.device("cpu"))
     trainer.fit()
-    steps_per_epoch = trainer.state["step"] // 3
+    steps_per_epoch = trainer.state.step // 3
     # Averaging began at the start of epoch 3: its initial weights plus every step of it.
     assert int(trainer.averaged.n_averaged) == steps_per_epoch + 1
     saved = nlp_lstm.load(tmp_path / "run" / "model").model.state_dict()
-    if trainer.state["best_step"] == trainer.state["step"]:  # the last evaluation was the best
+    if trainer.state.best_step == trainer.state.step:  # the last evaluation was the best
         for name, value in trainer.averaged.module.state_dict().items():
             assert torch.equal(saved[name], value), name

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List
+from pathlib import Path
+from typing import Any, List, Tuple
 
 import torch
 import torch.distributed as dist
 
-from nlp_lstm.errors import ConfigError
+from nlp_lstm.errors import ConfigError, NlpLstmError
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,42 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+class _WholeStep(torch.nn.Module):
+    """The task's whole training step as one module, so DistributedDataParallel sees one
+    forward per backward whatever the task does inside (two directions, a CRF loss)."""
+
+    def __init__(self, task) -> None:
+        super().__init__()
+        self.task, self.model = task, task.model  # registers the model's parameters
+        self.output = None
+
+    def forward(self, batch):
+        self.output = self.task.training_step(batch)
+        return self.output.loss
+
+
+def data_parallel_step(task, device: torch.device) -> torch.nn.Module:
+    """The task's training step under DistributedDataParallel: `step(batch)` runs it and
+    returns the loss, `step.module.output` holds its StepOutput."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(_WholeStep(task), device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def rank_share(task_state: Any, rng: Any, info: DistInfo, checkpoint_path: Path) -> Tuple[Any, Any]:
+    """This rank's task state (data position, carried state) and RNG states in a checkpoint:
+    a data-parallel run writes a list of each, one entry per rank, and resumes with as
+    many ranks; a single process writes them alone."""
+    if isinstance(task_state, list):
+        if len(task_state) != info.world_size:
+            raise NlpLstmError(f"{checkpoint_path}: written by {len(task_state)} processes; resume it with "
+                               f"the same number (torchrun --nproc_per_node={len(task_state)})")
+        return task_state[info.rank], rng[info.rank]
+    if info.enabled:
+        raise NlpLstmError(f"{checkpoint_path}: written by a single process; resume it without torchrun")
+    return task_state, rng
 
 
 def shutdown(info: DistInfo) -> None:

@@ -2,19 +2,27 @@
 
 The verdict of a step is a boolean tensor that stays on the device, as GradScaler keeps its
 `found_inf`: the fused optimisers (AdamW, SGD) take it as `found_inf` and leave weights,
-moments and step counts untouched, the iterate average and the carried LM state are masked
-with it, and the counters behind `trainer.nonfinite` and `trainer.max_nonfinite_steps` are
-read once per log line (`NonfiniteSteps.read`). On a GPU a read per step would stall the
-queue of kernels every step; on a CPU it is free, but one code path serves both.
+moments and step counts untouched (optimizer_step.py), the iterate average (averaging.py)
+and the carried LM state are masked with it, and the counters behind `trainer.nonfinite`
+and `trainer.max_nonfinite_steps` are read once per log line (`NonfiniteSteps.read`). On a
+GPU a read per step would stall the queue of kernels every step; on a CPU it is free, but
+one code path serves both.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 import torch
 from torch import Tensor
+
+from nlp_lstm.errors import NlpLstmError
+from nlp_lstm.training.task import StepOutput
+
+log = logging.getLogger("nlp_lstm")
 
 
 @dataclass
@@ -57,41 +65,30 @@ class NonfiniteSteps:
         return NonfiniteReport(skipped, run, longest, first, bool(was_loss))
 
 
+def without_skipped(out: StepOutput, keep: Tensor) -> StepOutput:
+    """The step's output as the running averages count it: a skipped step adds no loss and
+    no regulariser values, and `kept` says which steps counted."""
+    zero = torch.zeros((), device=out.nll_sum.device)
+    return dataclasses.replace(out, nll_sum=torch.where(keep, out.nll_sum, zero), kept=keep,
+                               extras={k: torch.where(keep, v, zero) for k, v in out.extras.items()})
+
+
+def stop_or_warn(report: NonfiniteReport, trainer_cfg, skipped_so_far: int) -> None:
+    """trainer.nonfinite=stop and trainer.max_nonfinite_steps, for a report of skipped
+    steps: the run stops with a message naming the fix, or goes on with a warning."""
+    t = trainer_cfg
+    what = f"non-finite {'loss' if report.first_was_loss else 'gradient'} at step {report.first_step}"
+    if t.nonfinite == "stop":
+        raise NlpLstmError(f"{what} (trainer.nonfinite=stop): lower optim.lr, set optim.clip_grad_norm, "
+                           "or check the data")
+    if report.longest_run >= t.max_nonfinite_steps:
+        raise NlpLstmError(f"{what}: {report.longest_run} non-finite steps in a row "
+                           f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
+                           "lower optim.lr or set optim.clip_grad_norm")
+    log.warning(f"{what}: {report.skipped} step(s) skipped since the last report ({skipped_so_far} so far)")
+
+
 def grad_norm_of(params: List[torch.nn.Parameter], fallback: Tensor) -> Tensor:
     """The global gradient norm (the finiteness of every gradient in one value)."""
     grads = [p.grad for p in params if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else fallback
-
-
-def optimizer_step(optimizer: torch.optim.Optimizer, keep: Optional[Tensor]) -> None:
-    """optimizer.step(), skipped on the device where `keep` is false."""
-    if keep is None:
-        optimizer.step()
-    elif getattr(optimizer, "_step_supports_amp_scaling", False):
-        # The fused kernels read `found_inf` as GradScaler hands it to them: 1.0 = skip.
-        optimizer.found_inf = (~keep).float()
-        try:
-            optimizer.step()
-        finally:
-            del optimizer.found_inf
-    elif bool(keep):  # an optimiser without a fused kernel (another device type): one read
-        optimizer.step()
-
-
-def update_average(averaged: torch.optim.swa_utils.AveragedModel, model: torch.nn.Module,
-                   keep: Optional[Tensor]) -> None:
-    """AveragedModel.update_parameters (the running mean of the iterates) without its host
-    read of `n_averaged`, and only where `keep` is true: a skipped step adds no iterate."""
-    n = averaged.n_averaged
-    add = torch.ones_like(n) if keep is None else keep.to(n.dtype)
-    n_new = n + add
-    # 1 for the first iterate (an exact copy: lerp at weight 1 returns the end point),
-    # 1/(n+1) after it, 0 where the step was skipped.
-    weight = (add.float() / n_new.clamp(min=1).float())
-    averaged_params = [p.detach() for p in averaged.module.parameters()]
-    model_params = [p.detach() for p in model.parameters()]
-    # A weight per tensor (an expanded view): the single-tensor-weight overload reads it on the host.
-    torch._foreach_lerp_(averaged_params, model_params, [weight.expand_as(p) for p in averaged_params])
-    n.copy_(n_new)
-    for averaged_buffer, buffer in zip(averaged.module.buffers(), model.buffers()):
-        averaged_buffer.detach().copy_(buffer.detach())  # buffers follow the model (use_buffers=False)

@@ -20,7 +20,7 @@ def build_optimizer(cfg, params: Iterable[torch.nn.Parameter]) -> torch.optim.Op
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params) or None
     if cfg.name in ("sgd", "ntasgd"):
         # NT-ASGD (Merity et al. 2017) is SGD whose iterates are averaged once validation
-        # stalls; the averaging lives in the trainer (torch.optim.swa_utils.AveragedModel).
+        # stalls; the averaging lives in training/averaging.py (an AveragedModel).
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                     fused=fused)
         if cfg.momentum and fused:
@@ -61,3 +61,13 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: Optional
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor), "step"
+
+
+def schedule_back(scheduler: LambdaLR, skipped: int) -> None:
+    """A per-step schedule (warmup, cosine) counts optimiser updates, and the steps just
+    read as skipped made none: its clock goes back by them. It advanced on them because
+    the verdict stays on the device (no host read per step), so the steps between a
+    skipped one and this read ran that many steps ahead on the schedule. LambdaLR's lr
+    is a function of its count alone: one step() from the corrected count sets it."""
+    scheduler.last_epoch -= skipped + 1
+    scheduler.step()

@@ -3,34 +3,43 @@
 One loop serves every task through the TrainingTask contract. Reading order: `fit` sets up
 (or restores) the state, `_train_until_done` runs steps until a budget ends, `_evaluate`
 tracks the best model, `_finish` scores the best model on valid and test.
+
+The loop drives; the jobs it drives have modules of their own: what it counts (state.py),
+the progress lines and bar (progress.py), the optimiser update (optimizer_step.py),
+non-finite steps (nonfinite.py), iterate averaging (averaging.py), the best model
+(best_model.py), what the run reports (report.py) and stop signals (stop_signals.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import dataclasses
 import logging
 import math
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch.optim.swa_utils import AveragedModel
-from tqdm import tqdm
 
 from nlp_lstm.device import autocast_context
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import recover_directory
+from nlp_lstm.training import averaging
+from nlp_lstm.training.best_model import BestModel
 from nlp_lstm.training.checkpoint import (check_same_run, load_checkpoint, read_run_marker, rng_state, run_started,
                                           save_checkpoint, set_rng_state)
-from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, gather_objects
+from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, data_parallel_step, gather_objects, rank_share
 from nlp_lstm.training.monitor import Monitor
-from nlp_lstm.training.nonfinite import (NonfiniteSteps, grad_norm_of, optimizer_step, update_average)
-from nlp_lstm.training.optim import build_optimizer, build_scheduler
+from nlp_lstm.training.nonfinite import NonfiniteSteps, grad_norm_of, stop_or_warn, without_skipped
+from nlp_lstm.training.optim import build_optimizer, build_scheduler, schedule_back
+from nlp_lstm.training.optimizer_step import step_optimizer
+from nlp_lstm.training.progress import (LogWindow, bar_postfix, epoch_bar, progress_line, progress_log,
+                                       terminal_logging)
+from nlp_lstm.training.report import (best_model_numbers, chart_layout, completed_metrics, run_result,
+                                     train_summary)
+from nlp_lstm.training.state import TrainerState
+from nlp_lstm.training.stop_signals import StopSignals
 from nlp_lstm.training.task import TrainingTask
 
 log = logging.getLogger("nlp_lstm")
@@ -38,50 +47,6 @@ log = logging.getLogger("nlp_lstm")
 
 class TrainingInterrupted(NlpLstmError):
     """SIGINT/SIGTERM: a checkpoint was written and the run can be resumed."""
-
-
-class _TrainingStep(torch.nn.Module):
-    """The task's whole training step as one module, so DistributedDataParallel sees one
-    forward per backward whatever the task does inside (two directions, a CRF loss)."""
-
-    def __init__(self, task: TrainingTask) -> None:
-        super().__init__()
-        self.task, self.model = task, task.model  # registers the model's parameters
-        self.output = None
-
-    def forward(self, batch):
-        self.output = self.task.training_step(batch)
-        return self.output.loss
-
-
-# The line every trainer.log_every_n_steps: in train.log always, on a console only where no
-# progress bar shows the same numbers.
-progress_log = logging.getLogger("nlp_lstm.progress")
-
-
-class _NotOnTheBar(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name != progress_log.name
-
-
-@contextlib.contextmanager
-def terminal_logging(bar_shown: bool):
-    """With a progress bar on the terminal: log lines print above it (tqdm's redirect), and
-    the console leaves out the progress lines, which the bar shows."""
-    if not bar_shown:
-        yield
-        return
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    loggers = [logger for logger in (logging.getLogger(), logging.getLogger("nlp_lstm"))
-               if any(type(h) is logging.StreamHandler for h in logger.handlers)]
-    before = {h for logger in loggers for h in logger.handlers}
-    with logging_redirect_tqdm(loggers=loggers):
-        for logger in loggers:
-            for handler in logger.handlers:
-                if handler not in before:  # tqdm's stand-in for a console handler
-                    handler.addFilter(_NotOnTheBar())
-        yield
 
 
 class Trainer:
@@ -95,27 +60,15 @@ class Trainer:
         self.model_dir = self.run_dir / "model"
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.ddp = None
-        if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.ddp = DistributedDataParallel(_TrainingStep(task),
-                                               device_ids=[device.index] if device.type == "cuda" else None)
+        self.ddp = data_parallel_step(task, device) if dist.enabled else None
         total = self.tcfg.max_steps or (self.tcfg.max_epochs * task.steps_per_epoch() if self.tcfg.max_epochs else None)
         self.scheduler, self.schedule_when = build_scheduler(cfg.optim, self.optimizer, total, task.monitor_mode)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.tcfg.precision == "fp16")
         # Iterate average: NT-ASGD's once triggered, or from optim.average_from_epoch.
         self.averaged: Optional[AveragedModel] = None
-        self.best_state: Optional[Dict[str, torch.Tensor]] = None
-        # Whether the model package holds best_state: after a resume it may hold the weights
-        # of an earlier part's final evaluation instead (they are not in the checkpoint).
-        self.package_is_best = False
-        self.state: Dict[str, Any] = {
-            "epoch": 0, "step": 0, "in_epoch": False, "wall_time": 0.0, "train_time": 0.0,
-            "train_units": 0, "train_tokens": 0, "best": None, "best_step": None, "history": [], "evals_since_best": 0,
-            "last_eval_step": -1, "stop_reason": None, "skipped_steps": 0, "nonfinite_in_a_row": 0,
-        }
-        self._stop_signal: Optional[str] = None
+        self.best_model = BestModel(task, self.model_dir, writes=dist.is_main)
+        self.state = TrainerState()
+        self.signals = StopSignals()
         self.nonfinite = NonfiniteSteps(device)
 
     # ------------------------------------------------------------------ state
@@ -127,10 +80,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),
             "averaged": self.averaged.state_dict() if self.averaged else None,
-            # The best weights so far, whole: the model package leaves out training-only
-            # parts, and a budget stop's final evaluation may overwrite the package.
-            "best_model": self.best_state,
-            "trainer": self.state,
+            "best_model": self.best_model.weights,
+            "trainer": self.state.to_dict(),
             "task": self.task.state_dict(),
             "config": self.run_config,
         }
@@ -151,29 +102,15 @@ class Trainer:
         if self.scheduler and payload["scheduler"]:
             self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
-        if payload["averaged"] is not None:
-            self.averaged = AveragedModel(self.model)
-            self.averaged.load_state_dict(payload["averaged"])
-        self.best_state = payload.get("best_model")
-        if "best_model" not in payload and (self.model_dir / "weights.pt").exists():
-            # A checkpoint from before best_model was kept: the package holds the best weights,
-            # less the training-only parts, which only training reads (the current ones do).
-            package = torch.load(self.model_dir / "weights.pt", map_location=self.device, weights_only=True)
-            self.best_state = {**self.model.state_dict(), **package}
-        self.state = {**self.state, **payload["trainer"]}  # keys added since keep their defaults
-        self.state["stop_reason"] = None  # the budgets may have been raised for this resume
-        self.nonfinite = NonfiniteSteps(self.device, run=self.state["nonfinite_in_a_row"])
-        task_state, rng = payload["task"], payload["rng"]
-        if isinstance(task_state, list):  # written by a data-parallel run: one entry per rank
-            if len(task_state) != self.dist.world_size:
-                raise NlpLstmError(f"{self.checkpoint_path}: written by {len(task_state)} processes; resume it with "
-                                   f"the same number (torchrun --nproc_per_node={len(task_state)})")
-            task_state, rng = task_state[self.dist.rank], rng[self.dist.rank]
-        elif self.dist.enabled:
-            raise NlpLstmError(f"{self.checkpoint_path}: written by a single process; resume it without torchrun")
+        self.averaged = averaging.restored(self.model, payload["averaged"])
+        self.best_model.restore(payload, self.device)
+        self.state = TrainerState.from_dict(payload["trainer"])
+        self.state.stop_reason = None  # the budgets may have been raised for this resume
+        self.nonfinite = NonfiniteSteps(self.device, run=self.state.nonfinite_in_a_row)
+        task_state, rng = rank_share(payload["task"], payload["rng"], self.dist, self.checkpoint_path)
         self.task.load_state_dict(task_state)
         set_rng_state(rng)
-        log.info(f"resumed from {self.checkpoint_path} at epoch {self.state['epoch']} step {self.state['step']}")
+        log.info(f"resumed from {self.checkpoint_path} at epoch {self.state.epoch} step {self.state.step}")
 
     # ------------------------------------------------------------------ loop
     def _remove_stale_temporaries(self) -> None:
@@ -198,160 +135,119 @@ class Trainer:
             if finished is not None:
                 return finished
         self.monitor = Monitor(self.run_dir, self.cfg.logger.tensorboard,
-                               purge_step=self.state["step"] + 1 if self.tcfg.resume else None,
+                               purge_step=self.state.step + 1 if self.tcfg.resume else None,
                                writes=self.dist.is_main)
         self._params = sum(p.numel() for p in self.model.parameters())
         log.info(f"model: {self._params:,} parameters on {self.device}")
         if not self.task.has_split("test"):
             log.info("no test split (data.test unset): the run ends without a test evaluation")
         if not self.tcfg.resume:  # a resumed run keeps the layout and data facts it wrote at step 0
-            self.monitor.layout(self._chart_layout())
+            self.monitor.layout(chart_layout(self.task.headline_keys, self.task.unit))
             for name, values in self.task.data_summary().items():
                 # facts, not curves: a table in TEXT (a one-point chart would open Time Series)
                 self.monitor.table(f"data/{name}", ["", "value"], [[k, v] for k, v in values.items()], 0)
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            signal.signal(sig, self._on_signal)
         self._show_bar = self.tcfg.progress_bar and sys.stderr.isatty() and self.dist.is_main
         try:
-            with terminal_logging(self._show_bar):
+            with self.signals.handled(), terminal_logging(self._show_bar):
                 self._train_until_done()
-                if self._stop_signal:
+                if self.signals.received:
                     self._interrupt()
                 return self._finish()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self.monitor.close()
-
-    def _chart_layout(self) -> Dict[str, List[str]]:
-        """Custom Scalars: train against valid for each headline metric, then lr and throughput."""
-        charts = {key: [f"train/{key}", f"valid/{key}"] for key in self.task.headline_keys}
-        charts["learning rate"] = ["train/lr"]
-        charts[f"{self.task.unit} per second"] = [f"train/{self.task.unit}_per_sec"]
-        return charts
 
     def _already_finished(self) -> Optional[Dict[str, Any]]:
         """A completed run resumed with no budget raised: nothing to train, score or write
         again; its result is the one it reported."""
-        import json
-
-        try:
-            metrics = json.loads((self.run_dir / "metrics.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        metrics = completed_metrics(self.run_dir)
+        reason = self.state.budget_reached(self.tcfg)
+        if metrics is None or reason is None:
             return None
-        reason = self._budget_reason()
-        if metrics.get("status") != "completed" or reason is None or not metrics.get("best_valid"):
-            return None
-        log.info(f"{self.run_dir}: the run is complete ({reason} reached at step {self.state['step']}); "
+        log.info(f"{self.run_dir}: the run is complete ({reason} reached at step {self.state.step}); "
                  f"raise trainer.max_steps, max_epochs or max_time to train it further")
-        objective = self.task.objective_key or self.task.monitor_key
-        return {"best_valid": metrics["best_valid"], "test": metrics.get("test"), "train": metrics["train"],
-                "objective": {"metric": objective, "value": metrics["best_valid"][objective]}}
-
-    def _on_signal(self, signum, frame) -> None:
-        if self._stop_signal is not None:  # a second Ctrl-C means: stop now
-            raise KeyboardInterrupt
-        self._stop_signal = signal.Signals(signum).name
-        log.warning(f"{self._stop_signal}: finishing this step, then saving a checkpoint (again to abort)")
+        return run_result(self.task, metrics["best_valid"], metrics.get("test"), metrics["train"])
 
     def _interrupt(self) -> None:
         self.save_checkpoint()
         self._write_metrics(status="interrupted")
         self.monitor.flush()
-        raise TrainingInterrupted(f"{self._stop_signal} at step {self.state['step']}: checkpoint saved to {self.checkpoint_path}")
-
-    def _budget_reason(self) -> Optional[str]:
-        s, t = self.state, self.tcfg
-        if t.max_steps is not None and s["step"] >= t.max_steps:
-            return "max_steps"
-        if t.max_time is not None and s["wall_time"] >= t.max_time:
-            return "max_time"
-        if t.max_epochs is not None and s["epoch"] >= t.max_epochs and not s["in_epoch"]:
-            return "max_epochs"
-        if t.early_stopping_patience is not None and s["evals_since_best"] >= t.early_stopping_patience:
-            return "early_stopping"
-        return None
+        raise TrainingInterrupted(f"{self.signals.received} at step {self.state.step}: checkpoint saved to "
+                                  f"{self.checkpoint_path}")
 
     def _train_until_done(self) -> None:
         s, t = self.state, self.tcfg
-        window_nll, window_units, window_start = 0.0, 0, time.perf_counter()
-        window_kept_units = 0  # units of the steps not skipped (a tensor under trainer.nonfinite)
-        window_extras: Dict[str, Any] = {}  # summed per-step regulariser values (tensors: no sync)
-        window_steps = 0
+        window = LogWindow()
         last_checkpoint = time.monotonic()
         bar = None
-        loop_start, wall_at_start = time.perf_counter(), s["wall_time"]
+        loop_start, wall_at_start = time.perf_counter(), s.wall_time
         while True:
-            s["wall_time"] = wall_at_start + time.perf_counter() - loop_start
-            reason = self._budget_reason() or (self._stop_signal and "signal")
-            checkpoint_due = time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60
-            if self.dist.enabled:
-                # Clocks and signals differ between ranks: all stop (and checkpoint) together.
-                stop, checkpoint_due = any_rank([reason is not None, checkpoint_due], self.dist)
-                if stop and reason is None:
-                    reason = "max_time" if t.max_time is not None and not self._stop_signal else "signal"
-                    if reason == "signal":
-                        self._stop_signal = "a signal to another rank"
+            s.wall_time = wall_at_start + time.perf_counter() - loop_start
+            reason, checkpoint_due = self._stop_reason(
+                checkpoint_due=time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60)
             if reason:
                 if reason != "signal":
-                    s["stop_reason"] = reason
+                    s.stop_reason = reason
                 break
-            if not s["in_epoch"]:
-                self.task.start_epoch(s["epoch"])
-                s["in_epoch"] = True
+            if not s.in_epoch:
+                self.task.start_epoch(s.epoch)
+                s.in_epoch = True
             if bar is None:
-                # A bar only on a terminal, where each epoch's finished bar stays on screen; in a
-                # log file (no terminal) the progress lines of _log_train say the same.
-                bar = tqdm(total=self.task.steps_per_epoch(), desc=f"epoch {s['epoch'] + 1}", unit="step",
-                           initial=self.task.steps_done_in_epoch(), disable=not self._show_bar,
-                           dynamic_ncols=True, leave=True, mininterval=0.5)
+                bar = epoch_bar(s.epoch, self.task.steps_per_epoch(), self.task.steps_done_in_epoch(), self._show_bar)
             step_start = time.perf_counter()
             batch = self.task.next_batch()
-            if batch is None:  # end of epoch
-                s["in_epoch"] = False
-                s["epoch"] += 1
+            if batch is None:
                 bar.close()
                 bar = None
-                if self.schedule_when == "epoch":
-                    self.scheduler.step()
-                start = self.cfg.optim.average_from_epoch
-                if start is not None and self.averaged is None and s["epoch"] >= start:
-                    log.info(f"averaging the weights of every step from epoch {s['epoch'] + 1} on")
-                    self.averaged = AveragedModel(self.model)
-                    update_average(self.averaged, self.model, keep=None)
-                self._evaluate()
-                self.save_checkpoint()
+                self._end_epoch()
                 last_checkpoint = time.monotonic()
                 continue
             out, grad_norm = self.train_step(batch)
             if self.schedule_when == "step":
                 self.scheduler.step()  # on a skipped step too: read_step_flags puts it back
-            s["step"] += 1
-            s["train_units"] += out.units
-            s["train_tokens"] += out.tokens or out.units
-            s["train_time"] += time.perf_counter() - step_start
-            window_nll = window_nll + out.nll_sum  # a tensor: no host sync per step
-            window_units += out.units
-            window_kept_units = window_kept_units + (out.units if out.kept is None else out.kept * out.units)
-            window_steps += 1
-            for name, value in out.extras.items():
-                window_extras[name] = window_extras.get(name, 0.0) + value
+            s.step += 1
+            s.train_units += out.units
+            s.train_tokens += out.tokens or out.units
+            s.train_time += time.perf_counter() - step_start
+            window.add(out)
             bar.update(1)
-            if s["step"] % t.log_every_n_steps == 0:
-                extras = {name: float(total) / max(1, window_steps) for name, total in window_extras.items()}
-                self._log_train(window_nll, window_kept_units, window_units, window_start, grad_norm, bar, extras)
-                window_nll, window_units, window_kept_units, window_start = 0.0, 0, 0, time.perf_counter()
-                window_extras, window_steps = {}, 0
-            if self.cfg.logger.histogram_every_n_steps and s["step"] % self.cfg.logger.histogram_every_n_steps == 0:
-                self.monitor.histograms(self.model, s["step"])
-            if t.val_check_interval and s["step"] % t.val_check_interval == 0:
+            if s.step % t.log_every_n_steps == 0:
+                self._log_train(window, grad_norm, bar)
+                window = LogWindow()
+            if self.cfg.logger.histogram_every_n_steps and s.step % self.cfg.logger.histogram_every_n_steps == 0:
+                self.monitor.histograms(self.model, s.step)
+            if t.val_check_interval and s.step % t.val_check_interval == 0:
                 self._evaluate()
             if checkpoint_due:
                 self.save_checkpoint()
                 last_checkpoint = time.monotonic()
         if bar is not None:
             bar.close()
+
+    def _stop_reason(self, checkpoint_due: bool) -> Tuple[Optional[str], bool]:
+        """Why the loop stops before its next step (a budget, or "signal"; None: it goes on),
+        and whether a checkpoint is due; data-parallel ranks agree on both."""
+        t = self.tcfg
+        reason = self.state.budget_reached(t) or (self.signals.received and "signal")
+        if self.dist.enabled:
+            # Clocks and signals differ between ranks: all stop (and checkpoint) together.
+            stop, checkpoint_due = any_rank([reason is not None, checkpoint_due], self.dist)
+            if stop and reason is None:
+                reason = "max_time" if t.max_time is not None and not self.signals.received else "signal"
+                if reason == "signal":
+                    self.signals.received = "a signal to another rank"
+        return reason, checkpoint_due
+
+    def _end_epoch(self) -> None:
+        """After an epoch's last batch: the per-epoch schedule, averaging from an epoch on,
+        then the epoch's evaluation and checkpoint."""
+        s = self.state
+        s.in_epoch = False
+        s.epoch += 1
+        if self.schedule_when == "epoch":
+            self.scheduler.step()
+        self.averaged = averaging.start_at_epoch(self.cfg.optim, self.averaged, self.model, s.epoch)
+        self._evaluate()
+        self.save_checkpoint()
 
     def train_step(self, batch):
         """One optimiser step on `batch`: forward, backward, clipping, update, averaging.
@@ -375,152 +271,83 @@ class Trainer:
         if self.tcfg.nonfinite != "off" and not self.scaler.is_enabled():
             # (fp16's GradScaler skips overflowing steps itself, as part of loss scaling.)
             norm = grad_norm if grad_norm is not None else grad_norm_of(self._trainable, out.loss)
-            keep = self.nonfinite.check(out.loss, norm, self.state["step"] + 1)
+            keep = self.nonfinite.check(out.loss, norm, self.state.step + 1)
             self.task.keep_step_state(keep)
-            zero = torch.zeros((), device=out.nll_sum.device)
-            out = dataclasses.replace(out, nll_sum=torch.where(keep, out.nll_sum, zero), kept=keep,
-                                      extras={k: torch.where(keep, v, zero) for k, v in out.extras.items()})
-        scale = self.task.lr_scale(batch)
-        if scale != 1.0:
-            for group in self.optimizer.param_groups:
-                group["lr"] *= scale
-        if self.scaler.is_enabled():
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            optimizer_step(self.optimizer, keep)
-        if scale != 1.0:
-            for group in self.optimizer.param_groups:
-                group["lr"] /= scale
+            out = without_skipped(out, keep)
+        step_optimizer(self.optimizer, self.scaler, keep, self.task.lr_scale(batch))
         if self.averaged is not None:
-            update_average(self.averaged, self.model, keep)
+            averaging.update_average(self.averaged, self.model, keep)
         return out, grad_norm
 
     def read_step_flags(self) -> None:
         """Read the non-finite counters of the steps since the last read (one sync), count
         them and police them: trainer.nonfinite=stop, trainer.max_nonfinite_steps."""
         report = self.nonfinite.read()
-        s, t = self.state, self.tcfg
-        s["nonfinite_in_a_row"] = report.run
+        s = self.state
+        s.nonfinite_in_a_row = report.run
         if not report.skipped:
             return
-        s["skipped_steps"] += report.skipped
+        s.skipped_steps += report.skipped
         if self.schedule_when == "step":
-            self._schedule_back(report.skipped)
-        what = f"non-finite {'loss' if report.first_was_loss else 'gradient'} at step {report.first_step}"
-        if t.nonfinite == "stop":
-            raise NlpLstmError(f"{what} (trainer.nonfinite=stop): lower optim.lr, set optim.clip_grad_norm, "
-                               "or check the data")
-        if report.longest_run >= t.max_nonfinite_steps:
-            raise NlpLstmError(f"{what}: {report.longest_run} non-finite steps in a row "
-                               f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
-                               "lower optim.lr or set optim.clip_grad_norm")
-        log.warning(f"{what}: {report.skipped} step(s) skipped since the last report ({s['skipped_steps']} so far)")
+            schedule_back(self.scheduler, report.skipped)
+        stop_or_warn(report, self.tcfg, s.skipped_steps)
 
-    def _schedule_back(self, skipped: int) -> None:
-        """A per-step schedule (warmup, cosine) counts optimiser updates, and the steps just
-        read as skipped made none: its clock goes back by them. It advanced on them because
-        the verdict stays on the device (no host read per step), so the steps between a
-        skipped one and this read ran that many steps ahead on the schedule. LambdaLR's lr
-        is a function of its count alone: one step() from the corrected count sets it."""
-        self.scheduler.last_epoch -= skipped + 1
-        self.scheduler.step()
-
-    def _log_train(self, window_nll, window_kept_units, window_units, window_start, grad_norm, bar,
-                   extras=None) -> None:
+    def _log_train(self, window: LogWindow, grad_norm, bar) -> None:
         s = self.state
+        extras = window.mean_extras()  # e.g. train/activation_reg, train/temporal_activation_reg
         self.read_step_flags()
-        mean = float(window_nll) / max(1, int(window_kept_units))
+        mean = window.mean_loss()
         if not math.isfinite(mean):
-            raise NlpLstmError(f"training loss is {mean} at step {s['step']}: lower optim.lr or set optim.clip_grad_norm")
+            raise NlpLstmError(f"training loss is {mean} at step {s.step}: lower optim.lr or set optim.clip_grad_norm")
         metrics = self.task.running_metrics(mean)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
-        metrics["skipped_steps"] = s["skipped_steps"]
-        metrics[f"{self.task.unit}_per_sec"] = window_units / max(1e-9, time.perf_counter() - window_start)
-        metrics.update(extras or {})  # e.g. train/activation_reg, train/temporal_activation_reg
+        metrics["skipped_steps"] = s.skipped_steps
+        metrics[f"{self.task.unit}_per_sec"] = window.units_per_sec()
+        metrics.update(extras)
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
-        self.monitor.scalars("train", metrics, s["step"])
-        shown = {k: f"{v:.4g}" for k, v in metrics.items()
-                 if k not in ("grad_norm", "skipped_steps") and not k.endswith("_per_sec")}
-        shown[f"{self.task.unit}/s"] = f"{metrics[f'{self.task.unit}_per_sec']:,.0f}"
-        if s["skipped_steps"]:
-            shown["skipped"] = s["skipped_steps"]
-        bar.set_postfix(shown, refresh=False)
-        progress_log.info(self._progress_line(metrics))
-
-    def _progress_line(self, metrics: Dict[str, float]) -> str:
-        """`step 1,200 | epoch 3 40% | loss 4.812 ppl 123 | lr 20 | 41,230 tokens/s`"""
-        s, done, total = self.state, self.task.steps_done_in_epoch(), self.task.steps_per_epoch()
-        epoch = f"epoch {s['epoch'] + 1}" + (f" {100 * done // max(1, total)}%" if total else "")
-        quality = " ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "ppl", "bpc", "acc") if k in metrics)
-        rate = f"{metrics[f'{self.task.unit}_per_sec']:,.0f} {self.task.unit}/s"
-        skipped = f" | skipped {s['skipped_steps']}" if s["skipped_steps"] else ""
-        return f"step {s['step']:,} | {epoch} | {quality} | lr {metrics['lr']:.3g} | {rate}{skipped}"
+        self.monitor.scalars("train", metrics, s.step)
+        bar.set_postfix(bar_postfix(metrics, self.task.unit, s.skipped_steps), refresh=False)
+        progress_log.info(progress_line(s, metrics, self.task.unit, self.task.steps_done_in_epoch(),
+                                        self.task.steps_per_epoch()))
 
     # ------------------------------------------------------------------ evaluation
-    @contextlib.contextmanager
-    def _evaluation_weights(self):
-        """Evaluate (and export) the averaged iterate once averaging has started."""
-        if self.averaged is None:
-            yield
-            return
-        current = copy.deepcopy(self.model.state_dict())
-        self.model.load_state_dict(self.averaged.module.state_dict())
-        try:
-            yield
-        finally:
-            self.model.load_state_dict(current)
-
-    def _better(self, value: float, best: Optional[float]) -> bool:
-        if not math.isfinite(value):
-            return False
-        return best is None or (value < best if self.task.monitor_mode == "min" else value > best)
-
     def _score_valid(self) -> Tuple[Dict[str, Any], bool]:
         """Validation metrics of the evaluation weights; weights that improve on the best
-        become `best_state` and the model package."""
+        become the best model and the model package."""
         s = self.state
         self.read_step_flags()
-        with self._evaluation_weights(), autocast_context(self.device, self.tcfg.precision):
+        with (averaging.evaluation_weights(self.model, self.averaged),
+              autocast_context(self.device, self.tcfg.precision)):
             metrics = self.task.evaluate("valid")
-            improved = self._better(metrics[self.task.monitor_key], (s["best"] or {}).get(self.task.monitor_key))
-            # A model with a NaN/Inf weight is never the best, whatever its metric says.
-            improved = improved and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
-            if improved:
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                if self.dist.is_main:
-                    self.task.export(self.model_dir)
-                self.package_is_best = True
-            self.task.on_evaluation(self.monitor, s["step"])
-        self.monitor.scalars("valid", self.task.charted(metrics), s["step"])
+            improved = self.best_model.offer(metrics, s.best)
+            self.task.on_evaluation(self.monitor, s.step)
+        self.monitor.scalars("valid", self.task.charted(metrics), s.step)
         return metrics, improved
 
     def _record_valid(self, metrics: Dict[str, Any], improved: bool, where: str, **entry) -> None:
         s = self.state
-        s["history"].append({"epoch": s["epoch"], "step": s["step"], "wall_time_s": round(s["wall_time"], 2),
-                             "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics, **entry})
+        s.history.append({"epoch": s.epoch, "step": s.step, "wall_time_s": round(s.wall_time, 2),
+                          "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics, **entry})
         log.info(f"{where} valid: {self.task.describe(metrics)}" + ("  (best)" if improved else ""))
 
     def _evaluate(self) -> None:
         """A scheduled evaluation: it drives the plateau schedule, NT-ASGD and early stopping."""
         s = self.state
-        if s["last_eval_step"] == s["step"]:
+        if s.last_eval_step == s.step:
             return
         metrics, improved = self._score_valid()
-        s["last_eval_step"] = s["step"]
-        previous = [h["valid"]["loss"] for h in s["history"]]
+        s.last_eval_step = s.step
+        previous = [h["valid"]["loss"] for h in s.history]
         if self.schedule_when == "eval":
             self.scheduler.step(metrics[self.task.monitor_key])
-        if (self.cfg.optim.name == "ntasgd" and self.averaged is None and len(previous) > self.cfg.optim.nonmono
-                and metrics["loss"] > min(previous[:-self.cfg.optim.nonmono])):
-            log.info(f"NT-ASGD: validation stalled, averaging iterates from step {s['step']}")
-            self.averaged = AveragedModel(self.model)
+        self.averaged = averaging.start_when_stalled(self.cfg.optim, self.averaged, self.model, previous,
+                                                     metrics["loss"], s.step)
         if improved:
-            s["best"], s["best_step"], s["evals_since_best"] = metrics, s["step"], 0
+            s.best, s.best_step, s.evals_since_best = metrics, s.step, 0
         else:
-            s["evals_since_best"] += 1
-        where = f"epoch {s['epoch'] + 1} step {s['step']}" if s["in_epoch"] else f"end of epoch {s['epoch']}"
+            s.evals_since_best += 1
+        where = f"epoch {s.epoch + 1} step {s.step}" if s.in_epoch else f"end of epoch {s.epoch}"
         self._record_valid(metrics, improved, where)
         self._write_metrics(status="running")
         self.monitor.flush()
@@ -534,53 +361,31 @@ class Trainer:
         s = self.state
         metrics, improved = self._score_valid()
         if improved:
-            s["best"], s["best_step"] = metrics, s["step"]
-        self._record_valid(metrics, improved, f"end of training (step {s['step']})", final=True)
+            s.best, s.best_step = metrics, s.step
+        self._record_valid(metrics, improved, f"end of training (step {s.step})", final=True)
 
     # ------------------------------------------------------------------ end of run
-    def _train_summary(self) -> Dict[str, Any]:
-        s = self.state
-        seconds = max(1e-9, s["train_time"])
-        # Data-parallel: every rank trains on an equal share, so rank 0's count x world.
-        world = self.dist.world_size
-        rates = {f"{self.task.unit}_per_sec": world * s["train_units"] / seconds,
-                 "tokens_per_sec": world * s["train_tokens"] / seconds}
-        return {**rates,
-                "steps": s["step"], "epochs": s["epoch"], "wall_time_s": round(s["wall_time"], 2),
-                "skipped_steps": s.get("skipped_steps", 0),
-                self.task.unit: s["train_units"], "stop_reason": s["stop_reason"]}
-
     def _write_metrics(self, status: str, **extra) -> None:
         s = self.state
         self.monitor.write_metrics({
-            "status": status, "best_valid": s["best"], "best_step": s["best_step"], **extra,
-            "train": self._train_summary(), "params": self._params, "history": s["history"],
+            "status": status, "best_valid": s.best, "best_step": s.best_step, **extra,
+            "train": train_summary(s, self.task.unit, self.dist.world_size), "params": self._params,
+            "history": s.history,
             **({"data": self.task.data_summary()} if self.task.data_summary() else {}),
         })
 
     def _finish(self) -> Dict[str, Any]:
         s = self.state
         self.save_checkpoint()
-        if s["step"] > s["last_eval_step"]:
+        if s.step > s.last_eval_step:
             self._final_evaluation()
-        if self.best_state is None:
-            raise NlpLstmError("no finite validation result: no model was saved (check the learning rate)")
-        self.model.load_state_dict(self.best_state)
-        if self.dist.is_main and not self.package_is_best:  # resumed, and no better model since
-            self.task.export(self.model_dir)
-        best_valid = s["best"]  # scored on exactly these weights when they became the best
+        self.best_model.load()
+        best_valid = s.best  # scored on exactly these weights when they became the best
         with autocast_context(self.device, self.tcfg.precision):
             test = self.task.evaluate("test") if self.task.has_split("test") else None
-        self.task.on_finish(self.monitor, s["step"])
-        # The best model's numbers, for the HParams tab: valid_best/<metric> on valid and
-        # valid_best/test_<metric> on test. The group sorts after train/ and valid/, so Time
-        # Series (which opens its first two groups) shows the curves first.
-        final = {f"valid_best/{prefix}{k}": float(metrics[k]) for prefix, metrics in (("", best_valid), ("test_", test))
-                 if metrics for k in self.task.headline_keys if isinstance(metrics.get(k), (int, float))}
-        self.monitor.hparams(self.task.hparams(), final)
+        self.task.on_finish(self.monitor, s.step)
+        self.monitor.hparams(self.task.hparams(), best_model_numbers(best_valid, test, self.task.headline_keys))
         self._write_metrics(status="completed", **({"test": test} if test is not None else {}))
         log.info(f"best valid: {self.task.describe(best_valid)}" + (f" | test: {self.task.describe(test)}" if test else ""))
         log.info(f"model package: {self.model_dir}")
-        objective = self.task.objective_key or self.task.monitor_key
-        return {"best_valid": best_valid, "test": test, "train": self._train_summary(),
-                "objective": {"metric": objective, "value": best_valid[objective]}}
+        return run_result(self.task, best_valid, test, train_summary(s, self.task.unit, self.dist.world_size))

@@ -27,7 +27,7 @@ def test_resident_memory_does_not_grow_over_thousands_of_steps(tmp_path):
 
     def sample():
         while not stop.wait(0.02):
-            samples.append((trainer.state["step"], PeakMemory.rss_mb()))
+            samples.append((trainer.state.step, PeakMemory.rss_mb()))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -36,7 +36,7 @@ def test_resident_memory_does_not_grow_over_thousands_of_steps(tmp_path):
     finally:
         stop.set()
         sampler.join()
-    assert trainer.state["step"] == 1200
+    assert trainer.state.step == 1200
     # Allocator warm-up happens early: compare the second quarter with the last one.
     early = [rss for step, rss in samples if 300 <= step < 600]
     late = [rss for step, rss in samples if 900 <= step < 1200]

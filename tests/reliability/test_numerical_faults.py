@@ -62,7 +62,7 @@ def test_nonfinite_steps_are_skipped_and_counted_and_nothing_else_is_touched(tmp
         assert bool(out.kept) != has_fault  # a skipped step trains on nothing
         assert torch.isfinite(out.nll_sum)  # and never poisons the running loss
     trainer.read_step_flags()  # the flags stay on the device until log time
-    assert faulty >= 1 and trainer.state["skipped_steps"] == faulty
+    assert faulty >= 1 and trainer.state.skipped_steps == faulty
     weights = dict(task.model.named_parameters())
     rows = torch.ones(weights["embedding.weight"].size(0), dtype=torch.bool)
     rows[fault] = False
@@ -134,8 +134,8 @@ def test_a_skipped_step_does_not_advance_the_per_step_schedule(tmp_path, log_eve
     trainer.train_step = recording_step
     with pytest.raises(NlpLstmError, match="no finite validation result"):
         trainer.fit()  # the faulty embedding row stays inf: no model is ever the best
-    skipped = trainer.state["skipped_steps"]
-    assert trainer.state["step"] == steps and skipped >= 1
+    skipped = trainer.state.skipped_steps
+    assert trainer.state.step == steps and skipped >= 1
     base = trainer.cfg.optim.lr
     assert trainer.scheduler.last_epoch == steps - skipped
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(base * (steps - skipped + 1) / 100)
