@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -96,8 +97,6 @@ def run_started(run_dir: Path) -> bool:
 
 
 def _read_marker(run_dir: Path) -> Dict[str, Any]:
-    import json
-
     path = Path(run_dir) / RUN_MARKER
     try:
         marker = json.loads(path.read_text(encoding="utf-8"))

@@ -18,6 +18,7 @@ from typing import Any, List, Tuple
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from nlp_lstm.errors import ConfigError, NlpLstmError
 
@@ -128,8 +129,6 @@ class _WholeStep(torch.nn.Module):
 def data_parallel_step(task, device: torch.device) -> torch.nn.Module:
     """The task's training step under DistributedDataParallel: `step(batch)` runs it and
     returns the loss, `step.module.output` holds its StepOutput."""
-    from torch.nn.parallel import DistributedDataParallel
-
     return DistributedDataParallel(_WholeStep(task), device_ids=[device.index] if device.type == "cuda" else None)
 
 

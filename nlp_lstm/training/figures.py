@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 
 def _pyplot():
     import matplotlib
@@ -23,8 +25,6 @@ def _side(n: int) -> float:
 def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]):
     """Gold (rows) against predicted (columns), coloured by the share of each gold row, the
     counts written in the cells."""
-    import numpy as np
-
     plt = _pyplot()
     counts = np.asarray(matrix, dtype=float)
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
@@ -50,8 +50,6 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]):
 def transitions_figure(tags: Sequence[str], transitions):
     """The CRF's transition scores, from (rows) -> to (columns), on a diverging scale around
     0; forbidden transitions (the scheme's constraints) show as the minimum."""
-    import numpy as np
-
     plt = _pyplot()
     scores = np.asarray(transitions, dtype=float)
     finite = scores[np.isfinite(scores)]

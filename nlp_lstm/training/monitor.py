@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from nlp_lstm.fileio import atomic_write_json
+from nlp_lstm.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("nlp_lstm")
 
@@ -37,7 +37,7 @@ class Monitor:
         self.metrics_path = run_dir / "metrics.json"
         self.writer = None
         self.log_dir = tensorboard_dir(run_dir)
-        if tensorboard:
+        if tensorboard:  # tensorboard's modules are imported by the runs that write to it
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: after a resume, events past the checkpoint's step written by the
@@ -96,8 +96,6 @@ class Monitor:
         if not self.writer:
             return
         from tensorboard.plugins import projector
-
-        from nlp_lstm.fileio import atomic_write_text
 
         folder = self.log_dir / tag
         folder.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nlp_lstm.training.state import TrainerState
 from nlp_lstm.training.task import StepOutput
@@ -31,7 +32,6 @@ def terminal_logging(bar_shown: bool):
     if not bar_shown:
         yield
         return
-    from tqdm.contrib.logging import logging_redirect_tqdm
 
     loggers = [logger for logger in (logging.getLogger(), logging.getLogger("nlp_lstm"))
                if any(type(h) is logging.StreamHandler for h in logger.handlers)]

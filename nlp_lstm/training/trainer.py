@@ -27,17 +27,22 @@ from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import recover_directory
 from nlp_lstm.training import averaging
 from nlp_lstm.training.best_model import BestModel
-from nlp_lstm.training.checkpoint import (check_same_run, load_checkpoint, read_run_marker, rng_state, run_started,
-                                          save_checkpoint, set_rng_state)
+from nlp_lstm.training.checkpoint import (
+    check_same_run,
+    load_checkpoint,
+    read_run_marker,
+    rng_state,
+    run_started,
+    save_checkpoint,
+    set_rng_state,
+)
 from nlp_lstm.training.distributed import SINGLE, DistInfo, any_rank, data_parallel_step, gather_objects, rank_share
 from nlp_lstm.training.monitor import Monitor
 from nlp_lstm.training.nonfinite import NonfiniteSteps, grad_norm_of, stop_or_warn, without_skipped
 from nlp_lstm.training.optim import build_optimizer, build_scheduler, schedule_back
 from nlp_lstm.training.optimizer_step import step_optimizer
-from nlp_lstm.training.progress import (LogWindow, bar_postfix, epoch_bar, progress_line, progress_log,
-                                       terminal_logging)
-from nlp_lstm.training.report import (best_model_numbers, chart_layout, completed_metrics, run_result,
-                                     train_summary)
+from nlp_lstm.training.progress import LogWindow, bar_postfix, epoch_bar, progress_line, progress_log, terminal_logging
+from nlp_lstm.training.report import best_model_numbers, chart_layout, completed_metrics, run_result, train_summary
 from nlp_lstm.training.state import TrainerState
 from nlp_lstm.training.stop_signals import StopSignals
 from nlp_lstm.training.task import TrainingTask
