@@ -29,6 +29,7 @@ from nlp_lstm.serve.work import ModelWork, score_total, tag_kind, tag_results, t
 logger = logging.getLogger("nlp_lstm.serve")
 
 ROUTES = {"/": "GET", "/health": "GET", "/metrics": "GET", "/tag": "POST", "/score": "POST", "/generate": "POST"}
+INLINE_TOKENIZING = 20_000  # characters (or sentences of tokens) a request is tokenized in on the event loop
 ROUTES_OF = {"tagger": ("/tag",), "lm": ("/score", "/generate")}
 # The page loads nothing from elsewhere, and the browser is told so.
 PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
@@ -162,8 +163,12 @@ def create_app(settings: ServeSettings, model=None) -> FastAPI:
             if (body.nbest or body.marginals) and model.model.crf is None:
                 raise BadRequest(f"{'nbest' if body.nbest else 'marginals'} need a CRF head; this tagger has a "
                                  "softmax head")
-            # Tokenizing a large body is CPU work: off the event loop, which keeps answering others.
-            sentences = await run_in_threadpool(tag_units, body)
+            # Tokenizing a large body is CPU work: off the event loop, which keeps answering others
+            # (a short one costs less than the hop to a thread).
+            if sum(map(len, body.texts or [])) + sum(map(len, body.tokens or [])) > INLINE_TOKENIZING:
+                sentences = await run_in_threadpool(tag_units, body)
+            else:
+                sentences = tag_units(body)
             predictions = await answer(tag_kind(body), sentences, token_costs(sentences))
             return {"results": tag_results(body, sentences, predictions)}
     else:
