@@ -119,3 +119,20 @@ def test_the_page_shows_the_text_with_its_spans_labelled_in_a_browser(trained_ta
                f'{span["confidence"]:.3f}"'
         assert mark in dom, dom[-3000:]
         assert f'{span["text"]}<span class="span-label"' in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render the page")
+def test_an_lm_page_scores_the_linked_text_in_a_browser(trained_lm, tmp_path):
+    from serve_helpers import thread_server
+
+    from nlp_lstm.serve.app import create_app
+    from nlp_lstm.serve.settings import ServeSettings
+
+    model = trained_lm["run_dir"] / "model"
+    ppl = nlp_lstm.load(model, device="cpu").score_lines(["the cat sat on the mat ."], 10)["ppl"]
+    with thread_server(create_app(ServeSettings(model=str(model), device="cpu"))) as url:
+        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+                              "--virtual-time-budget=10000", "--dump-dom", f"{url}/?text=the%20cat%20sat%20on%20the"
+                              "%20mat%20."], capture_output=True, text=True, timeout=120).stdout
+    assert '<table id="scores">' in dom, dom[-3000:]
+    assert f'<td>the cat sat on the mat .</td><td class="number">8</td><td class="number">{ppl:.2f}</td>' in dom
