@@ -104,7 +104,7 @@ def test_concurrent_requests_share_batches_and_each_gets_its_own_answer(trained_
         async with httpx.AsyncClient(timeout=60) as client:
             return await asyncio.gather(*(client.post(url + "/tag", json={"texts": [t]}) for t in texts))
 
-    with served(trained_tagger["run_dir"], max_wait_ms=200) as url:
+    with served(trained_tagger["run_dir"], max_wait_ms=500) as url:
         answers = asyncio.run(clients(url))
         batches = metric_samples(url, "nlp_lstm_batch_sentences")
     assert [a.status_code for a in answers] == [200] * len(texts)
