@@ -72,7 +72,7 @@ def test_the_cycle_finder_finds_a_circle():
 
 
 # layer -> layers it must not import (the README's Layout: data <- models <- inference <- tasks,
-# training <- tasks <- entry points)
+# training <- tasks <- entry points; inference <- serve <- cli: the server is the inference layer over HTTP)
 FORBIDDEN = {
     "nlp_lstm.data": ("nlp_lstm.models", "nlp_lstm.inference", "nlp_lstm.training", "nlp_lstm.tasks",
                       "nlp_lstm.cli"),
@@ -80,6 +80,7 @@ FORBIDDEN = {
     "nlp_lstm.inference": ("nlp_lstm.training", "nlp_lstm.tasks", "nlp_lstm.cli", "nlp_lstm.train_entry"),
     "nlp_lstm.training": ("nlp_lstm.inference", "nlp_lstm.tasks", "nlp_lstm.cli", "nlp_lstm.train_entry"),
     "nlp_lstm.tasks": ("nlp_lstm.cli", "nlp_lstm.train_entry"),
+    "nlp_lstm.serve": ("nlp_lstm.training", "nlp_lstm.tasks", "nlp_lstm.cli", "nlp_lstm.train_entry"),
 }
 
 

@@ -4,6 +4,7 @@
     nlp-lstm score MODEL FILE
     nlp-lstm evaluate MODEL --split test
     echo "The cat sat on the mat ." | nlp-lstm tag MODEL --format conll
+    nlp-lstm serve MODEL --port 8000
     nlp-lstm data fetch wikitext2 | data stats wikitext2 | data list
 """
 
@@ -20,7 +21,7 @@ from nlp_lstm.errors import NlpLstmError
 # A command's module is imported once the arguments parse, so `--help` and usage errors
 # answer without importing torch.
 COMMANDS = {"generate": "lm", "score": "lm", "evaluate": "evaluate", "tag": "tag", "bench": "bench",
-            "vectors": "export", "export": "export", "data": "data"}
+            "vectors": "export", "export": "export", "data": "data", "serve": "serve"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -43,6 +43,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its usage errors as one line (like every other error here)."""
 
@@ -160,6 +167,32 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto: bf16 where the hardware computes it natively (a CPU with AVX512-BF16 or AMX, "
                           "a CUDA card with bf16), else fp32")
     tag.add_argument("--device", default="auto")
+
+    srv = sub.add_parser("serve", help="serve a tagger or LM over HTTP (needs the serve extra)",
+                         description="Taggers: POST /tag; LMs: POST /score and /generate; every model: GET /health, "
+                                     "/metrics (Prometheus) and a page at /. Requests are batched: they wait in one "
+                                     "bounded queue for one model thread. SIGTERM or Ctrl-C finishes the requests "
+                                     "in flight and exits 0.")
+    srv.add_argument("model")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only; "
+                                                         "0.0.0.0 for every interface)")
+    srv.add_argument("--port", type=_non_negative_int, default=8000)
+    srv.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                     help="taggers, as for tag (LMs compute in fp32)")
+    srv.add_argument("--max-batch-size", type=_positive_int, default=256,
+                     help="sentences the model runs at once (texts, prompts for an LM)")
+    srv.add_argument("--max-batch-tokens", type=_positive_int, default=16384,
+                     help="tokens the model runs at once; a longer sentence runs alone, never cut")
+    srv.add_argument("--max-wait-ms", type=_non_negative, default=5.0,
+                     help="how long the first waiting sentence waits for others to share its batch")
+    srv.add_argument("--max-queue", type=_positive_int, default=8192,
+                     help="sentences that may wait; past it a request gets 503 with Retry-After")
+    srv.add_argument("--max-body-mb", type=_positive, default=4.0, help="larger request bodies get 413")
+    srv.add_argument("--workers", type=_positive_int, default=1,
+                     help="processes, each with its own model and a share of the CPU threads")
+    srv.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                     help="let pages from ORIGIN call the server from a browser (repeatable; none by default)")
+    srv.add_argument("--device", default="auto")
 
     exp = sub.add_parser("export", help="write a tagger's network as ONNX plus what decoding needs (tagger.json)",
                          description="OUT/model.onnx (dynamic batch and length; inputs words, chars, lengths and "

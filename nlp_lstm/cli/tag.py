@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Any, Dict
 
 from nlp_lstm.cli.inputs import columns_to_read, detected
 from nlp_lstm.data.conll import line_comment
@@ -15,7 +14,7 @@ from nlp_lstm.data.tag_files import (conll_sentences, conllu_sentences, format_c
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import atomic_open
 from nlp_lstm.inference import load
-from nlp_lstm.inference.records import token_records
+from nlp_lstm.inference.records import jsonl_record
 from nlp_lstm.inference.tag_stream import tag_stream
 
 
@@ -45,7 +44,7 @@ def tag(args) -> None:
         written = 0  # sentences written: CoNLL-U sent_id
         text_line = None  # text format: the input line now being written
         for sentence, prediction in results:
-            tags, spans = prediction.tags, prediction.spans
+            tags = prediction.tags
             if args.format == "text":
                 # One output line per input line: a paragraph's sentences are joined back on
                 # its line, a blank line stays blank.
@@ -56,18 +55,7 @@ def tag(args) -> None:
             elif args.format == "jsonl":
                 # Every input line gets a record (a blank one, no tokens), numbered, so
                 # records line up with the input.
-                record: Dict[str, Any] = {"line": sentence.line}
-                if args.split_sentences:
-                    record["sentence_start"] = sentence.text_start
-                record["tokens"] = token_records(sentence, tags)
-                if sentence.text is not None:
-                    record["text"] = sentence.text
-                if spans is not None:
-                    record["spans"] = spans
-                if args.nbest and sentence.words:
-                    record["nbest"] = [{"tags": t, "score": score} for t, score in prediction.nbest]
-                if args.marginals and sentence.words:
-                    record["marginals"] = prediction.marginals
+                record = jsonl_record(sentence, prediction, sentence_start=args.split_sentences)
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             elif not sentence.words:
                 continue  # a blank line is no sentence; `# line = N` maps the others back

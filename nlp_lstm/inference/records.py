@@ -29,6 +29,27 @@ def token_records(sentence: InputSentence, tags: Sequence[str]) -> List[Dict[str
             for w, t, (a, b) in zip(sentence.words, tags, sentence.offsets)]
 
 
+def jsonl_record(sentence: InputSentence, prediction: "Prediction", sentence_start: bool = False) -> Dict[str, Any]:
+    """The record `nlp-lstm tag --format jsonl` writes for a sentence (and the server's
+    answer for it): its input line, the sentence's start in the line (`sentence_start`,
+    where lines were split into sentences), tokens with tags and offsets, its text, spans,
+    and the n-best sequences and marginals where the prediction carries them (a blank line
+    has neither: it has no tokens)."""
+    record: Dict[str, Any] = {"line": sentence.line}
+    if sentence_start:
+        record["sentence_start"] = sentence.text_start
+    record["tokens"] = token_records(sentence, prediction.tags)
+    if sentence.text is not None:
+        record["text"] = sentence.text
+    if prediction.spans is not None:
+        record["spans"] = prediction.spans
+    if prediction.nbest is not None and sentence.words:
+        record["nbest"] = [{"tags": tags, "score": score} for tags, score in prediction.nbest]
+    if prediction.marginals is not None and sentence.words:
+        record["marginals"] = prediction.marginals
+    return record
+
+
 def span_record(sentence: InputSentence, span: Span) -> Dict[str, Any]:
     label, start, end, confidence = span
     record: Dict[str, Any] = {"type": label, "start": start, "end": end,
