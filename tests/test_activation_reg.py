@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.runs import run_train
 from nlp_lstm.config import ModelConfig, TaggerModelConfig
 from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.lm import RNNLanguageModel

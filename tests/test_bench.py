@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, text_data_overrides
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.paths import ROOT
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 
 def run_bench(args, data_dir, timeout=300):

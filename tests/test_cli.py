@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from helpers.runs import run_cli
 
 
 def test_generate_is_reproducible_with_a_seed(trained_lm):
@@ -79,7 +79,7 @@ def test_score_streams_a_file_and_gives_score_lines_numbers(trained_lm, tmp_path
     """`nlp-lstm score` encodes the file in chunks to a memory-mapped id file: the numbers
     are those of scoring the lines in memory; the progress bar is on stderr when asked."""
     import nlp_lstm
-    from conftest import make_lines
+    from helpers.corpora import make_lines
 
     lines = make_lines(21_000, 12)  # more than one encoding chunk (20,000 lines)
     (tmp_path / "big.txt").write_text("\n".join(lines) + "\n")

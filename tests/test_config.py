@@ -9,7 +9,8 @@ from nlp_lstm.config import (Config, LMTaskConfig, TaggerModelConfig, TaggingDat
                              register_configs, validate)
 from nlp_lstm.errors import ConfigError
 
-from conftest import ROOT, run_train
+from helpers.paths import ROOT
+from helpers.runs import run_train
 
 CONF = ROOT / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.paths import ROOT
+from helpers.runs import run_train
 from nlp_lstm.training.checkpoint import load_checkpoint
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 NO_DROPOUT = ["model.dropout_embedding=0", "model.dropout_input=0", "model.dropout_hidden=0",
               "model.dropout_output=0", "model.weight_drop=0"]

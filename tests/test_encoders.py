@@ -69,7 +69,7 @@ def test_a_batch_encodes_each_distinct_words_characters_once_with_the_same_resul
     from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode
     from nlp_lstm.data.tagging_batch import collate
     from nlp_lstm.inference.tagger_package import build_tagger
-    from tagging_fixtures import make_sentence
+    from helpers.tagging import make_sentence
 
     rng = random.Random(4)
     sentences = [Sentence([w for w, _, _ in s], [c for _, _, c in s]) for s in (make_sentence(rng) for _ in range(40))]

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import nlp_lstm
-from conftest import run_cli, run_train
+from helpers.runs import run_cli, run_train
 from nlp_lstm.inference.export import viterbi
-from tagging_fixtures import TINY_TAGGER, conll_overrides, make_sentence, tagging_corpus
+from helpers.tagging import TINY_TAGGER, conll_overrides, make_sentence, tagging_corpus
 
 ort = pytest.importorskip("onnxruntime")
 

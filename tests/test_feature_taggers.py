@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 import nlp_lstm
-from conftest import run_cli, run_train
+from helpers.runs import run_cli, run_train
 from nlp_lstm.errors import ConfigError, NlpLstmError
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
 
 
 def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_MODEL, run_train, step_trainer, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.runs import run_train, step_trainer
 from nlp_lstm.models.rnn import RNNLayer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")]
@@ -147,7 +148,7 @@ def test_bidirectional_lm_trains_on_cuda(tmp_path, text_corpus):
 
 
 def test_tagger_trains_on_cuda(tmp_path):
-    from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+    from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
     corpus = tagging_corpus(tmp_path / "corpus")
     run_dir = tmp_path / "run"
@@ -160,12 +161,12 @@ def test_tagger_trains_on_cuda(tmp_path):
 
 @pytest.mark.parametrize("task", ["lm", "tagger"])
 def test_resume_on_cuda_equals_the_uninterrupted_run(tmp_path, text_corpus, task):
-    from resume_helpers import straight_and_split
+    from helpers.resume import straight_and_split
 
     if task == "lm":
         common = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.val_check_interval=4"]
     else:
-        from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+        from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
         common = conll_overrides(tagging_corpus(tmp_path / "corpus")) + TINY_TAGGER + ["trainer.val_check_interval=5"]
     common += ["trainer.device=cuda", "trainer.deterministic=true", "trainer.max_epochs=null",
@@ -216,7 +217,7 @@ def test_a_training_step_on_cuda_never_synchronises(tmp_path, text_corpus, what)
         if what == "lm_ntasgd_averaging":
             overrides += ["optim=ntasgd"]
     else:
-        from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+        from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
         overrides = conll_overrides(tagging_corpus(tmp_path / "corpus"), pos_feature=True) + TINY_TAGGER + [
             f"model.head={what.split('_')[1]}", "model.lm_loss_weight=0.1", f"paths.data_dir={tmp_path / 'data'}"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import step_trainer
+from helpers.runs import step_trainer
 from nlp_lstm.models.rnn import RNNLayer
 from nlp_lstm.models.softmax import ROW_CHUNK, row_chunk
 
@@ -128,7 +128,7 @@ class _RecordHostSyncs(TorchDispatchMode):
 def test_a_tagger_training_step_never_waits_for_the_host(tmp_path, head, optim):
     """The tagger's step (char CNN, CRF or softmax head, auxiliary LM cost), its optimiser
     update and the default non-finite check (trainer.nonfinite=skip) read nothing back."""
-    from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+    from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
     corpus = tagging_corpus(tmp_path / "corpus")
     trainer, task = step_trainer(tmp_path, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + [
@@ -148,7 +148,7 @@ def test_a_language_model_training_step_never_waits_for_the_host(tmp_path, nonfi
     """The non-finite check keeps its flag on the device: the fused optimiser skips the
     update with it (as under GradScaler), the carried state and the iterate average are
     masked with it, and its counters are read at log time, not in the step."""
-    from conftest import TINY_MODEL, make_lines, text_data_overrides, write_lines
+    from helpers.corpora import TINY_MODEL, make_lines, text_data_overrides, write_lines
     from torch.optim.swa_utils import AveragedModel
 
     corpus = {s: write_lines(tmp_path / f"{s}.txt", make_lines(200, i)) for i, s in enumerate(("train", "valid", "test"))}

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, TINY_MODEL, text_data_overrides
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.paths import ROOT
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import nlp_lstm
-from conftest import TINY_MODEL, make_lines, run_train, text_data_overrides, write_lines
+from helpers.corpora import TINY_MODEL, make_lines, text_data_overrides, write_lines
+from helpers.runs import run_train
 from nlp_lstm.errors import ConfigError
 from nlp_lstm.train_entry import build_task, compose_config
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
 
 
 def new_text(directory):
@@ -159,7 +160,7 @@ def test_every_model_key_is_either_carried_over_or_set_per_run():
 
     from nlp_lstm.config import TaggerModelConfig
     from nlp_lstm.tasks.init_from import PER_RUN, merged_model_config
-    from conftest import ROOT
+    from helpers.paths import ROOT
 
     keys = {f.name for f in fields(TaggerModelConfig)}
     assert set(PER_RUN) <= keys

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_MODEL, make_lines, write_lines
+from helpers.corpora import TINY_MODEL, make_lines, write_lines
+from helpers.paths import ROOT
 from nlp_lstm.config import DataConfig, TokenizerConfig
 from nlp_lstm.data.lm_batches import TrainStream, eval_batches
 from nlp_lstm.data.lm_corpus import prepare_lm_corpus

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from helpers.runs import run_cli
 from nlp_lstm.config import ModelConfig
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.inference.lm_cache import score_with_cache

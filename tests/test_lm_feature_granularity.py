@@ -11,7 +11,8 @@ import json
 import pytest
 import torch
 
-from conftest import make_lines, run_train, text_data_overrides, write_lines
+from helpers.corpora import make_lines, text_data_overrides, write_lines
+from helpers.runs import run_train
 from nlp_lstm.config import ModelConfig, TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
 from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode, lm_stream
@@ -20,7 +21,7 @@ from nlp_lstm.errors import ConfigError
 from nlp_lstm.data.tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.tagger import SequenceTagger
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 SENTENCES = [["the", "old", "cat", "saw", "Paris", "."], ["a", "dog", "."], ["Bob", "likes", "the", "small", "river"]]
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import nlp_lstm
-from conftest import TINY_MODEL, make_lines, write_lines
+from helpers.corpora import TINY_MODEL, make_lines, write_lines
 from nlp_lstm.config import DataConfig
 from nlp_lstm.data.lm_corpus import read_lm_splits
-from tagging_fixtures import TINY_TAGGER, write_conll
+from helpers.tagging import TINY_TAGGER, write_conll
 
 SHORT = ["trainer.max_steps=3", "trainer.max_epochs=null", "trainer.max_time=null", "logger.tensorboard=false"]
 NO_TEST = "no test split (data.test unset): the run ends without a test evaluation"

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from setuptools import find_packages
 
-from conftest import ROOT, TINY_MODEL, make_lines, write_lines
+from helpers.corpora import TINY_MODEL, make_lines, write_lines
+from helpers.paths import ROOT
 
 SOURCE = ["pyproject.toml", "README.md", "nlp_lstm", "conf"]
 

@@ -6,7 +6,8 @@ import json
 
 import torch
 
-from conftest import TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.runs import run_train
 from nlp_lstm import device as precision
 from nlp_lstm.device import cpu_has_native_bf16, resolve_precision
 

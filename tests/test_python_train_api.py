@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import nlp_lstm
-from conftest import TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.runs import run_train
 from nlp_lstm.errors import ConfigError, NlpLstmError
 
 

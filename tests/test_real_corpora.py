@@ -6,7 +6,7 @@ slip in the word pipeline shows up as a number that no longer matches.
 
 import pytest
 
-from conftest import MIRROR
+from helpers.paths import MIRROR
 from nlp_lstm.config import DataConfig, TokenizerConfig
 from nlp_lstm.data.fetch import fetch_corpus
 from nlp_lstm.data.lm_corpus import corpus_stats, prepare_lm_corpus

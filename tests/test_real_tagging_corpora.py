@@ -3,7 +3,7 @@ published sentence, token and entity count must match."""
 
 import pytest
 
-from conftest import MIRROR
+from helpers.paths import MIRROR
 from nlp_lstm.data.conll import read_conll, read_conllu
 from nlp_lstm.data.fetch import fetch_corpus
 from nlp_lstm.data.tag_schemes import check_tags, spans_from_tags

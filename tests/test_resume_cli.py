@@ -4,7 +4,8 @@ finished run changes nothing. (The signal path: tests/reliability/test_interrupt
 
 import json
 
-from conftest import TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.runs import run_train
 
 
 def _common(corpus):

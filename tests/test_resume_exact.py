@@ -11,10 +11,12 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.paths import ROOT
+from helpers.runs import run_train
 from nlp_lstm.training.checkpoint import load_checkpoint
-from resume_helpers import straight_and_split
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+from helpers.resume import straight_and_split
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 QUIET = ["trainer.max_epochs=null", "trainer.max_time=null", "logger.tensorboard=false", "trainer.progress_bar=false"]
 

@@ -16,10 +16,10 @@ pytest.importorskip("uvicorn")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import nlp_lstm  # noqa: E402
-from conftest import run_cli  # noqa: E402
+from helpers.runs import run_cli  # noqa: E402
 from nlp_lstm.serve.app import create_app  # noqa: E402
 from nlp_lstm.serve.settings import ServeSettings  # noqa: E402
-from serve_helpers import jsonl, thread_server  # noqa: E402
+from helpers.serve import jsonl, thread_server  # noqa: E402
 
 LINES = ["the old cat saw a dog near the river .", "", "Alice likes the red house .",
          "every happy man chased Bob with a small bird .", "  the report ,  ( London ) ... xylophone !  "]

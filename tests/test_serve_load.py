@@ -12,10 +12,10 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import ROOT  # noqa: E402
+from helpers.paths import ROOT  # noqa: E402
 from nlp_lstm.serve.app import create_app  # noqa: E402
 from nlp_lstm.serve.settings import ServeSettings  # noqa: E402
-from serve_helpers import thread_server  # noqa: E402
+from helpers.serve import thread_server  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "serve_load.py"
 

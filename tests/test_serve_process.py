@@ -18,8 +18,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 import nlp_lstm  # noqa: E402
-from conftest import ROOT  # noqa: E402
-from serve_helpers import ServeProcess  # noqa: E402
+from helpers.paths import ROOT  # noqa: E402
+from helpers.serve import ServeProcess  # noqa: E402
 
 TEXTS = ["the old cat saw a dog near the river .", "Alice likes the red house .", "Bob reads a report .",
          "every happy man chased a small bird ."]
@@ -84,7 +84,7 @@ def test_without_the_serve_extra_serve_says_how_to_install_it_and_tag_still_work
 
 
 def test_a_tagger_that_needs_an_input_column_is_refused_in_one_line(tmp_path):
-    from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
+    from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
 
     corpus = tagging_corpus(tmp_path / "corpus")
     package = untrained_package(conll_overrides(corpus, pos_feature=True) + TINY_TAGGER, tmp_path / "run",
@@ -101,7 +101,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render the page")
 def test_the_page_shows_the_text_with_its_spans_labelled_in_a_browser(trained_tagger, tmp_path):
-    from serve_helpers import thread_server
+    from helpers.serve import thread_server
 
     from nlp_lstm.serve.app import create_app
     from nlp_lstm.serve.settings import ServeSettings
@@ -123,7 +123,7 @@ def test_the_page_shows_the_text_with_its_spans_labelled_in_a_browser(trained_ta
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render the page")
 def test_an_lm_page_scores_the_linked_text_in_a_browser(trained_lm, tmp_path):
-    from serve_helpers import thread_server
+    from helpers.serve import thread_server
 
     from nlp_lstm.serve.app import create_app
     from nlp_lstm.serve.settings import ServeSettings

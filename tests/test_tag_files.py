@@ -17,15 +17,15 @@ import pytest
 import torch
 
 import nlp_lstm
-from conftest import run_cli, run_train
+from helpers.runs import run_cli, run_train
 from nlp_lstm.cli import main
 from nlp_lstm.data.tag_files import (InputSentence, conllu_sentences, detect_input, format_conllu, input_lines,
                                      split_sentences, tokenize)
 from nlp_lstm.data.tag_schemes import spans_from_tags
 from nlp_lstm.errors import DataError
 from nlp_lstm.inference.tag_stream import tag_stream
-from tagging_fixtures import (ADJ, DET, NOUN, TINY_TAGGER, VERB, conll_overrides, make_sentence, tagging_corpus,
-                              write_conll)
+from helpers.tagging import (ADJ, DET, NOUN, TINY_TAGGER, VERB, conll_overrides, make_sentence, tagging_corpus,
+                             write_conll)
 
 
 @pytest.fixture(scope="module")

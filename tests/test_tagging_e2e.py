@@ -7,8 +7,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import nlp_lstm
 from nlp_lstm.training.checkpoint import load_checkpoint
-from conftest import run_cli, run_train
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+from helpers.runs import run_cli, run_train
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 
 def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
@@ -174,7 +174,7 @@ def test_no_dev_split_holds_out_part_of_train(tmp_path):
 
 
 def test_tagging_resume_is_exact(tmp_path):
-    from resume_helpers import straight_and_split
+    from helpers.resume import straight_and_split
 
     corpus = tagging_corpus(tmp_path / "corpus")
     common = conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=null", "trainer.max_time=null",
@@ -190,7 +190,7 @@ def test_tagger_with_frozen_bidirectional_lm_features(tmp_path):
 
     import torch
 
-    from conftest import TINY_MODEL, text_data_overrides
+    from helpers.corpora import TINY_MODEL, text_data_overrides
     from nlp_lstm.data.conll import read_conll
 
     corpus = tagging_corpus(tmp_path / "corpus")

@@ -5,7 +5,7 @@ from nlp_lstm.data.tokenizers import (CharTokenizer, SentencePieceTokenizer, Wor
                                       load_tokenizer, save_tokenizer)
 from nlp_lstm.errors import ModelPackageError
 
-from conftest import make_lines
+from helpers.corpora import make_lines
 
 LINES = ["the cat sat", "", "the dog sat down"]
 

@@ -10,7 +10,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import nlp_lstm
 from nlp_lstm.training.checkpoint import load_checkpoint
-from conftest import TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.runs import run_train
 
 
 def _events(run_dir):
@@ -186,7 +187,7 @@ def test_hydra_multirun_sweep(tmp_path, text_corpus):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers.paths import ROOT
 
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", "model.cell=lstm,gru", f"hydra.sweep.dir={sweep}",

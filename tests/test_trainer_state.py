@@ -7,9 +7,10 @@ import shutil
 
 import torch
 
-from conftest import TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.runs import run_train
 from nlp_lstm.training.checkpoint import load_checkpoint, save_checkpoint
-from resume_helpers import same_run
+from helpers.resume import same_run
 
 # The trainer state as every checkpoint of format 2 holds it (written by the trainer of
 # 2026-11-27 on, a dict of these keys in this order).

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import termios
 
-from conftest import ROOT, TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.paths import ROOT
+from helpers.runs import run_train
 
 PROGRESS = re.compile(r"step [\d,]+ \| epoch \d+ \d+% \| loss [\d.]+ ppl [\d.]+ \| lr [\d.e+-]+ \| [\d,]+ tokens/s")
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import nlp_lstm
-from conftest import run_cli, run_train
+from helpers.runs import run_cli, run_train
 from nlp_lstm.data.word_vectors import detect_format, read_word_vectors
 from nlp_lstm.errors import DataError
-from tagging_fixtures import TINY_TAGGER, conll_overrides, tagging_corpus
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 WORDS = ["the", "The", "cat", "Paris", "dog", "river", "unused", "zebra"]  # most frequent first
 

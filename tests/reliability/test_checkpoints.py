@@ -12,7 +12,9 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, run_train, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.paths import ROOT
+from helpers.runs import run_train
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.training.checkpoint import load_checkpoint, save_checkpoint
 

@@ -3,7 +3,7 @@ a non-zero exit and exactly one line on stderr that names the problem."""
 
 import pytest
 
-from conftest import run_cli
+from helpers.runs import run_cli
 
 
 def _assert_one_line_error(proc, *needles):

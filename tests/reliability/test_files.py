@@ -4,7 +4,7 @@ checkpoint or metrics write: one line naming the file, and the previous file int
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers.paths import ROOT
 
 SCRIPT = r"""
 import resource, signal, sys, torch

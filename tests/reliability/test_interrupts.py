@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, TINY_MODEL, text_data_overrides
+from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.paths import ROOT
 from nlp_lstm.training.checkpoint import load_checkpoint
 
 

@@ -5,7 +5,7 @@ import threading
 
 import torch
 
-from conftest import TINY_MODEL, make_lines, text_data_overrides, write_lines
+from helpers.corpora import TINY_MODEL, make_lines, text_data_overrides, write_lines
 from nlp_lstm.bench import PeakMemory
 from nlp_lstm.train_entry import build_task, compose_config
 from nlp_lstm.training.trainer import Trainer

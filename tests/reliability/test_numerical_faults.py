@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_MODEL, make_lines, write_lines
+from helpers.corpora import TINY_MODEL, make_lines, write_lines
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.train_entry import build_task, compose_config
 from nlp_lstm.training.checkpoint import load_checkpoint

@@ -1,7 +1,7 @@
 """Inputs too small to train on: one `error:` line naming the key or file, exit 2, no
 traceback, no model left behind."""
 
-from conftest import run_train
+from helpers.runs import run_train
 
 
 def _assert_one_line_error(proc, *needles):

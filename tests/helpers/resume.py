@@ -2,7 +2,7 @@
 
 import torch
 
-from conftest import run_train
+from helpers.runs import run_train
 from nlp_lstm.training.checkpoint import load_checkpoint
 
 

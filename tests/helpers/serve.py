@@ -16,7 +16,7 @@ from typing import Iterator, List
 
 import httpx
 
-from conftest import ROOT
+from helpers.paths import ROOT
 
 
 def free_port() -> int:
