@@ -1,22 +1,17 @@
 """`nlp-lstm bench`: real runs of the configured model and the reference loop on fixtures."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from helpers.corpora import TINY_MODEL, text_data_overrides
-from helpers.paths import ROOT
+from helpers.runs import run_cli
 from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 
 def run_bench(args, data_dir, timeout=300):
-    env = {**os.environ, "NLP_LSTM_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "nlp_lstm.cli", "bench", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_cli(["bench", *args], timeout=timeout, env={"NLP_LSTM_DATA_DIR": str(data_dir)})
 
 
 def _check_report(report, unit, overrides):

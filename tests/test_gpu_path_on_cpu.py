@@ -1,15 +1,13 @@
 """Decisions of the GPU path that are visible on a CPU: the RNN's precision, the process
 group's device order, determinism settings, the fused softmax's chunking per device."""
 
-import subprocess
-import sys
 import traceback
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers.runs import step_trainer
+from helpers.runs import in_process, step_trainer
 from nlp_lstm.models.rnn import RNNLayer
 from nlp_lstm.models.softmax import ROW_CHUNK, row_chunk
 
@@ -92,12 +90,21 @@ def test_cuda_device_is_set_before_the_process_group_is_made(monkeypatch):
     assert (info.rank, info.world_size, info.local_rank) == (1, 2, 1)
 
 
-def test_deterministic_setting_configures_cublas_cudnn_and_torch():
-    code = ("import os, torch; from nlp_lstm.train_entry import make_deterministic; make_deterministic(); "
-            "print(os.environ['CUBLAS_WORKSPACE_CONFIG'], torch.are_deterministic_algorithms_enabled(), "
-            "torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)")
-    env = {k: v for k, v in __import__("os").environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+def test_deterministic_setting_configures_cublas_cudnn_and_torch(monkeypatch):
+    import os
+
+    from nlp_lstm.train_entry import make_deterministic
+
+    def code():
+        make_deterministic()
+        print(os.environ['CUBLAS_WORKSPACE_CONFIG'], torch.are_deterministic_algorithms_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    # as `python -c` would run it; torch's flags and the environment are put back afterwards
+    proc = in_process(code, ["-c"])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     assert out.split() == [":4096:8", "True", "True", "False"]
 
 

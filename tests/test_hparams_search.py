@@ -5,7 +5,6 @@ direction the preset optimises, and trials must share the data cache."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +13,15 @@ import pytest
 import yaml
 
 from helpers.corpora import TINY_MODEL, text_data_overrides
-from helpers.paths import ROOT
+from helpers.runs import in_process, train_py
 from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 
 
 def sweep(tmp_path: Path, overrides, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NLP_LSTM_DATA_DIR": str(tmp_path / "data")}
-    cmd = [sys.executable, str(ROOT / "train.py"), f"hydra.sweep.dir={tmp_path / 'sweep'}",
-           "hydra.sweeper.n_trials=2", "logger.tensorboard=false", *overrides]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return train_py([f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweeper.n_trials=2", "logger.tensorboard=false",
+                     *overrides], tmp_path / "data", timeout=timeout)
 
 
 def trials(tmp_path: Path):
@@ -84,11 +81,12 @@ def test_a_sweep_in_the_wrong_direction_is_refused_before_training(tmp_path, tex
     assert trials(tmp_path) == []
 
 
-def test_missing_sweeper_plugin_is_one_line_naming_the_install(tmp_path):
+def test_missing_sweeper_plugin_is_one_line_naming_the_install(tmp_path, monkeypatch):
     # As on an install without the `sweep` extra: the plugin cannot be imported.
-    code = ("import sys; sys.modules['hydra_plugins.hydra_optuna_sweeper'] = None; "
-            "from nlp_lstm.train_entry import main; sys.argv = ['train.py', 'hparams_search=lm_optuna']; main()")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    from nlp_lstm.train_entry import main
+
+    monkeypatch.setitem(sys.modules, "hydra_plugins.hydra_optuna_sweeper", None)
+    proc = in_process(main, ["train.py", "hparams_search=lm_optuna"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: config hparams_search: needs Hydra's Optuna sweeper plugin, not "
                                    "installed here: pip install -e \".[sweep]\" (hydra-optuna-sweeper)")

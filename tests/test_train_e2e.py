@@ -183,17 +183,11 @@ def test_reduced_precision_training_on_cpu(tmp_path, text_corpus, precision):
 
 
 def test_hydra_multirun_sweep(tmp_path, text_corpus):
-    import os
-    import subprocess
-    import sys
-
-    from helpers.paths import ROOT
+    from helpers.runs import train_py
 
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "model.cell=lstm,gru", f"hydra.sweep.dir={sweep}",
-           *text_data_overrides(text_corpus), *TINY_MODEL, "trainer.max_steps=3", "logger.tensorboard=false"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "NLP_LSTM_DATA_DIR": str(tmp_path / "data")})
+    proc = train_py(["-m", "model.cell=lstm,gru", f"hydra.sweep.dir={sweep}", *text_data_overrides(text_corpus),
+                     *TINY_MODEL, "trainer.max_steps=3", "logger.tensorboard=false"], tmp_path / "data")
     assert proc.returncode == 0, proc.stderr[-2000:]
     cells = {}
     for job in ("0", "1"):

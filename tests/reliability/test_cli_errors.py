@@ -41,7 +41,8 @@ def test_lm_commands_refuse_missing_empty_and_undecodable_files(trained_lm, file
 
 def test_a_language_model_is_not_a_tagger_and_a_missing_split_is_named(trained_lm, files):
     model = str(trained_lm["run_dir"] / "model")
-    _assert_one_line_error(run_cli(["tag", model, "-"], stdin="The cat .\n"), model, "not a tagger")
+    # a real `python -m nlp_lstm.cli` with stdin from a pipe: the exit status the OS sees
+    _assert_one_line_error(run_cli(["tag", model, "-"], stdin="The cat .\n", process=True), model, "not a tagger")
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -13,6 +13,7 @@ import pytest
 
 from helpers.corpora import TINY_MODEL, text_data_overrides
 from helpers.paths import ROOT
+from helpers.runs import train_py
 from nlp_lstm.training.checkpoint import load_checkpoint
 
 
@@ -41,7 +42,6 @@ def test_signal_checkpoints_flushes_and_prints_the_resume_command(tmp_path, text
     # dir (a budget is added, so that it ends).
     command = shlex.split(last.split("Resume with: ", 1)[1])
     assert command == ["python", "train.py", "trainer.resume=true", f"hydra.run.dir={run_dir}"]
-    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), *command[2:], f"trainer.max_steps={step + 5}"],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    resumed = train_py([*command[2:], f"trainer.max_steps={step + 5}"], tmp_path / "data")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((run_dir / "metrics.json").read_text())["train"]["steps"] == step + 5
