@@ -6,9 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers.corpora import TINY_MODEL, make_lines, text_data_overrides, write_lines
 from helpers.runs import run_train
+
+# One intra-op thread in the test process (runs in it that set trainer.num_threads still set
+# theirs, and put this back): the tests' tensors are tiny, and on a small machine shared
+# with other work torch's default of one thread per core stalls each op whenever a core is
+# busy elsewhere (on 2 cores, tests/test_tag_files.py, test_crf.py, test_gru_cpu.py and
+# test_cli.py took 360 s instead of 60 s).
+torch.set_num_threads(1)
 
 
 @pytest.fixture
