@@ -71,6 +71,17 @@ def example_inputs(tagger, sentences: List[List[str]]):
     return (batch.words, chars.view(rows, length, -1), batch.lengths, *features)
 
 
+def _clear_rnn_dispatch_caches() -> None:
+    """torch's ONNX exporter (2.13) swaps its while-loop LSTM/GRU decompositions in and out of
+    aten.lstm/aten.gru without clearing the ops' dispatch caches: an export after another one
+    in the same process found the stale entry, traced the loop over time and fixed the
+    length to the sample's, silently. Each export starts from empty caches."""
+    for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
+        cache = getattr(op, "_dispatch_cache", None)
+        if cache is not None:
+            cache.clear()
+
+
 def export_tagger(tagger, out_dir: Path) -> Dict[str, Any]:
     if tagger.model.lm is not None:
         raise NlpLstmError("export: this tagger reads a feature LM (model.lm_features); exporting it is not "
@@ -85,6 +96,8 @@ def export_tagger(tagger, out_dir: Path) -> Dict[str, Any]:
     shapes = ({0: batch, 1: time}, {0: batch, 1: time, 2: chars}, {0: batch})
     if names:
         shapes += (tuple({0: batch, 1: time} for _ in names),)
+    out_dir = Path(out_dir)
+    _clear_rnn_dispatch_caches()
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp, torch.no_grad(), rnn.fused_gru_on_cpu(), _quiet_exporter():
         try:

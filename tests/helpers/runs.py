@@ -235,20 +235,6 @@ def _alarm(seconds: Optional[float]):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _clear_rnn_dispatch_caches() -> None:
-    """torch 2.13's ONNX exporter (`nlp-lstm export`) swaps its while-loop LSTM/GRU
-    decompositions in and out of aten.lstm/aten.gru without clearing the ops' dispatch
-    caches: an export after another one in the same process finds the stale entry, traces
-    the loop over time and fixes the length to the sample's. A new process starts with
-    empty caches; so does each run here."""
-    import torch
-
-    for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
-        cache = getattr(op, "_dispatch_cache", None)
-        if cache is not None:
-            cache.clear()
-
-
 class _SavedState:
     """The process-wide state a training run or a command may change, to put back."""
 
@@ -274,7 +260,6 @@ class _SavedState:
         self.cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
         self.dtype = torch.get_default_dtype()
         self.grad = torch.is_grad_enabled()
-        _clear_rnn_dispatch_caches()
 
     def restore(self):
         import numpy as np
@@ -302,4 +287,3 @@ class _SavedState:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = self.cudnn
         torch.set_default_dtype(self.dtype)
         torch.set_grad_enabled(self.grad)
-        _clear_rnn_dispatch_caches()
