@@ -113,20 +113,35 @@ class TextbookTagger(nn.Module):
     + embeddings of extra input columns, where ours has them) -> packed bidirectional
     nn.LSTM/GRU -> linear -> a CRF from the pytorch-crf package (or a softmax)."""
 
-    def __init__(self, cell: str, words: int, emb: int, hidden: int, layers: int, dropout: float, tags: int,
-                 chars: int = 0, char_emb: int = 0, char_filters: int = 0, features: Dict[str, int] | None = None,
-                 feature_emb: int = 0, crf: bool = False) -> None:
+    def __init__(
+        self,
+        cell: str,
+        words: int,
+        emb: int,
+        hidden: int,
+        layers: int,
+        dropout: float,
+        tags: int,
+        chars: int = 0,
+        char_emb: int = 0,
+        char_filters: int = 0,
+        features: Dict[str, int] | None = None,
+        feature_emb: int = 0,
+        crf: bool = False,
+    ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(words, emb, padding_idx=0)
         size = emb
         self.char_embedding = nn.Embedding(chars, char_emb, padding_idx=0) if char_filters else None
         self.char_conv = nn.Conv1d(char_emb, char_filters, 3, padding=1) if char_filters else None
         size += char_filters
-        self.features = nn.ModuleDict({n: nn.Embedding(k, feature_emb, padding_idx=0)
-                                       for n, k in sorted((features or {}).items())})
+        self.features = nn.ModuleDict(
+            {n: nn.Embedding(k, feature_emb, padding_idx=0) for n, k in sorted((features or {}).items())}
+        )
         size += feature_emb * len(self.features)
-        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(size, hidden, layers, batch_first=True, bidirectional=True,
-                                                           dropout=dropout if layers > 1 else 0.0)
+        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(
+            size, hidden, layers, batch_first=True, bidirectional=True, dropout=dropout if layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(2 * hidden, tags)
         self.crf = None
@@ -149,8 +164,9 @@ class TextbookTagger(nn.Module):
             grid[batch.mask] = per_word
             parts.append(grid)
         parts += [embedding(batch.features[name]) for name, embedding in self.features.items()]
-        packed = pack_padded_sequence(self.drop(torch.cat(parts, -1)), batch.lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            self.drop(torch.cat(parts, -1)), batch.lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         out, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=batch.words.size(1))
         return self.out(self.drop(out))
 
@@ -189,8 +205,9 @@ def _training_batches(task, count: int) -> List[Any]:
     return batches
 
 
-def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bool,
-              reference_precision: Callable) -> Dict[str, Any]:
+def _bench_lm(
+    cfg, task, trainer, device, steps: int, warmup: int, reference: bool, reference_precision: Callable
+) -> Dict[str, Any]:
     batches = _training_batches(task, warmup + steps)
     tokens = lambda batch: batch[0][0].numel()  # noqa: E731
 
@@ -211,12 +228,17 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
                 model.nll(features, y, clusters)
         return tokens(batch)
 
-    results = {"ours": {"train": measure(ours_train, batches, warmup, device),
-                        "infer": measure(ours_infer, batches, warmup, device)}}
+    results = {
+        "ours": {
+            "train": measure(ours_train, batches, warmup, device),
+            "infer": measure(ours_infer, batches, warmup, device),
+        }
+    }
     if reference:
         m = cfg.model
-        ref = TextbookLM(m.cell, task.tokenizer.vocab_size, m.emb_size, m.hidden_size, m.num_layers,
-                         m.dropout_output, m.tie_weights).to(device)
+        ref = TextbookLM(
+            m.cell, task.tokenizer.vocab_size, m.emb_size, m.hidden_size, m.num_layers, m.dropout_output, m.tie_weights
+        ).to(device)
         optimizer = torch.optim.SGD(ref.parameters(), lr=cfg.optim.lr)
         carried = {"hidden": None}
 
@@ -227,8 +249,9 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
             with reference_precision():
                 logits, hidden = ref(x, hidden)
                 carried["hidden"] = detach_state(hidden)
-                loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1),
-                                       ignore_index=IGNORE_INDEX)
+                loss = F.cross_entropy(
+                    logits.view(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE_INDEX
+                )
             _sgd_step(ref, optimizer, loss, cfg.optim.clip_grad_norm)
             return tokens(batch)
 
@@ -238,17 +261,21 @@ def _bench_lm(cfg, task, trainer, device, steps: int, warmup: int, reference: bo
             x, y = (t.t().contiguous().to(device) for t in batch[0])
             with reference_precision():
                 logits, _ = ref(x, None)
-                F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE_INDEX,
-                                reduction="sum")
+                F.cross_entropy(
+                    logits.view(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+                )
             return tokens(batch)
 
-        results["reference"] = {"train": measure(ref_train, batches, warmup, device),
-                                "infer": measure(ref_infer, batches, warmup, device)}
+        results["reference"] = {
+            "train": measure(ref_train, batches, warmup, device),
+            "infer": measure(ref_infer, batches, warmup, device),
+        }
     return results
 
 
-def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, reference: bool,
-                   reference_precision: Callable) -> Dict[str, Any]:
+def _bench_tagging(
+    cfg, task, trainer, device, steps: int, warmup: int, reference: bool, reference_precision: Callable
+) -> Dict[str, Any]:
     batches = _training_batches(task, warmup + steps)
     sentences = lambda batch: int(batch[0].lengths.numel())  # noqa: E731
 
@@ -261,21 +288,35 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
     encoded = [dataclasses.replace(e, tags=None) for e in task.encoded["train"]]
     eval_size = cfg.task.eval_batch_size
     chunk = max(eval_size, 512)
-    chunks = [encoded[i:i + chunk] for i in range(0, len(encoded), chunk)][:warmup + steps]
+    chunks = [encoded[i : i + chunk] for i in range(0, len(encoded), chunk)][: warmup + steps]
 
     def ours_predict(part) -> int:
         predict(task.model, part, task.vocabs, eval_size, device)
         return len(part)
 
-    results = {"ours": {"train": measure(ours_train, batches, warmup, device),
-                        "infer": measure(ours_predict, chunks, min(warmup, len(chunks) - 1), device)}}
+    results = {
+        "ours": {
+            "train": measure(ours_train, batches, warmup, device),
+            "infer": measure(ours_predict, chunks, min(warmup, len(chunks) - 1), device),
+        }
+    }
     if reference:
         m = cfg.model
-        ref = TextbookTagger(m.cell, len(task.vocabs.words), m.emb_size, m.hidden_size, m.num_layers,
-                             m.dropout_output, len(task.vocabs.tags), chars=len(task.vocabs.chars),
-                             char_emb=m.char_emb_size, char_filters=m.char_hidden_size if m.char_features != "none" else 0,
-                             features={n: len(v) for n, v in task.vocabs.features.items()},
-                             feature_emb=m.feature_emb_size, crf=m.head == "crf").to(device)
+        ref = TextbookTagger(
+            m.cell,
+            len(task.vocabs.words),
+            m.emb_size,
+            m.hidden_size,
+            m.num_layers,
+            m.dropout_output,
+            len(task.vocabs.tags),
+            chars=len(task.vocabs.chars),
+            char_emb=m.char_emb_size,
+            char_filters=m.char_hidden_size if m.char_features != "none" else 0,
+            features={n: len(v) for n, v in task.vocabs.features.items()},
+            feature_emb=m.feature_emb_size,
+            crf=m.head == "crf",
+        ).to(device)
         optimizer = torch.optim.SGD(ref.parameters(), lr=0.1)
 
         def ref_train(batch) -> int:
@@ -295,14 +336,17 @@ def _bench_tagging(cfg, task, trainer, device, steps: int, warmup: int, referenc
                     ref.decode(ref(batch), batch)  # per-sentence tag lists, as `predict` hands them back
             return len(part)
 
-        results["reference"] = {"train": measure(ref_train, batches, warmup, device),
-                                "infer": measure(ref_predict, chunks, min(warmup, len(chunks) - 1), device)}
+        results["reference"] = {
+            "train": measure(ref_train, batches, warmup, device),
+            "infer": measure(ref_predict, chunks, min(warmup, len(chunks) - 1), device),
+        }
     return results
 
 
 # --------------------------------------------------------------------------- entry
-def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference: bool = True,
-              reference_precision: str = "fp32") -> Dict[str, Any]:
+def run_bench(
+    overrides: List[str], steps: int = 20, warmup: int = 3, reference: bool = True, reference_precision: str = "fp32"
+) -> Dict[str, Any]:
     """`reference_precision`: "fp32" (the textbook loop as written) or "same" (under the
     configured precision's autocast, for a like-for-like bf16 row)."""
     with tempfile.TemporaryDirectory() as run_dir:
@@ -314,15 +358,26 @@ def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference:
         trainer = Trainer(config, task, Path(run_dir), device)
         bench = _bench_lm if config.task.name == "lm" else _bench_tagging
         precision = config.trainer.precision if reference_precision == "same" else "fp32"
-        results = bench(config, task, trainer, device, steps, warmup, reference,
-                        lambda: autocast_context(device, precision))
+        results = bench(
+            config, task, trainer, device, steps, warmup, reference, lambda: autocast_context(device, precision)
+        )
     unit = task.unit
     report: Dict[str, Any] = {
-        "overrides": list(overrides), "task": config.task.name, "unit": unit, "steps": steps, "warmup": warmup,
-        "device": describe_device(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "precision": config.trainer.precision, "reference_precision": precision, "model": {"cell": config.model.cell,
-                                                          "hidden_size": config.model.hidden_size,
-                                                          "num_layers": config.model.num_layers},
+        "overrides": list(overrides),
+        "task": config.task.name,
+        "unit": unit,
+        "steps": steps,
+        "warmup": warmup,
+        "device": describe_device(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "precision": config.trainer.precision,
+        "reference_precision": precision,
+        "model": {
+            "cell": config.model.cell,
+            "hidden_size": config.model.hidden_size,
+            "num_layers": config.model.num_layers,
+        },
         "batch_size": config.task.batch_size,
         "params": sum(p.numel() for p in task.model.parameters()),
     }
@@ -332,30 +387,38 @@ def run_bench(overrides: List[str], steps: int = 20, warmup: int = 3, reference:
             report[f"{who}.{phase}.peak_memory_mb"] = numbers["peak_memory_mb"]
     if reference:
         for phase in ("train", "infer"):
-            report[f"ratio.{phase}"] = report[f"ours.{phase}.{unit}_per_sec"] / report[f"reference.{phase}.{unit}_per_sec"]
+            report[f"ratio.{phase}"] = (
+                report[f"ours.{phase}.{unit}_per_sec"] / report[f"reference.{phase}.{unit}_per_sec"]
+            )
     return report
 
 
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cpus, " \
-           f"{torch.backends.cpu.get_cpu_capability()})"
+    return (
+        f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cpus, "
+        f"{torch.backends.cpu.get_cpu_capability()})"
+    )
 
 
 def format_report(report: Dict[str, Any]) -> str:
     unit = report["unit"]
-    lines = [f"bench {' '.join(report['overrides']) or '(defaults)'}",
-             f"device {report['device']}, {report['threads']} threads, torch {report['torch']}, "
-             f"precision {report['precision']} (reference {report['reference_precision']}), "
-             f"{report['params']:,} parameters, {report['steps']} timed steps",
-             f"{'':<12}{'train ' + unit + '/s':>22}{'infer ' + unit + '/s':>22}{'peak train MB':>16}"]
+    lines = [
+        f"bench {' '.join(report['overrides']) or '(defaults)'}",
+        f"device {report['device']}, {report['threads']} threads, torch {report['torch']}, "
+        f"precision {report['precision']} (reference {report['reference_precision']}), "
+        f"{report['params']:,} parameters, {report['steps']} timed steps",
+        f"{'':<12}{'train ' + unit + '/s':>22}{'infer ' + unit + '/s':>22}{'peak train MB':>16}",
+    ]
     for who in ("ours", "reference"):
         if f"{who}.train.{unit}_per_sec" not in report:
             continue
         peak = report[f"{who}.train.peak_memory_mb"]
-        lines.append(f"{who:<12}{report[f'{who}.train.{unit}_per_sec']:>22,.1f}"
-                     f"{report[f'{who}.infer.{unit}_per_sec']:>22,.1f}{peak if peak is None else round(peak):>16}")
+        lines.append(
+            f"{who:<12}{report[f'{who}.train.{unit}_per_sec']:>22,.1f}"
+            f"{report[f'{who}.infer.{unit}_per_sec']:>22,.1f}{peak if peak is None else round(peak):>16}"
+        )
     if "ratio.train" in report:
         lines.append(f"{'ratio':<12}{report['ratio.train']:>21.2f}x{report['ratio.infer']:>21.2f}x")
     return "\n".join(lines)

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import List
 
-from hydra import compose as hydra_compose, initialize_config_dir
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -27,8 +28,10 @@ def find_config_dir() -> str:
     for candidate in (package / "conf", package.parent / "conf"):
         if (candidate / "config.yaml").is_file():
             return str(candidate)
-    raise NlpLstmError(f"no training configs found (looked for {package / 'conf'} and {package.parent / 'conf'}): "
-                       "reinstall nlp-lstm (pip install nlp-lstm, or pip install -e . in a checkout)")
+    raise NlpLstmError(
+        f"no training configs found (looked for {package / 'conf'} and {package.parent / 'conf'}): "
+        "reinstall nlp-lstm (pip install nlp-lstm, or pip install -e . in a checkout)"
+    )
 
 
 CONFIG_DIR = find_config_dir()
@@ -65,25 +68,38 @@ def _composition_error(overrides: List[str], exc: Exception) -> str:
         parent, _, leaf = key.rpartition(".")
         fields = sorted(getattr(getattr(cause, "object_type", None), "__dataclass_fields__", {}))
         close = difflib.get_close_matches(leaf, fields, n=1)
-        hint = (f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close
-                else f"known keys: {', '.join(fields)}" if fields
-                # a map of your own entries (feature taggers, feature columns): Hydra adds a
-                # new entry only with `+`
-                else f"a new entry: add it with +{key}={value}" if value is not None and parent
-                else "no such key")
+        hint = (
+            f"did you mean {parent + '.' if parent else ''}{close[0]}?"
+            if close
+            else f"known keys: {', '.join(fields)}"
+            if fields
+            # a map of your own entries (feature taggers, feature columns): Hydra adds a
+            # new entry only with `+`
+            else f"a new entry: add it with +{key}={value}"
+            if value is not None and parent
+            else "no such key"
+        )
         return f"config {key}: no such key in {parent or 'the config'} ({hint})"
     if key and cause is not None and "could not be converted" in str(cause):  # a value of the wrong type
         wanted = re.search(r"converted to (\w+)", str(cause)).group(1)
-        return f"config {key}={value}: not a valid {wanted.lower()}" if value is not None else \
-            f"config {key}: {_first_line(cause)}"
+        return (
+            f"config {key}={value}: not a valid {wanted.lower()}"
+            if value is not None
+            else f"config {key}: {_first_line(cause)}"
+        )
     missing = re.search(r"Could not find '([^'/]+)/([^']+)'", text)
     if missing:  # an option a group does not have
         group, option = missing.groups()
-        options = [o.strip() for o in text.split(f"Available options in '{group}':", 1)[-1].split("Config search path")[0]
-                   .split("\n") if o.strip() and not o.strip().endswith("_schema")]
+        options = [
+            o.strip()
+            for o in text.split(f"Available options in '{group}':", 1)[-1].split("Config search path")[0].split("\n")
+            if o.strip() and not o.strip().endswith("_schema")
+        ]
         close = difflib.get_close_matches(option, options, n=1)
-        return (f"config {group}={option}: no such option ({'did you mean ' + close[0] + '? ' if close else ''}"
-                f"options: {', '.join(options)})")
+        return (
+            f"config {group}={option}: no such option ({'did you mean ' + close[0] + '? ' if close else ''}"
+            f"options: {', '.join(options)})"
+        )
     group_missing = re.search(r"Could not override '([^']+)'\.\s*No match in the defaults list", text)
     if group_missing:
         return f"config {group_missing.group(1)}: no such config group or key"

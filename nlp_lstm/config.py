@@ -126,12 +126,20 @@ class TokenizerConfig:
     def __post_init__(self) -> None:
         _check_choice("tokenizer.kind", self.kind, ("word", "char", "sentencepiece"))
         _check(self.min_freq >= 1, "tokenizer.min_freq", self.min_freq, "must be >= 1")
-        _check(self.max_size is None or self.max_size >= 3, "tokenizer.max_size", self.max_size,
-               "must be >= 3 (the specials take two slots)")
+        _check(
+            self.max_size is None or self.max_size >= 3,
+            "tokenizer.max_size",
+            self.max_size,
+            "must be >= 3 (the specials take two slots)",
+        )
         _check_choice("tokenizer.model_type", self.model_type, ("bpe", "unigram"))
         _check(self.vocab_size >= 8, "tokenizer.vocab_size", self.vocab_size, "must be >= 8")
-        _check(0.9 <= self.character_coverage <= 1.0, "tokenizer.character_coverage",
-               self.character_coverage, "must be in [0.9, 1.0]")
+        _check(
+            0.9 <= self.character_coverage <= 1.0,
+            "tokenizer.character_coverage",
+            self.character_coverage,
+            "must be in [0.9, 1.0]",
+        )
 
 
 # --------------------------------------------------------------------------- model
@@ -176,14 +184,26 @@ class ModelConfig:
         _check_choice("model.cell", self.cell, ("lstm", "gru"))
         _check_choice("model.softmax", self.softmax, ("full", "adaptive"))
         if self.softmax == "adaptive":
-            _check(not self.tie_weights, "model.tie_weights", self.tie_weights,
-                   "must be false with model.softmax=adaptive (its clusters have their own projections)")
+            _check(
+                not self.tie_weights,
+                "model.tie_weights",
+                self.tie_weights,
+                "must be false with model.softmax=adaptive (its clusters have their own projections)",
+            )
             cutoffs = list(self.adaptive_cutoffs)
-            _check(len(cutoffs) >= 1 and all(c > 0 for c in cutoffs) and cutoffs == sorted(set(cutoffs)),
-                   "model.adaptive_cutoffs", cutoffs, "must be one or more increasing positive ids")
+            _check(
+                len(cutoffs) >= 1 and all(c > 0 for c in cutoffs) and cutoffs == sorted(set(cutoffs)),
+                "model.adaptive_cutoffs",
+                cutoffs,
+                "must be one or more increasing positive ids",
+            )
             _check(self.adaptive_div_value >= 1.0, "model.adaptive_div_value", self.adaptive_div_value, "must be >= 1")
-        _check(self.last_layer_size is None or self.last_layer_size >= 1, "model.last_layer_size",
-               self.last_layer_size, "must be >= 1 or null")
+        _check(
+            self.last_layer_size is None or self.last_layer_size >= 1,
+            "model.last_layer_size",
+            self.last_layer_size,
+            "must be >= 1 or null",
+        )
         for key in ("emb_size", "hidden_size", "num_layers"):
             _check(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "must be >= 1")
         for key in ("dropout_embedding", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop"):
@@ -244,17 +264,24 @@ class TaggerModelConfig(ModelConfig):
         super().__post_init__()
         _check_choice("model.char_features", self.char_features, ("none", "cnn", "lstm"))
         _check_choice("model.head", self.head, ("crf", "softmax"))
-        _check_choice("model.word_vectors_format", self.word_vectors_format,
-                      ("auto", "glove", "word2vec_text", "word2vec_binary"))
+        _check_choice(
+            "model.word_vectors_format", self.word_vectors_format, ("auto", "glove", "word2vec_text", "word2vec_binary")
+        )
         _check_choice("model.lm_features_layers", self.lm_features_layers, ("top", "mix"))
         _check(self.lm_features_cache_mb >= 0, "model.lm_features_cache_mb", self.lm_features_cache_mb, "must be >= 0")
         _check(self.word_vectors_max >= 0, "model.word_vectors_max", self.word_vectors_max, "must be >= 0")
         _check(self.bidirectional, "model.bidirectional", self.bidirectional, "taggers are bidirectional")
         # LM output-layer options: a tagger has no word softmax to tie or to make adaptive.
-        _check(not self.tie_weights, "model.tie_weights", self.tie_weights, "must be false for a tagger (no word softmax)")
+        _check(
+            not self.tie_weights, "model.tie_weights", self.tie_weights, "must be false for a tagger (no word softmax)"
+        )
         _check(self.softmax == "full", "model.softmax", self.softmax, "must be full for a tagger (no word softmax)")
-        _check(self.last_layer_size is None, "model.last_layer_size", self.last_layer_size,
-               "is for language models only (a tagger's layers have hidden_size per direction)")
+        _check(
+            self.last_layer_size is None,
+            "model.last_layer_size",
+            self.last_layer_size,
+            "is for language models only (a tagger's layers have hidden_size per direction)",
+        )
         for key in ("activation_reg", "temporal_activation_reg"):  # the LM's; a tagger has model.lm_loss_weight
             _check(getattr(self, key) == 0.0, f"model.{key}", getattr(self, key), "is for language models only")
         _check(0.0 <= self.word_dropout < 1.0, "model.word_dropout", self.word_dropout, "must be in [0, 1)")
@@ -291,12 +318,20 @@ class OptimConfig:
         _check(0 < self.decay_factor <= 1, "optim.decay_factor", self.decay_factor, "must be in (0, 1]")
         _check(self.lr > 0, "optim.lr", self.lr, "must be > 0")
         _check(0 < self.plateau_factor < 1, "optim.plateau_factor", self.plateau_factor, "must be in (0, 1)")
-        _check(self.clip_grad_norm is None or self.clip_grad_norm > 0, "optim.clip_grad_norm",
-               self.clip_grad_norm, "must be > 0 or null")
+        _check(
+            self.clip_grad_norm is None or self.clip_grad_norm > 0,
+            "optim.clip_grad_norm",
+            self.clip_grad_norm,
+            "must be > 0 or null",
+        )
         _check(len(self.betas) == 2, "optim.betas", self.betas, "must have two values")
         _check(self.nonmono >= 1, "optim.nonmono", self.nonmono, "must be >= 1")
-        _check(self.average_from_epoch is None or self.average_from_epoch >= 1, "optim.average_from_epoch",
-               self.average_from_epoch, "must be >= 1 or null")
+        _check(
+            self.average_from_epoch is None or self.average_from_epoch >= 1,
+            "optim.average_from_epoch",
+            self.average_from_epoch,
+            "must be >= 1 or null",
+        )
 
 
 # --------------------------------------------------------------------------- trainer
@@ -329,18 +364,39 @@ class TrainerConfig:
     max_nonfinite_steps: int = 20
 
     def __post_init__(self) -> None:
-        _check(self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
-               "trainer.device", self.device, "must be auto, cpu, cuda, cuda:N or mps")
+        _check(
+            self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+            "trainer.device",
+            self.device,
+            "must be auto, cpu, cuda, cuda:N or mps",
+        )
         _check_choice("trainer.precision", self.precision, ("fp32", "bf16", "fp16", "auto"))
-        _check(self.max_epochs is None or self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "must be >= 1 or null")
-        _check(self.max_steps is None or self.max_steps >= 1, "trainer.max_steps", self.max_steps, "must be >= 1 or null")
+        _check(
+            self.max_epochs is None or self.max_epochs >= 1,
+            "trainer.max_epochs",
+            self.max_epochs,
+            "must be >= 1 or null",
+        )
+        _check(
+            self.max_steps is None or self.max_steps >= 1, "trainer.max_steps", self.max_steps, "must be >= 1 or null"
+        )
         _check(self.max_time is None or self.max_time > 0, "trainer.max_time", self.max_time, "must be > 0 or null")
-        _check(not (self.max_epochs is None and self.max_steps is None and self.max_time is None),
-               "trainer.max_epochs", None, "set at least one of max_epochs, max_steps, max_time")
+        _check(
+            not (self.max_epochs is None and self.max_steps is None and self.max_time is None),
+            "trainer.max_epochs",
+            None,
+            "set at least one of max_epochs, max_steps, max_time",
+        )
         _check(self.log_every_n_steps >= 1, "trainer.log_every_n_steps", self.log_every_n_steps, "must be >= 1")
-        _check(self.val_check_interval is None or self.val_check_interval >= 1, "trainer.val_check_interval",
-               self.val_check_interval, "must be >= 1 or null")
-        _check(self.num_threads is None or self.num_threads >= 1, "trainer.num_threads", self.num_threads, "must be >= 1")
+        _check(
+            self.val_check_interval is None or self.val_check_interval >= 1,
+            "trainer.val_check_interval",
+            self.val_check_interval,
+            "must be >= 1 or null",
+        )
+        _check(
+            self.num_threads is None or self.num_threads >= 1, "trainer.num_threads", self.num_threads, "must be >= 1"
+        )
         _check_choice("trainer.nonfinite", self.nonfinite, ("skip", "stop", "off"))
         _check(self.max_nonfinite_steps >= 1, "trainer.max_nonfinite_steps", self.max_nonfinite_steps, "must be >= 1")
 

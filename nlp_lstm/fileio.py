@@ -45,8 +45,9 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         if isinstance(exc, OSError) and exc.errno is not None:
             # A full disk, a quota, a read-only mount: one line naming the file; the
             # previous version of the file is untouched.
-            raise NlpLstmError(f"{path}: cannot write ({exc.strerror or exc}); the previous version, if any, "
-                               "is intact") from None
+            raise NlpLstmError(
+                f"{path}: cannot write ({exc.strerror or exc}); the previous version, if any, is intact"
+            ) from None
         raise
 
 

@@ -25,8 +25,9 @@ def safe_exp(x: float) -> float:
         return float("inf")
 
 
-def lm_metrics(total_nll: float, tokens: int, words: Optional[int] = None, chars: Optional[int] = None,
-               unit: str = "word") -> Dict[str, float]:
+def lm_metrics(
+    total_nll: float, tokens: int, words: Optional[int] = None, chars: Optional[int] = None, unit: str = "word"
+) -> Dict[str, float]:
     if tokens <= 0:
         raise ValueError("no tokens were scored")
     loss = total_nll / tokens
@@ -48,34 +49,40 @@ def _conlleval_split(tag: str):
 
 def _chunk_end(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
     # conlleval.pl endOfChunk, rule for rule (its E is IOE's, used between chunks of a type)
-    return ((prev_tag, tag) in {("B", "B"), ("B", "O"), ("I", "B"), ("I", "O"), ("E", "E"), ("E", "I"),
-                                ("E", "O")}
-            or (prev_tag not in ("O", ".") and prev_type != typ)
-            or prev_tag in ("]", "["))
+    return (
+        (prev_tag, tag) in {("B", "B"), ("B", "O"), ("I", "B"), ("I", "O"), ("E", "E"), ("E", "I"), ("E", "O")}
+        or (prev_tag not in ("O", ".") and prev_type != typ)
+        or prev_tag in ("]", "[")
+    )
 
 
 def _chunk_start(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
     # conlleval.pl startOfChunk, rule for rule
-    return ((prev_tag, tag) in {("B", "B"), ("I", "B"), ("O", "B"), ("O", "I"), ("E", "E"), ("E", "I"),
-                                ("O", "E")}
-            or (tag not in ("O", ".") and prev_type != typ)
-            or tag in ("[", "]"))
+    return (
+        (prev_tag, tag) in {("B", "B"), ("I", "B"), ("O", "B"), ("O", "I"), ("E", "E"), ("E", "I"), ("O", "E")}
+        or (tag not in ("O", ".") and prev_type != typ)
+        or tag in ("[", "]")
+    )
 
 
 def _iobes_chunk_end(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
     # IOBES: a chunk ends after E and S, and before B, S and O; conlleval's leniency kept
     # (a change of type ends a chunk; an I or E that starts nothing still continues one).
-    return (prev_tag in ("E", "S")
-            or (prev_tag in ("B", "I") and tag in ("B", "S", "O"))
-            or (prev_tag not in ("O", ".") and prev_type != typ))
+    return (
+        prev_tag in ("E", "S")
+        or (prev_tag in ("B", "I") and tag in ("B", "S", "O"))
+        or (prev_tag not in ("O", ".") and prev_type != typ)
+    )
 
 
 def _iobes_chunk_start(prev_tag: str, tag: str, prev_type: str, typ: str) -> bool:
     # IOBES: B and S always start a chunk; an I or E starts one where none is open (after
     # O, E or S), as conlleval reads an I after O.
-    return (tag in ("B", "S")
-            or (prev_tag in ("E", "S", "O") and tag in ("I", "E"))
-            or (tag not in ("O", ".") and prev_type != typ))
+    return (
+        tag in ("B", "S")
+        or (prev_tag in ("E", "S", "O") and tag in ("I", "E"))
+        or (tag not in ("O", ".") and prev_type != typ)
+    )
 
 
 def _prf(correct: int, guessed: int, gold: int) -> Dict[str, float]:
@@ -136,8 +143,13 @@ def conlleval(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
                     correct_tags += 1
                 tokens += 1
             last_gold, last_gold_type, last_guess, last_guess_type = gold_tag, gold_type, guess_tag, guess_type
-    out: Dict = {"acc": 100.0 * correct_tags / tokens if tokens else 0.0, "tokens": tokens,
-                 "chunks_gold": found_gold, "chunks_predicted": found_guessed, "chunks_correct": correct_chunks}
+    out: Dict = {
+        "acc": 100.0 * correct_tags / tokens if tokens else 0.0,
+        "tokens": tokens,
+        "chunks_gold": found_gold,
+        "chunks_predicted": found_guessed,
+        "chunks_correct": correct_chunks,
+    }
     out.update(_prf(correct_chunks, found_guessed, found_gold))
     out["per_label"] = {typ: {**_prf(*counts), "support": counts[2]} for typ, counts in sorted(per_type.items())}
     labels = [v for v in out["per_label"].values() if v["support"]]
@@ -153,8 +165,9 @@ def strict_span_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[s
     return _prf(len(gold_spans & pred_spans), len(pred_spans), len(gold_spans))
 
 
-def confusion_matrix(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
-                     labels: Sequence[str]) -> List[List[int]]:
+def confusion_matrix(
+    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], labels: Sequence[str]
+) -> List[List[int]]:
     """Token counts: rows gold label, columns predicted label, in `labels` order (labels
     missing from the list are counted in a final 'other' row/column)."""
     index = {label: i for i, label in enumerate(labels)}

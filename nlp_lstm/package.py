@@ -29,14 +29,24 @@ def _plain(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) else obj
 
 
-def save_package(directory: Path, task: str, configs: Dict[str, Any], write_assets: Callable[[Path], None],
-                 state_dict: Dict[str, torch.Tensor], info: Dict[str, Any] | None = None) -> None:
+def save_package(
+    directory: Path,
+    task: str,
+    configs: Dict[str, Any],
+    write_assets: Callable[[Path], None],
+    state_dict: Dict[str, torch.Tensor],
+    info: Dict[str, Any] | None = None,
+) -> None:
     """`write_assets(dir)` writes the task's tokenizer/vocabulary files into the package."""
     with atomic_directory(directory) as tmp:
         write_assets(tmp)
         torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp / "weights.pt")
-        meta = {"format_version": PACKAGE_FORMAT, "task": task,
-                "configs": {k: _plain(v) for k, v in configs.items()}, "info": info or {}}
+        meta = {
+            "format_version": PACKAGE_FORMAT,
+            "task": task,
+            "configs": {k: _plain(v) for k, v in configs.items()},
+            "info": info or {},
+        }
         (tmp / "package.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
@@ -56,8 +66,10 @@ def read_package(directory: Path, map_location: str | torch.device = "cpu"):
         raise ModelPackageError(f"{directory / 'package.json'}: unreadable ({exc})") from None
     version = meta.get("format_version")
     if version != PACKAGE_FORMAT:
-        raise ModelPackageError(f"{directory}: package format version {version!r}; this nlp_lstm reads version "
-                                f"{PACKAGE_FORMAT} (re-export the model with a matching version)")
+        raise ModelPackageError(
+            f"{directory}: package format version {version!r}; this nlp_lstm reads version "
+            f"{PACKAGE_FORMAT} (re-export the model with a matching version)"
+        )
     try:
         state_dict = torch.load(directory / "weights.pt", map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated, corrupt, or containing pickled code
@@ -73,12 +85,14 @@ def rebuild(directory: Path, device: torch.device, loaders: Dict[str, Any]):
     task = meta.get("task")
     if task not in loaders:
         known = "" if task in ("lm", "tagging") else "unknown task "
-        raise ModelPackageError(f"{directory}: {known}{task!r} package, where {' or '.join(map(repr, loaders))} "
-                                f"is wanted (package.json)")
+        raise ModelPackageError(
+            f"{directory}: {known}{task!r} package, where {' or '.join(map(repr, loaders))} is wanted (package.json)"
+        )
     try:
         return loaders[task].from_package(directory, meta, state_dict, device)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         # an edited or mixed-up package: configs missing or not matching the weights
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ModelPackageError(f"{directory}: package.json and weights.pt do not describe one model "
-                                f"({type(exc).__name__}: {detail})") from None
+        raise ModelPackageError(
+            f"{directory}: package.json and weights.pt do not describe one model ({type(exc).__name__}: {detail})"
+        ) from None

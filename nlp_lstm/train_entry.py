@@ -76,13 +76,17 @@ def build_task(cfg: Config, device: torch.device, dist: DistInfo = SINGLE):
         if is_tagging_data:
             raise NlpLstmError(f"config data={cfg.data.name}: a tagging corpus; task=lm needs a text corpus")
         if is_tagger:
-            raise NlpLstmError("config model: a tagger model; task=lm needs a language model (model=small, medium, awd)")
+            raise NlpLstmError(
+                "config model: a tagger model; task=lm needs a language model (model=small, medium, awd)"
+            )
     else:
         if not is_tagger:
             raise NlpLstmError("config model: task=tagging needs a tagger model (model=bilstm_crf)")
         if not is_tagging_data:
-            raise NlpLstmError(f"config data={cfg.data.name}: task=tagging needs a tagging corpus "
-                               "(conll2000, ud_ewt, wnut17, conll, conllu)")
+            raise NlpLstmError(
+                f"config data={cfg.data.name}: task=tagging needs a tagging corpus "
+                "(conll2000, ud_ewt, wnut17, conll, conllu)"
+            )
     return task_class(cfg.task.name)(cfg, device, dist=dist)
 
 
@@ -121,8 +125,10 @@ def check_run_dir(run_dir: Path, resume: bool, run_config: Dict[str, Any]) -> No
     """Before any data is read: a new run never overwrites one that a dir already holds, and a
     resumed one trains what it started with."""
     if not resume and run_started(run_dir):
-        raise ConfigError(f"run dir {run_dir} already holds a run: continue it with trainer.resume=true "
-                          f"hydra.run.dir={run_dir}, or start over in another hydra.run.dir (or delete that dir)")
+        raise ConfigError(
+            f"run dir {run_dir} already holds a run: continue it with trainer.resume=true "
+            f"hydra.run.dir={run_dir}, or start over in another hydra.run.dir (or delete that dir)"
+        )
     if resume and run_started(run_dir):
         check_same_run(read_run_marker(run_dir), run_config)
 
@@ -185,8 +191,10 @@ def train(overrides: Sequence[str] = (), run_dir: Optional[os.PathLike] = None) 
     overrides = [str(o) for o in overrides]
     hydra_keys = [o for o in overrides if _override_key(o).startswith("hydra")]
     if hydra_keys:
-        raise ConfigError(f"overrides {' '.join(hydra_keys)}: Hydra's own settings are the command line's; "
-                          "give nlp_lstm.train(run_dir=...) for the run dir")
+        raise ConfigError(
+            f"overrides {' '.join(hydra_keys)}: Hydra's own settings are the command line's; "
+            "give nlp_lstm.train(run_dir=...) for the run dir"
+        )
     run_dir = Path(run_dir) if run_dir is not None else Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
     check_sweeper_installed(overrides)
     overrides = with_saved_overrides(overrides, run_dir)
@@ -224,8 +232,11 @@ def _logging_to(path: Path):
 def _program() -> str:
     """How this run was started, for the commands the messages print."""
     name = Path(sys.argv[0]).name
-    return "python train.py" if name == "train.py" else ("nlp-lstm-train" if name == "nlp-lstm-train" else
-                                                          f"python {sys.argv[0]}")
+    return (
+        "python train.py"
+        if name == "train.py"
+        else ("nlp-lstm-train" if name == "nlp-lstm-train" else f"python {sys.argv[0]}")
+    )
 
 
 def _resume_hint(run_dir: str) -> str:
@@ -248,9 +259,11 @@ def check_sweep_direction(task_name: str, direction: Optional[str]) -> None:
         return
     wanted = {"min": "minimize", "max": "maximize"}[task_class(task_name).monitor_mode]
     if direction != wanted:
-        raise ConfigError(f"config hydra.sweeper.direction={direction}: task={task_name} returns its best valid "
-                          f"{'perplexity' if task_name == 'lm' else 'F1 (accuracy without spans)'}, "
-                          f"which a sweep must {wanted}")
+        raise ConfigError(
+            f"config hydra.sweeper.direction={direction}: task={task_name} returns its best valid "
+            f"{'perplexity' if task_name == 'lm' else 'F1 (accuracy without spans)'}, "
+            f"which a sweep must {wanted}"
+        )
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -264,7 +277,9 @@ def hydra_main(cfg: DictConfig) -> float:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     try:
-        result = run(cfg, overrides=[o for o in HydraConfig.get().overrides.task if _override_key(o) != "trainer.resume"])
+        result = run(
+            cfg, overrides=[o for o in HydraConfig.get().overrides.task if _override_key(o) != "trainer.resume"]
+        )
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}. Resume with: {_resume_hint(cfg.paths.output_dir)}", file=sys.stderr)
         sys.exit(130)
@@ -285,8 +300,10 @@ def check_sweeper_installed(overrides: List[str]) -> None:
     try:
         import hydra_plugins.hydra_optuna_sweeper  # noqa: F401
     except ImportError:
-        raise ConfigError("config hparams_search: needs Hydra's Optuna sweeper plugin, not installed here: "
-                          "pip install -e \".[sweep]\" (hydra-optuna-sweeper)") from None
+        raise ConfigError(
+            "config hparams_search: needs Hydra's Optuna sweeper plugin, not installed here: "
+            'pip install -e ".[sweep]" (hydra-optuna-sweeper)'
+        ) from None
 
 
 def _precheck_overrides(argv: List[str]) -> None:

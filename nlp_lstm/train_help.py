@@ -46,8 +46,11 @@ def description(path: Path) -> str:
 
 
 def group_options(config_dir: Path) -> Dict[str, List[str]]:
-    return {group.name: sorted(p.stem for p in group.glob("*.yaml"))
-            for group in sorted(config_dir.iterdir()) if group.is_dir() and any(group.glob("*.yaml"))}
+    return {
+        group.name: sorted(p.stem for p in group.glob("*.yaml"))
+        for group in sorted(config_dir.iterdir())
+        if group.is_dir() and any(group.glob("*.yaml"))
+    }
 
 
 def default_choices(config_dir: Path) -> Dict[str, str]:

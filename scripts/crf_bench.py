@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def crf_of_revision(revision: str):
-    source = subprocess.run(["git", "show", f"{revision}:nlp_lstm/models/crf.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{revision}:nlp_lstm/models/crf.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     path = Path(tempfile.mkdtemp()) / "crf_other.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("crf_other", path)
@@ -72,8 +73,8 @@ def main() -> None:
     for name, model in models.items():
         with torch.no_grad():
             paths = model.viterbi(emissions, mask)
-            viterbi = timed(lambda: model.viterbi(emissions, mask), args.repeat)
-        results[name] = (paths, nll(model), viterbi, timed(lambda: nll(model), args.repeat))
+            viterbi = timed(lambda model=model: model.viterbi(emissions, mask), args.repeat)
+        results[name] = (paths, nll(model), viterbi, timed(lambda model=model: nll(model), args.repeat))
     print(f"batch {b}, length <= {t}, {n} tags, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for name, (_, _, viterbi, loss) in results.items():
         print(f"{name:>12}: viterbi {viterbi:7.1f} ms   nll forward+backward {loss:7.1f} ms")
@@ -81,7 +82,10 @@ def main() -> None:
         (p1, g1, v1, l1), (p2, g2, v2, l2) = results.values()
         assert p1 == p2, "different Viterbi paths"
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
-        print(f"{'speed-up':>12}: viterbi {v2 / v1:.2f}x   nll forward+backward {l2 / l1:.2f}x (same paths, same gradients)")
+        print(
+            f"{'speed-up':>12}: viterbi {v2 / v1:.2f}x   nll forward+backward {l2 / l1:.2f}x "
+            "(same paths, same gradients)"
+        )
 
 
 if __name__ == "__main__":

@@ -48,15 +48,20 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=sorted(MODELS), default=None)
     parser.add_argument("--steps", type=int, default=3, help="profiled training steps per model")
     parser.add_argument("--warmup", type=int, default=5, help="unprofiled steps first")
-    parser.add_argument("--precision", default=None, help="trainer.precision for every model (default: each one's own; "
-                        "fp32 where the CPU emulates bf16, as in a CPU rehearsal)")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="trainer.precision for every model (default: each one's own; "
+        "fp32 where the CPU emulates bf16, as in a CPU rehearsal)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, overrides in MODELS.items():
         if args.only in (None, name):
             if args.precision:
-                overrides = [o for o in overrides if not o.startswith("trainer.precision=")] + \
-                    [f"trainer.precision={args.precision}"]
+                overrides = [o for o in overrides if not o.startswith("trainer.precision=")] + [
+                    f"trainer.precision={args.precision}"
+                ]
             profile_steps(name, overrides, args.device, args.out, args.warmup, args.steps)
     return 0
 

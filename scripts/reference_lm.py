@@ -43,7 +43,7 @@ def evaluate(model, data: torch.Tensor, bptt: int) -> float:
     with torch.no_grad():
         for i in range(0, data.size(0) - 1, bptt):
             seq = min(bptt, data.size(0) - 1 - i)
-            x, y = data[i:i + seq], data[i + 1:i + 1 + seq]
+            x, y = data[i : i + seq], data[i + 1 : i + 1 + seq]
             logits, hidden = model(x, hidden)
             total += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
             count += y.numel()
@@ -72,7 +72,7 @@ def main() -> None:
         for i in range(0, train.size(0) - 1, bptt):
             start = time.perf_counter()
             seq = min(bptt, train.size(0) - 1 - i)
-            x, y = train[i:i + seq], train[i + 1:i + 1 + seq]
+            x, y = train[i : i + seq], train[i + 1 : i + 1 + seq]
             hidden = None if hidden is None else tuple(h.detach() for h in hidden)
             model.zero_grad()
             logits, hidden = model(x, hidden)
@@ -93,9 +93,18 @@ def main() -> None:
             best_val = val if best_val is None else min(best_val, val)
             spent += time.perf_counter() - start
     valid_loss, test_loss = evaluate(model, valid, bptt), evaluate(model, test, bptt)
-    print(json.dumps({"steps": steps, "epochs": round(steps * bptt / train.size(0), 2), "train_seconds": round(spent),
-                      "threads": torch.get_num_threads(), "valid_ppl": round(math.exp(valid_loss), 1),
-                      "test_ppl": round(math.exp(test_loss), 1)}))
+    print(
+        json.dumps(
+            {
+                "steps": steps,
+                "epochs": round(steps * bptt / train.size(0), 2),
+                "train_seconds": round(spent),
+                "threads": torch.get_num_threads(),
+                "valid_ppl": round(math.exp(valid_loss), 1),
+                "test_ppl": round(math.exp(test_loss), 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

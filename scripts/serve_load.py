@@ -68,8 +68,18 @@ def in_process(model_path: str, kind: str, precision: str, sentences: List[str])
         expected = [model.score_lines([s], 10)["ppl"] for s in sentences]
         name = "in-process, text by text"
     elapsed = time.perf_counter() - started
-    return {"name": name, "clients": 0, "requests": len(sentences), "ok": len(sentences), "failed": 0,
-            "wrong": 0, "per_s": len(sentences) / elapsed, "p50_ms": None, "p99_ms": None, "expected": expected}
+    return {
+        "name": name,
+        "clients": 0,
+        "requests": len(sentences),
+        "ok": len(sentences),
+        "failed": 0,
+        "wrong": 0,
+        "per_s": len(sentences) / elapsed,
+        "p50_ms": None,
+        "p99_ms": None,
+        "expected": expected,
+    }
 
 
 def answer_is_right(kind: str, answer: Dict[str, Any], expected: Any) -> bool:
@@ -78,8 +88,15 @@ def answer_is_right(kind: str, answer: Dict[str, Any], expected: Any) -> bool:
     return math.isclose(answer["results"][0]["ppl"], expected, rel_tol=1e-6)
 
 
-async def load_row(url: str, kind: str, sentences: List[str], expected: Optional[List[Any]], clients: int,
-                   duration: float, max_requests: int) -> Dict[str, Any]:
+async def load_row(
+    url: str,
+    kind: str,
+    sentences: List[str],
+    expected: Optional[List[Any]],
+    clients: int,
+    duration: float,
+    max_requests: int,
+) -> Dict[str, Any]:
     route = "/tag" if kind == "tagger" else "/score"
     latencies: List[float] = []
     counts = {"failed": 0, "wrong": 0}
@@ -120,9 +137,16 @@ async def load_row(url: str, kind: str, sentences: List[str], expected: Optional
     def quantile(q: float) -> Optional[float]:
         return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
 
-    return {"name": f"{clients} client{'s' if clients > 1 else ''}" + (", one by one" if clients == 1 else ""),
-            "clients": clients, "requests": issued, "ok": issued - counts["failed"] - counts["wrong"],
-            **counts, "per_s": issued / elapsed, "p50_ms": quantile(0.5), "p99_ms": quantile(0.99)}
+    return {
+        "name": f"{clients} client{'s' if clients > 1 else ''}" + (", one by one" if clients == 1 else ""),
+        "clients": clients,
+        "requests": issued,
+        "ok": issued - counts["failed"] - counts["wrong"],
+        **counts,
+        "per_s": issued / elapsed,
+        "p50_ms": quantile(0.5),
+        "p99_ms": quantile(0.99),
+    }
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
@@ -130,16 +154,21 @@ def table(rows: List[Dict[str, Any]]) -> str:
         return "" if value is None else f"{value:.1f}"
 
     lines = ["| run | requests | failed | wrong | sentences/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['name']} | {r['requests']} | {r['failed']} | {r['wrong']} | {r['per_s']:.1f} | "
-              f"{ms(r['p50_ms'])} | {ms(r['p99_ms'])} |" for r in rows]
+    lines += [
+        f"| {r['name']} | {r['requests']} | {r['failed']} | {r['wrong']} | {r['per_s']:.1f} | "
+        f"{ms(r['p50_ms'])} | {ms(r['p99_ms'])} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
 def targets(rows: List[Dict[str, Any]], baseline: Optional[Dict[str, Any]]) -> Dict[str, bool]:
     loaded = [r for r in rows if r["clients"]]
     most, one = max(loaded, key=lambda r: r["clients"]), next((r for r in loaded if r["clients"] == 1), None)
-    out = {"no failed or wrong answer": most["failed"] == 0 and most["wrong"] == 0,
-           "p99 <= 1 s": most["p99_ms"] is not None and most["p99_ms"] <= 1000}
+    out = {
+        "no failed or wrong answer": most["failed"] == 0 and most["wrong"] == 0,
+        "p99 <= 1 s": most["p99_ms"] is not None and most["p99_ms"] <= 1000,
+    }
     if one is not None and one is not most:
         out[">= 4x one by one"] = most["per_s"] >= 4 * one["per_s"]
     if baseline is not None:
@@ -151,14 +180,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server (this machine only)")
     parser.add_argument("--sentences", type=Path, required=True, help="the sentences to send")
-    parser.add_argument("--input", choices=("conll", "text"), default="conll",
-                        help="conll: a column file's words joined by spaces; text: one sentence a line")
+    parser.add_argument(
+        "--input",
+        choices=("conll", "text"),
+        default="conll",
+        help="conll: a column file's words joined by spaces; text: one sentence a line",
+    )
     parser.add_argument("--limit", type=int, default=None, help="use the first N sentences")
     parser.add_argument("--clients", default="1,8,64", help="concurrent clients per row, comma-separated")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per row at most")
     parser.add_argument("--max-requests", type=int, default=20000, help="requests per row at most")
-    parser.add_argument("--model", default=None,
-                        help="the served package: run it in-process too, and check every answer against it")
+    parser.add_argument(
+        "--model", default=None, help="the served package: run it in-process too, and check every answer against it"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     url = args.url.rstrip("/")
@@ -170,8 +204,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--sentences {args.sentences}: no sentences")
     baseline = in_process(args.model, health["kind"], health["precision"], sentences) if args.model else None
     expected = baseline.pop("expected") if baseline else None
-    rows = [asyncio.run(load_row(url, health["kind"], sentences, expected, int(c), args.duration,
-                                 args.max_requests)) for c in args.clients.split(",")]
+    rows = [
+        asyncio.run(load_row(url, health["kind"], sentences, expected, int(c), args.duration, args.max_requests))
+        for c in args.clients.split(",")
+    ]
     if baseline:
         rows.append(baseline)
     met = targets(rows, baseline)

@@ -34,10 +34,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from nlp_lstm.inference import load
     from nlp_lstm.data.fetch import default_data_dir, fetch_corpus
     from nlp_lstm.data.tag_files import conll_sentences, input_lines
     from nlp_lstm.data.tagging_batch import batch_indices, collate
+    from nlp_lstm.inference import load
 
     test = fetch_corpus("conll2000", default_data_dir())["test"]
     block = Path(test).read_text(encoding="utf-8").strip("\n") + "\n\n"
@@ -50,9 +50,24 @@ def main() -> None:
 
     # 1. the command, end to end, in its own process (start-up and model loading included)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    command = [sys.executable, "-m", "nlp_lstm.cli", "tag", args.model, str(source), "--input", "conll",
-               "--output", str(work / "out.conll"), "--precision", args.precision, "--batch-size",
-               str(args.batch_size), "--progress", "off"]
+    command = [
+        sys.executable,
+        "-m",
+        "nlp_lstm.cli",
+        "tag",
+        args.model,
+        str(source),
+        "--input",
+        "conll",
+        "--output",
+        str(work / "out.conll"),
+        "--precision",
+        args.precision,
+        "--batch-size",
+        str(args.batch_size),
+        "--progress",
+        "off",
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env)
     end_to_end = time.perf_counter() - start
@@ -60,19 +75,30 @@ def main() -> None:
     # 2. the forward pass alone: encoded, length-sorted batches prepared beforehand
     first = sentences[: min(count, 20_000)]
     encoded = [tagger._encode(s.words, s.features) for s in first]
-    batches = [collate([encoded[i] for i in b]) for b in batch_indices([len(e.words) for e in encoded],
-                                                                        args.batch_size, shuffle=False)]
+    batches = [
+        collate([encoded[i] for i in b])
+        for b in batch_indices([len(e.words) for e in encoded], args.batch_size, shuffle=False)
+    ]
     with torch.no_grad(), tagger._autocast():
         tagger.model(batches[0])
         start = time.perf_counter()
         for batch in batches:
             tagger.model(batch)
         forward = time.perf_counter() - start
-    print(json.dumps({"sentences": count, "tokens": sum(len(s.words) for s in sentences), "threads": args.threads,
-                      "precision": tagger.precision, "batch_size": args.batch_size,
-                      "end_to_end_sentences_per_sec": round(count / end_to_end, 1),
-                      "forward_only_sentences_per_sec": round(len(first) / forward, 1),
-                      "command": " ".join(command[2:])}))
+    print(
+        json.dumps(
+            {
+                "sentences": count,
+                "tokens": sum(len(s.words) for s in sentences),
+                "threads": args.threads,
+                "precision": tagger.precision,
+                "batch_size": args.batch_size,
+                "end_to_end_sentences_per_sec": round(count / end_to_end, 1),
+                "forward_only_sentences_per_sec": round(len(first) / forward, 1),
+                "command": " ".join(command[2:]),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

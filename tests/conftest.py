@@ -39,12 +39,17 @@ def trained_lm(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trained")
     d = tmp / "corpus"
     d.mkdir()
-    corpus = {"train": write_lines(d / "train.txt", make_lines(400, 1)),
-              "valid": write_lines(d / "valid.txt", make_lines(60, 2)),
-              "test": write_lines(d / "test.txt", make_lines(60, 3))}
+    corpus = {
+        "train": write_lines(d / "train.txt", make_lines(400, 1)),
+        "valid": write_lines(d / "valid.txt", make_lines(60, 2)),
+        "test": write_lines(d / "test.txt", make_lines(60, 3)),
+    }
     run_dir = tmp / "run"
-    run_train(run_dir, text_data_overrides(corpus) + TINY_MODEL + ["trainer.max_epochs=2", "trainer.max_time=null",
-                                                                   "optim.lr=5"], tmp / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(corpus) + TINY_MODEL + ["trainer.max_epochs=2", "trainer.max_time=null", "optim.lr=5"],
+        tmp / "data",
+    )
     return {"run_dir": run_dir, "corpus": corpus, "data_dir": tmp / "data"}
 
 
@@ -59,6 +64,7 @@ def trained_tagger(tmp_path_factory):
     test_text = corpus["test"].read_text() + "\nlist NN B-LST\nitem NN I-LST\n"
     corpus["test"].write_text(test_text)
     run_dir = tmp / "run"
-    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=6", "trainer.max_time=null"],
-              tmp / "data")
+    run_train(
+        run_dir, conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=6", "trainer.max_time=null"], tmp / "data"
+    )
     return {"run_dir": run_dir, "corpus": corpus, "data_dir": tmp / "data"}

@@ -46,8 +46,9 @@ def test_regularisers_equal_a_hand_computation():
 
 def test_activation_reg_reads_the_dropped_output_and_temporal_the_undropped():
     torch.manual_seed(0)
-    cfg = ModelConfig(emb_size=6, hidden_size=6, num_layers=1, dropout_output=0.5, activation_reg=1.0,
-                      temporal_activation_reg=1.0)
+    cfg = ModelConfig(
+        emb_size=6, hidden_size=6, num_layers=1, dropout_output=0.5, activation_reg=1.0, temporal_activation_reg=1.0
+    )
     model = RNNLanguageModel(cfg, 11).train()
     x = torch.randint(0, 11, (4, 9))
     _, _, (raw, dropped) = model.forward_with_activations(x, model.initial_state(4)[0])
@@ -62,9 +63,19 @@ def test_training_logs_them_separately_and_train_loss_stays_the_nll(tmp_path, te
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = tmp_path / "run"
-    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
-        "model.activation_reg=2", "model.temporal_activation_reg=1", "trainer.max_steps=6",
-        "trainer.max_epochs=null", "trainer.max_time=null"], tmp_path / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + [
+            "model.activation_reg=2",
+            "model.temporal_activation_reg=1",
+            "trainer.max_steps=6",
+            "trainer.max_epochs=null",
+            "trainer.max_time=null",
+        ],
+        tmp_path / "data",
+    )
     events = EventAccumulator(str(run_dir)).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/activation_reg", "train/temporal_activation_reg", "train/loss"} <= tags
@@ -72,7 +83,7 @@ def test_training_logs_them_separately_and_train_loss_stays_the_nll(tmp_path, te
     loss = [e.value for e in events.Scalars("train/loss")]
     ppl = [e.value for e in events.Scalars("train/ppl")]
     assert all(v > 0 for v in ar)
-    assert all(math.exp(l) == pytest.approx(p, rel=1e-4) for l, p in zip(loss, ppl))  # ppl of the NLL alone
+    assert all(math.exp(nll) == pytest.approx(p, rel=1e-4) for nll, p in zip(loss, ppl))  # ppl of the NLL alone
 
 
 @pytest.mark.parametrize("key", ["activation_reg", "temporal_activation_reg"])

@@ -31,8 +31,11 @@ def test_bench_runs_the_precision_a_training_run_would(text_corpus, tmp_path):
     from nlp_lstm.bench import run_bench as bench_in_process
     from nlp_lstm.device import resolve_precision
 
-    overrides = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.precision=auto",
-                                                                 f"paths.data_dir={tmp_path / 'data'}"]
+    overrides = (
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + ["trainer.precision=auto", f"paths.data_dir={tmp_path / 'data'}"]
+    )
     report = bench_in_process(overrides, steps=2, warmup=1, reference_precision="same")
     expected = resolve_precision("auto", torch.device("cpu"))
     assert report["precision"] == report["reference_precision"] == expected

@@ -9,8 +9,20 @@ from helpers.runs import run_cli
 
 def test_generate_is_reproducible_with_a_seed(trained_lm):
     model = str(trained_lm["run_dir"] / "model")
-    args = ["generate", model, "--prompt", "the old man", "--max-tokens", "15", "--seed", "4", "--top-k", "5",
-            "--device", "cpu"]
+    args = [
+        "generate",
+        model,
+        "--prompt",
+        "the old man",
+        "--max-tokens",
+        "15",
+        "--seed",
+        "4",
+        "--top-k",
+        "5",
+        "--device",
+        "cpu",
+    ]
     first, second = run_cli(args), run_cli(args)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout and first.stdout.startswith("the old man")

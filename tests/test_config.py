@@ -5,12 +5,18 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from nlp_lstm.config import (Config, LMTaskConfig, TaggerModelConfig, TaggingDataConfig, TaggingTaskConfig,
-                             register_configs, validate)
-from nlp_lstm.errors import ConfigError
-
 from helpers.paths import ROOT
 from helpers.runs import run_train
+from nlp_lstm.config import (
+    Config,
+    LMTaskConfig,
+    TaggerModelConfig,
+    TaggingDataConfig,
+    TaggingTaskConfig,
+    register_configs,
+    validate,
+)
+from nlp_lstm.errors import ConfigError
 
 CONF = ROOT / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -23,8 +29,21 @@ def _compose(overrides):
 
 
 def test_expected_presets_exist():
-    assert {"wt2_small", "wt2_medium", "ptb_medium", "ptb_small", "wt2_gru", "wt2_bpe", "shakespeare_char", "wt2_bilm",
-            "smoke", "conll2000_chunk", "conll2000_pos", "ud_ewt_upos", "wnut17_ner"} <= set(PRESETS)
+    assert {
+        "wt2_small",
+        "wt2_medium",
+        "ptb_medium",
+        "ptb_small",
+        "wt2_gru",
+        "wt2_bpe",
+        "shakespeare_char",
+        "wt2_bilm",
+        "smoke",
+        "conll2000_chunk",
+        "conll2000_pos",
+        "ud_ewt_upos",
+        "wnut17_ner",
+    } <= set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -75,13 +94,16 @@ def test_wrong_type_is_rejected_with_its_name():
     assert "num_layers" in str(info.value) + str(info.value.__cause__)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.dropout_output=1.5", "config model.dropout_output=1.5: must be in [0, 1)"),
-    ("model.cell=rnn", "config model.cell='rnn': must be one of lstm, gru"),
-    ("trainer.precision=fp8", "config trainer.precision='fp8'"),
-    ("tokenizer.kind=bytes", "config tokenizer.kind='bytes'"),
-    ("optim.lr=-1", "config optim.lr=-1.0: must be > 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.dropout_output=1.5", "config model.dropout_output=1.5: must be in [0, 1)"),
+        ("model.cell=rnn", "config model.cell='rnn': must be one of lstm, gru"),
+        ("trainer.precision=fp8", "config trainer.precision='fp8'"),
+        ("tokenizer.kind=bytes", "config tokenizer.kind='bytes'"),
+        ("optim.lr=-1", "config optim.lr=-1.0: must be > 0"),
+    ],
+)
 def test_bad_values_get_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError) as info:
         validate(_compose([override]))
@@ -113,7 +135,7 @@ def test_data_text_needs_paths():
 def test_cli_bad_value_exits_2_with_one_line_before_reading_data(tmp_path):
     proc = run_train(tmp_path / "run", ["model.dropout_output=2"], tmp_path / "data", check=False)
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert lines == ["error: config model.dropout_output=2.0: must be in [0, 1)"]
     assert not (tmp_path / "data" / "wikitext2").exists()  # nothing was fetched
 
@@ -124,10 +146,15 @@ def test_cli_unknown_key_exits_non_zero_naming_it(tmp_path):
     assert "max_epoch" in proc.stderr
 
 
-@pytest.mark.parametrize("override, key", [("+model.hidden_sizee=3", "model.hidden_sizee"),
-                                           ("++model.hidden_sizee=3", "model.hidden_sizee"),
-                                           ("+trainer.max_epoch=3", "trainer.max_epoch"),
-                                           ("+seeds=3", "seeds")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("+model.hidden_sizee=3", "model.hidden_sizee"),
+        ("++model.hidden_sizee=3", "model.hidden_sizee"),
+        ("+trainer.max_epoch=3", "trainer.max_epoch"),
+        ("+seeds=3", "seeds"),
+    ],
+)
 def test_key_added_with_plus_must_exist_in_the_schema(override, key):
     """`+`/`++` open the node to add a key; validation still refuses one the schema lacks."""
     with pytest.raises(ConfigError) as info:
@@ -143,7 +170,7 @@ def test_plus_keeps_working_for_free_form_dicts_and_known_keys():
 def test_cli_plus_misspelt_key_is_one_line_before_reading_data(tmp_path):
     proc = run_train(tmp_path / "run", ["+model.hidden_sizee=3"], tmp_path / "data", check=False)
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert lines == ["error: config model.hidden_sizee: no such key in model (did you mean model.hidden_size?)"]
     assert not (tmp_path / "data" / "wikitext2").exists()
 
@@ -152,9 +179,11 @@ def test_users_own_experiment_file_with_a_misspelt_key_is_refused(tmp_path):
     """A user's config directory (`--config-dir`) whose experiment adds an unknown key."""
     (tmp_path / "conf" / "experiment").mkdir(parents=True)
     (tmp_path / "conf" / "experiment" / "mine.yaml").write_text(
-        "# @package _global_\ndefaults:\n  - override /trainer: smoke\nmodel:\n  hidden_sizee: 3\n")
-    proc = run_train(tmp_path / "run", ["experiment=mine", "--config-dir", str(tmp_path / "conf")],
-                     tmp_path / "data", check=False)
+        "# @package _global_\ndefaults:\n  - override /trainer: smoke\nmodel:\n  hidden_sizee: 3\n"
+    )
+    proc = run_train(
+        tmp_path / "run", ["experiment=mine", "--config-dir", str(tmp_path / "conf")], tmp_path / "data", check=False
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "model.hidden_sizee" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "data" / "wikitext2").exists()
@@ -182,18 +211,24 @@ def test_ptb_small_follows_zaremba_small_and_its_schedule():
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()  # an epoch of training, then the epoch's schedule step
         scheduler.step()
-    assert rates == pytest.approx([1.0] * 4 + [0.5 ** k for k in range(1, 10)])
+    assert rates == pytest.approx([1.0] * 4 + [0.5**k for k in range(1, 10)])
 
 
-@pytest.mark.parametrize("override, message", [
-    ("trainer.max_tme=60", "config trainer.max_tme: no such key in trainer (did you mean trainer.max_time?)"),
-    ("model.hiden_size=10", "config model.hiden_size: no such key in model (did you mean model.hidden_size?)"),
-    ("model=bilstm_crff", "config model=bilstm_crff: no such option (did you mean bilstm_crf? "
-                          "options: awd, bilstm_crf, lm, medium, small, tagging)"),
-    ("trainer.max_steps=abc", "config trainer.max_steps=abc: not a valid integer"),
-    ("trainer.max_time=soon", "config trainer.max_time=soon: not a valid float"),
-    ("modl=small", "config modl: no such key in the config (did you mean model?)"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_tme=60", "config trainer.max_tme: no such key in trainer (did you mean trainer.max_time?)"),
+        ("model.hiden_size=10", "config model.hiden_size: no such key in model (did you mean model.hidden_size?)"),
+        (
+            "model=bilstm_crff",
+            "config model=bilstm_crff: no such option (did you mean bilstm_crf? "
+            "options: awd, bilstm_crf, lm, medium, small, tagging)",
+        ),
+        ("trainer.max_steps=abc", "config trainer.max_steps=abc: not a valid integer"),
+        ("trainer.max_time=soon", "config trainer.max_time=soon: not a valid float"),
+        ("modl=small", "config modl: no such key in the config (did you mean model?)"),
+    ],
+)
 def test_override_errors_are_one_line_saying_what_would_be_right(override, message):
     """Hydra's own errors (a misspelt key without `+`, an unknown group option, a wrong type)
     as one line: the suggestion, the options (never the schemas), the expected type, and no
@@ -214,14 +249,15 @@ def test_a_new_map_entry_without_plus_is_told_to_add_it_with_plus():
         with pytest.raises(ConfigError) as info:
             compose_config(["task=tagging", "data=conll", "data.train=/x", override], "/tmp/unused")
         key, value = override.split("=")
-        assert str(info.value) == (f"config {key}: no such key in {key.rpartition('.')[0]} "
-                                   f"(a new entry: add it with +{key}={value})")
+        assert str(info.value) == (
+            f"config {key}: no such key in {key.rpartition('.')[0]} (a new entry: add it with +{key}={value})"
+        )
 
 
 def test_cli_override_error_is_one_line_and_exit_2(tmp_path):
     proc = run_train(tmp_path / "run", ["trainer.max_tme=60", "seed=4"], tmp_path / "data", check=False)
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert lines == ["error: config trainer.max_tme: no such key in trainer (did you mean trainer.max_time?)"]
 
 

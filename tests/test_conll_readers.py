@@ -22,9 +22,13 @@ def test_conll_skips_the_line_comments_of_tag_output_but_keeps_hash_words(tmp_pa
     path = tmp_path / "tagged.conll"
     path.write_text("# line = 1\nThe\tB-NP\n#\tI-NP\n\n# line = 3\nsat\tB-VP\n", encoding="utf-8")
     assert [(s.words, s.tags, s.line) for s in read_conll(path, 0, 1)] == [
-        (["The", "#"], ["B-NP", "I-NP"], 2), (["sat"], ["B-VP"], 6)]
+        (["The", "#"], ["B-NP", "I-NP"], 2),
+        (["sat"], ["B-VP"], 6),
+    ]
     assert [(s.words, s.gold, s.line) for s in conll_sentences(input_lines(str(path)), str(path), {}, 1)] == [
-        (["The", "#"], ["B-NP", "I-NP"], 2), (["sat"], ["B-VP"], 6)]
+        (["The", "#"], ["B-NP", "I-NP"], 2),
+        (["sat"], ["B-VP"], 6),
+    ]
 
 
 def test_conll_wrong_column_count_names_file_and_line(tmp_path):
@@ -103,8 +107,18 @@ def test_conllu_malformed_line(tmp_path):
 def _data_cfg(name, train, **kw):
     from types import SimpleNamespace
 
-    return SimpleNamespace(name=name, train=str(train), valid=str(train), test=None, word_column=0, tag_column=-1,
-                           feature_columns={}, conllu_field="upos", tag_scheme="iob2", **kw)
+    return SimpleNamespace(
+        name=name,
+        train=str(train),
+        valid=str(train),
+        test=None,
+        word_column=0,
+        tag_column=-1,
+        feature_columns={},
+        conllu_field="upos",
+        tag_scheme="iob2",
+        **kw,
+    )
 
 
 def _conllu_line(i, word, tag):
@@ -119,22 +133,45 @@ def test_a_bad_tag_error_names_the_tags_own_line(tmp_path):
     from nlp_lstm.inference.tag_evaluation import _checked
 
     conll = tmp_path / "badtag.conll"
-    lines = ["-DOCSTART- O", "", "Paris B-LOC", "is O", "", "nice O", ". O", "",
-             "Bob B-PER", "went O", "to O", "Rome X-LOC", ". O", ""]  # the sentence starts on line 9
+    lines = [
+        "-DOCSTART- O",
+        "",
+        "Paris B-LOC",
+        "is O",
+        "",
+        "nice O",
+        ". O",
+        "",
+        "Bob B-PER",
+        "went O",
+        "to O",
+        "Rome X-LOC",
+        ". O",
+        "",
+    ]  # the sentence starts on line 9
     conll.write_text("\n".join(lines), encoding="utf-8")
-    message = rf"badtag\.conll:12: tag 'X-LOC' \(token 4\)"
+    message = r"badtag\.conll:12: tag 'X-LOC' \(token 4\)"
     with pytest.raises(DataError, match=message):
         read_tagging_splits(_data_cfg("conll", conll), tmp_path)
     with pytest.raises(DataError, match=message):
         list(_checked(conll_sentences(input_lines(str(conll)), str(conll), {}, gold_column=1), str(conll), "iob2"))
 
     conllu = tmp_path / "badtag.conllu"
-    lines = ["# sent_id = 1", _conllu_line(1, "Paris", "B-LOC"), "",
-             "# sent_id = 2", "# text = Bob went to Rome.", _conllu_line(1, "Bob", "B-PER"),  # starts on line 4
-             "2-3\twent-to\t_\t_\t_\t_\t_\t_\t_\t_", _conllu_line(2, "went", "O"), _conllu_line(3, "to", "O"),
-             _conllu_line(4, "Rome", "X-LOC"), ""]
+    lines = [
+        "# sent_id = 1",
+        _conllu_line(1, "Paris", "B-LOC"),
+        "",
+        "# sent_id = 2",
+        "# text = Bob went to Rome.",
+        _conllu_line(1, "Bob", "B-PER"),  # starts on line 4
+        "2-3\twent-to\t_\t_\t_\t_\t_\t_\t_\t_",
+        _conllu_line(2, "went", "O"),
+        _conllu_line(3, "to", "O"),
+        _conllu_line(4, "Rome", "X-LOC"),
+        "",
+    ]
     conllu.write_text("\n".join(lines), encoding="utf-8")
-    message = rf"badtag\.conllu:10: tag 'X-LOC' \(token 4\)"
+    message = r"badtag\.conllu:10: tag 'X-LOC' \(token 4\)"
     with pytest.raises(DataError, match=message):
         read_tagging_splits(_data_cfg("conllu", conllu), tmp_path)
     with pytest.raises(DataError, match=message):

@@ -23,8 +23,11 @@ def brute_force(crf, emissions):
 
 
 def path_allowed(crf, seq) -> bool:
-    return (bool(crf.allowed_start[seq[0]]) and bool(crf.allowed_end[seq[-1]])
-            and all(bool(crf.allowed[a, b]) for a, b in zip(seq, seq[1:])))
+    return (
+        bool(crf.allowed_start[seq[0]])
+        and bool(crf.allowed_end[seq[-1]])
+        and all(bool(crf.allowed[a, b]) for a, b in zip(seq, seq[1:]))
+    )
 
 
 def make_crf(n=3, constrained=False, seed=0):
@@ -66,7 +69,7 @@ def test_partition_score_viterbi_nbest_and_marginals_match_brute_force(constrain
                 assert float(marginals[b, t, tag]) == pytest.approx(expected, abs=1e-4)
         some = table[len(table) // 2]  # any sequence, not only the best
         tags = torch.tensor([some[0] + [0] * (4 - n)])
-        score = crf.sequence_score(emissions[b:b + 1], tags, mask[b:b + 1])
+        score = crf.sequence_score(emissions[b : b + 1], tags, mask[b : b + 1])
         assert float(score.detach()) == pytest.approx(some[1], abs=1e-4)
 
 
@@ -170,8 +173,9 @@ def test_log_partition_passes_gradcheck_in_float64():
     from nlp_lstm.models.crf import _LogPartition
 
     trans, start, end = crf._params()
-    assert torch.autograd.gradcheck(lambda e, tr, st, en: _LogPartition.apply(e, tr, st, en, mask),
-                                    (emissions, trans, start, end))
+    assert torch.autograd.gradcheck(
+        lambda e, tr, st, en: _LogPartition.apply(e, tr, st, en, mask), (emissions, trans, start, end)
+    )
 
 
 def _naive_segment_probability(crf, emissions, start_pos, ids):
@@ -202,8 +206,10 @@ def test_segment_probabilities_stay_probabilities_on_long_sentences(length):
     emissions = torch.randn(1, length, 3, generator=generator) * 3
     mask = torch.ones(1, length, dtype=torch.bool)
     positions = [0, 1, length // 3, length // 2, length - 3, length - 2]
-    requests = [(s, [int(t) for t in torch.randint(0, 3, (k,), generator=generator)])
-                for s, k in zip(positions, [1, 2, 3, 1, 2, 1])]
+    requests = [
+        (s, [int(t) for t in torch.randint(0, 3, (k,), generator=generator)])
+        for s, k in zip(positions, [1, 2, 3, 1, 2, 1])
+    ]
     requests += [(s, [int(emissions[0, s].argmax())]) for s in positions]  # likely tags: larger probabilities
     log_probs = crf.segment_log_probs(emissions, mask, [requests])[0]
     for (s, ids), lp in zip(requests, log_probs):

@@ -13,18 +13,31 @@ import torch
 from helpers.corpora import TINY_MODEL, text_data_overrides
 from helpers.paths import ROOT
 from helpers.runs import run_train
-from nlp_lstm.training.checkpoint import load_checkpoint
 from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
+from nlp_lstm.training.checkpoint import load_checkpoint
 
-NO_DROPOUT = ["model.dropout_embedding=0", "model.dropout_input=0", "model.dropout_hidden=0",
-              "model.dropout_output=0", "model.weight_drop=0"]
+NO_DROPOUT = [
+    "model.dropout_embedding=0",
+    "model.dropout_input=0",
+    "model.dropout_hidden=0",
+    "model.dropout_output=0",
+    "model.weight_drop=0",
+]
 BUDGET = ["trainer.max_steps=6", "trainer.max_epochs=null", "trainer.max_time=null", "optim.schedule=none"]
 
 
 def run_torchrun(run_dir: Path, overrides, data_dir: Path, nproc: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "NLP_LSTM_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(ROOT / "train.py"),
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -76,7 +89,11 @@ def test_two_process_lm_equals_one_process_with_the_global_batch(text_corpus, tm
 
 def test_two_process_tagger_equals_one_process_with_the_global_batch(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
-    common = conll_overrides(corpus) + TINY_TAGGER + BUDGET + [
-        "model.word_dropout=0", "model.dropout_input=0", "model.dropout_hidden=0", "model.dropout_output=0"]
+    common = (
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + BUDGET
+        + ["model.word_dropout=0", "model.dropout_input=0", "model.dropout_hidden=0", "model.dropout_output=0"]
+    )
     parallel = train_single_and_parallel(tmp_path, common, per_process_batch=4)
     assert len(list((parallel / "predictions").iterdir())) >= 1

@@ -11,8 +11,8 @@ import pytest
 
 import nlp_lstm
 from helpers.runs import run_cli, run_train
-from nlp_lstm.errors import ConfigError, NlpLstmError
 from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
+from nlp_lstm.errors import ConfigError, NlpLstmError
 
 
 def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):
@@ -20,13 +20,20 @@ def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):
     common = ["trainer.max_epochs=3", "trainer.max_time=null", "logger.tensorboard=false"]
     pos_run = tmp_path / "pos"
     pos_overrides = [o for o in conll_overrides(corpus) if not o.startswith("data.tag_column")]
-    run_train(pos_run, pos_overrides + ["data.tag_column=1", "data.tag_scheme=none"] + TINY_TAGGER + common,
-              tmp_path / "data")
+    run_train(
+        pos_run, pos_overrides + ["data.tag_column=1", "data.tag_scheme=none"] + TINY_TAGGER + common, tmp_path / "data"
+    )
     pos_package = tmp_path / "pos_package"
     shutil.copytree(pos_run / "model", pos_package)
     chunk_run = tmp_path / "chunk"
-    run_train(chunk_run, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + common
-              + [f"+model.feature_taggers.pos={pos_package}"], tmp_path / "data")
+    run_train(
+        chunk_run,
+        conll_overrides(corpus, pos_feature=True)
+        + TINY_TAGGER
+        + common
+        + [f"+model.feature_taggers.pos={pos_package}"],
+        tmp_path / "data",
+    )
     shutil.rmtree(pos_package)  # the chunker's package must stand alone
     chunker = nlp_lstm.load(chunk_run / "model", device="cpu").set_precision("fp32")
     pos = chunker.feature_taggers["pos"]
@@ -37,10 +44,27 @@ def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [line.split("\t")[1] for line in proc.stdout.split("\n")[1:] if line] == expected  # after "# line = 1"
     # Scored with predicted POS instead of the file's column, and with the column.
-    gold_pos = run_cli(["evaluate", str(chunk_run / "model"), str(corpus["test"]), "--precision", "fp32",
-                        "--json", str(tmp_path / "g.json")])  # training evaluated in fp32
-    predicted = run_cli(["evaluate", str(chunk_run / "model"), str(corpus["test"]), "--predict-features",
-                         "--json", str(tmp_path / "p.json")])
+    gold_pos = run_cli(
+        [
+            "evaluate",
+            str(chunk_run / "model"),
+            str(corpus["test"]),
+            "--precision",
+            "fp32",
+            "--json",
+            str(tmp_path / "g.json"),
+        ]
+    )  # training evaluated in fp32
+    predicted = run_cli(
+        [
+            "evaluate",
+            str(chunk_run / "model"),
+            str(corpus["test"]),
+            "--predict-features",
+            "--json",
+            str(tmp_path / "p.json"),
+        ]
+    )
     assert gold_pos.returncode == 0 and predicted.returncode == 0, predicted.stderr
     metrics = json.loads((chunk_run / "metrics.json").read_text())
     assert json.loads((tmp_path / "g.json").read_text())["f1"] == metrics["test"]["f1"]
@@ -49,11 +73,16 @@ def test_a_chunker_carries_its_pos_tagger_and_tags_raw_text(tmp_path):
 
 def test_a_feature_tagger_for_a_column_the_model_lacks_is_one_line(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
-    proc = run_train(tmp_path / "run", conll_overrides(corpus) + TINY_TAGGER + [
-        f"+model.feature_taggers.pos={tmp_path}"], tmp_path / "data", check=False)
+    proc = run_train(
+        tmp_path / "run",
+        conll_overrides(corpus) + TINY_TAGGER + [f"+model.feature_taggers.pos={tmp_path}"],
+        tmp_path / "data",
+        check=False,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: config model.feature_taggers.pos: the model has no input column 'pos' "
-                                   "(data.feature_columns={})")
+    assert proc.stderr.strip() == (
+        "error: config model.feature_taggers.pos: the model has no input column 'pos' (data.feature_columns={})"
+    )
 
 
 def test_the_missing_column_error_gives_an_override_train_py_accepts(tmp_path):
@@ -66,8 +95,9 @@ def test_the_missing_column_error_gives_an_override_train_py_accepts(tmp_path):
     assert suggested, str(raised.value)
     # The suggested override, as given, reaches the feature tagger's path (which is missing here).
     missing = tmp_path / "no_pos_tagger"
-    proc = run_train(tmp_path / "train", overrides + [suggested.group(1) + str(missing)], tmp_path / "data",
-                     check=False)
+    proc = run_train(
+        tmp_path / "train", overrides + [suggested.group(1) + str(missing)], tmp_path / "data", check=False
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"error: config model.feature_taggers.pos={str(missing)!r}: "), proc.stderr
 
@@ -82,15 +112,21 @@ def test_a_feature_tagger_whose_tags_do_not_cover_the_column_is_refused(tmp_path
     corpus = tagging_corpus(tmp_path / "corpus")
     wrong = untrained_package(conll_overrides(corpus) + TINY_TAGGER, tmp_path / "wrong_run", tmp_path / "wrong")
     pos_overrides = [o for o in conll_overrides(corpus) if not o.startswith("data.tag_column")]
-    pos = untrained_package(pos_overrides + ["data.tag_column=1", "data.tag_scheme=none"] + TINY_TAGGER,
-                            tmp_path / "pos_run", tmp_path / "pos")
+    pos = untrained_package(
+        pos_overrides + ["data.tag_column=1", "data.tag_scheme=none"] + TINY_TAGGER,
+        tmp_path / "pos_run",
+        tmp_path / "pos",
+    )
     chunker = conll_overrides(corpus, pos_feature=True) + TINY_TAGGER
-    task = build_task(compose_config(chunker + [f"+model.feature_taggers.pos={pos}"], tmp_path / "ok"),
-                      torch.device("cpu"))
+    task = build_task(
+        compose_config(chunker + [f"+model.feature_taggers.pos={pos}"], tmp_path / "ok"), torch.device("cpu")
+    )
     assert set(task.feature_taggers) == {"pos"}
     overrides = chunker + [f"+model.feature_taggers.pos={wrong}"]
-    message = (f"config model.feature_taggers.pos={str(wrong)!r}: its tags do not cover the values of column 'pos' "
-               f"in the train split: 7 value(s) it never predicts, e.g. ")
+    message = (
+        f"config model.feature_taggers.pos={str(wrong)!r}: its tags do not cover the values of column 'pos' "
+        f"in the train split: 7 value(s) it never predicts, e.g. "
+    )
     with pytest.raises(ConfigError) as raised:
         build_task(compose_config(overrides, tmp_path / "bad"), torch.device("cpu"))
     assert str(raised.value).startswith(message), str(raised.value)

@@ -18,8 +18,13 @@ def toy_corpus(tmp_path, monkeypatch):
     origin = tmp_path / "origin"
     origin.mkdir()
     (origin / "train.txt.gz").write_bytes(gzip.compress(TEXT))
-    corpus = Corpus(name="toy", format="lines", license="test", description="test corpus",
-                    files={"train": CorpusFile("train.txt", f"file://{origin}/train.txt.gz", SHA, gzip=True)})
+    corpus = Corpus(
+        name="toy",
+        format="lines",
+        license="test",
+        description="test corpus",
+        files={"train": CorpusFile("train.txt", f"file://{origin}/train.txt.gz", SHA, gzip=True)},
+    )
     monkeypatch.setitem(registry.CORPORA, "toy", corpus)
     return corpus
 
@@ -71,8 +76,13 @@ def test_unknown_corpus_lists_known_ones(tmp_path):
 @pytest.mark.parametrize("name", ["../escape.txt", "/tmp/absolute.txt", "sub/../../escape.txt", "."])
 def test_file_names_cannot_escape_the_data_dir(tmp_path, toy_corpus, monkeypatch, name):
     origin = tmp_path / "origin" / "train.txt.gz"
-    bad = Corpus(name="toy", format="lines", license="test", description="test corpus",
-                 files={"train": CorpusFile(name, f"file://{origin}", SHA, gzip=True)})
+    bad = Corpus(
+        name="toy",
+        format="lines",
+        license="test",
+        description="test corpus",
+        files={"train": CorpusFile(name, f"file://{origin}", SHA, gzip=True)},
+    )
     monkeypatch.setitem(registry.CORPORA, "toy", bad)
     with pytest.raises(DataError, match="must stay inside"):
         fetch_corpus("toy", tmp_path / "cache", mirror="")

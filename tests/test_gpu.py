@@ -26,8 +26,13 @@ def test_fused_layer_on_cuda_matches_cpu(cell):
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_training_on_cuda(tmp_path, text_corpus, precision):
     run_dir = tmp_path / "run"
-    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
-        "trainer.device=cuda", f"trainer.precision={precision}", "trainer.max_steps=20"], tmp_path / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + ["trainer.device=cuda", f"trainer.precision={precision}", "trainer.max_steps=20"],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["ppl"] < 1000
 
@@ -49,13 +54,15 @@ def test_fused_cross_entropy_on_cuda_matches_textbook():
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16),
-                                              ("fp32", torch.float32)])
+@pytest.mark.parametrize(
+    "precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)]
+)
 def test_cudnn_rnn_runs_in_the_configured_precision(precision, dtype):
     """trainer.precision=bf16 means bf16 in cuDNN too (autocast's RNN wrapper once cast to
     fp16 whatever the autocast dtype): input, weights and states, and the returned state."""
-    from nlp_lstm.models.cudnn_weights import runs_in_cudnn
     from test_gpu_path_on_cpu import _RecordDtypes
+
+    from nlp_lstm.models.cudnn_weights import runs_in_cudnn
 
     if dtype == torch.bfloat16 and not runs_in_cudnn(dtype, torch.device("cuda")):
         dtype = torch.float32  # this PyTorch runs no bf16 RNN in cuDNN: fp32 is the policy then
@@ -64,8 +71,9 @@ def test_cudnn_rnn_runs_in_the_configured_precision(precision, dtype):
         x, state = torch.randn(4, 9, 16, device="cuda"), layer.initial_state(4, "cuda")
         recorder = _RecordDtypes()
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        context = (torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype
-                   else torch.autocast("cuda", enabled=False))
+        context = (
+            torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype else torch.autocast("cuda", enabled=False)
+        )
         with context, recorder:
             out, new_state = layer(x, state)
         assert recorder.calls and all(dtypes == {dtype} for _, dtypes in recorder.calls), recorder.calls
@@ -76,8 +84,11 @@ def test_cudnn_rnn_runs_in_the_configured_precision(precision, dtype):
 def test_deterministic_training_on_cuda_repeats_bitwise(tmp_path, text_corpus):
     from nlp_lstm.training.checkpoint import load_checkpoint
 
-    common = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.device=cuda", "trainer.max_steps=15",
-                                                               "trainer.deterministic=true"]
+    common = (
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + ["trainer.device=cuda", "trainer.max_steps=15", "trainer.deterministic=true"]
+    )
     for name in ("a", "b"):
         run_train(tmp_path / name, common, tmp_path / "data")
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
@@ -113,8 +124,14 @@ def test_crf_on_cuda_matches_cpu():
         model, e = crf.to(device), emissions.to(device).requires_grad_()
         nll = model.nll(e, tags.to(device), mask.to(device))
         grads = torch.autograd.grad(nll, [e, model.transitions])
-        results.append((float(nll), [g.cpu() for g in grads], model.viterbi(e.detach(), mask.to(device)),
-                        model.nbest(e.detach()[0], 4)))
+        results.append(
+            (
+                float(nll),
+                [g.cpu() for g in grads],
+                model.viterbi(e.detach(), mask.to(device)),
+                model.nbest(e.detach()[0], 4),
+            )
+        )
     (nll_cpu, grads_cpu, paths_cpu, nbest_cpu), (nll_gpu, grads_gpu, paths_gpu, nbest_gpu) = results
     assert nll_gpu == pytest.approx(nll_cpu, rel=1e-5)
     for a, b in zip(grads_cpu, grads_gpu):
@@ -140,9 +157,13 @@ def test_weight_drop_in_training_mode_on_cuda():
 
 def test_bidirectional_lm_trains_on_cuda(tmp_path, text_corpus):
     run_dir = tmp_path / "run"
-    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
-        "trainer.device=cuda", "model.bidirectional=true", "trainer.max_steps=20", "trainer.precision=bf16"],
-        tmp_path / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + ["trainer.device=cuda", "model.bidirectional=true", "trainer.max_steps=20", "trainer.precision=bf16"],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["ppl"] < 1000
 
@@ -152,9 +173,13 @@ def test_tagger_trains_on_cuda(tmp_path):
 
     corpus = tagging_corpus(tmp_path / "corpus")
     run_dir = tmp_path / "run"
-    run_train(run_dir, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + [
-        "trainer.device=cuda", "trainer.max_epochs=4", "trainer.max_time=null", "model.lm_loss_weight=0.1"],
-        tmp_path / "data")
+    run_train(
+        run_dir,
+        conll_overrides(corpus, pos_feature=True)
+        + TINY_TAGGER
+        + ["trainer.device=cuda", "trainer.max_epochs=4", "trainer.max_time=null", "model.lm_loss_weight=0.1"],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["f1"] > 50
 
@@ -169,8 +194,13 @@ def test_resume_on_cuda_equals_the_uninterrupted_run(tmp_path, text_corpus, task
         from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
         common = conll_overrides(tagging_corpus(tmp_path / "corpus")) + TINY_TAGGER + ["trainer.val_check_interval=5"]
-    common += ["trainer.device=cuda", "trainer.deterministic=true", "trainer.max_epochs=null",
-               "trainer.max_time=null", "logger.tensorboard=false"]
+    common += [
+        "trainer.device=cuda",
+        "trainer.deterministic=true",
+        "trainer.max_epochs=null",
+        "trainer.max_time=null",
+        "logger.tensorboard=false",
+    ]
     straight_and_split(tmp_path, common, total=30, first=18)  # best, weights, schedule... equal, bitwise
 
 
@@ -212,15 +242,22 @@ def test_a_training_step_on_cuda_never_synchronises(tmp_path, text_corpus, what)
     if what.startswith("lm"):
         overrides = text_data_overrides(text_corpus) + TINY_MODEL + [f"paths.data_dir={tmp_path / 'data'}"]
         if what == "lm_adaptive_bf16":
-            overrides += ["model.softmax=adaptive", "model.tie_weights=false", "model.adaptive_cutoffs=[5,15]",
-                          "trainer.precision=bf16"]
+            overrides += [
+                "model.softmax=adaptive",
+                "model.tie_weights=false",
+                "model.adaptive_cutoffs=[5,15]",
+                "trainer.precision=bf16",
+            ]
         if what == "lm_ntasgd_averaging":
             overrides += ["optim=ntasgd"]
     else:
         from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
-        overrides = conll_overrides(tagging_corpus(tmp_path / "corpus"), pos_feature=True) + TINY_TAGGER + [
-            f"model.head={what.split('_')[1]}", "model.lm_loss_weight=0.1", f"paths.data_dir={tmp_path / 'data'}"]
+        overrides = (
+            conll_overrides(tagging_corpus(tmp_path / "corpus"), pos_feature=True)
+            + TINY_TAGGER
+            + [f"model.head={what.split('_')[1]}", "model.lm_loss_weight=0.1", f"paths.data_dir={tmp_path / 'data'}"]
+        )
     trainer, task = step_trainer(tmp_path, overrides, device="cuda")
     if what == "lm_ntasgd_averaging":
         trainer.averaged = AveragedModel(trainer.model)

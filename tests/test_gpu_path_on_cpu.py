@@ -30,8 +30,9 @@ class _RecordDtypes(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16),
-                                              ("fp16", torch.float16)])
+@pytest.mark.parametrize(
+    "precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)]
+)
 def test_lstm_kernel_runs_in_the_configured_precision(precision, dtype):
     """Input, weights and both states reach the kernel (oneDNN's in fp32/bf16; fp16 has
     none on CPU and runs per step) in one dtype, the configured one, and the layer returns
@@ -97,8 +98,12 @@ def test_deterministic_setting_configures_cublas_cudnn_and_torch(monkeypatch):
 
     def code():
         make_deterministic()
-        print(os.environ['CUBLAS_WORKSPACE_CONFIG'], torch.are_deterministic_algorithms_enabled(),
-              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+        print(
+            os.environ["CUBLAS_WORKSPACE_CONFIG"],
+            torch.are_deterministic_algorithms_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+        )
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     # as `python -c` would run it; torch's flags and the environment are put back afterwards
@@ -124,7 +129,8 @@ class _RecordHostSyncs(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         bool_index = name in ("index", "index_put", "index_put_") and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else []) or [])
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else []) or []
+        )
         if name in ("_local_scalar_dense", "nonzero", "masked_select") or bool_index:
             if not HOST_SIDE & {frame.name for frame in traceback.extract_stack()}:
                 self.syncs.append(name)
@@ -138,8 +144,12 @@ def test_a_tagger_training_step_never_waits_for_the_host(tmp_path, head, optim):
     from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
     corpus = tagging_corpus(tmp_path / "corpus")
-    trainer, task = step_trainer(tmp_path, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + [
-        f"model.head={head}", "model.lm_loss_weight=0.1", f"optim={optim}", f"paths.data_dir={tmp_path / 'data'}"])
+    trainer, task = step_trainer(
+        tmp_path,
+        conll_overrides(corpus, pos_feature=True)
+        + TINY_TAGGER
+        + [f"model.head={head}", "model.lm_loss_weight=0.1", f"optim={optim}", f"paths.data_dir={tmp_path / 'data'}"],
+    )
     trainer.train_step(task.next_batch())  # warm up (lazy state)
     batch = task.next_batch()  # made on the host, as a data loader would
     recorder = _RecordHostSyncs()
@@ -148,21 +158,42 @@ def test_a_tagger_training_step_never_waits_for_the_host(tmp_path, head, optim):
     assert recorder.syncs == []
 
 
-@pytest.mark.parametrize("nonfinite, optim, averaging, softmax", [
-    ("skip", "sgd", False, "full"), ("stop", "adamw", False, "full"), ("skip", "ntasgd", True, "full"),
-    ("off", "sgd", False, "full"), ("skip", "sgd", False, "adaptive")])
+@pytest.mark.parametrize(
+    "nonfinite, optim, averaging, softmax",
+    [
+        ("skip", "sgd", False, "full"),
+        ("stop", "adamw", False, "full"),
+        ("skip", "ntasgd", True, "full"),
+        ("off", "sgd", False, "full"),
+        ("skip", "sgd", False, "adaptive"),
+    ],
+)
 def test_a_language_model_training_step_never_waits_for_the_host(tmp_path, nonfinite, optim, averaging, softmax):
     """The non-finite check keeps its flag on the device: the fused optimiser skips the
     update with it (as under GradScaler), the carried state and the iterate average are
     masked with it, and its counters are read at log time, not in the step."""
-    from helpers.corpora import TINY_MODEL, make_lines, text_data_overrides, write_lines
     from torch.optim.swa_utils import AveragedModel
 
-    corpus = {s: write_lines(tmp_path / f"{s}.txt", make_lines(200, i)) for i, s in enumerate(("train", "valid", "test"))}
-    trainer, task = step_trainer(tmp_path, text_data_overrides(corpus) + TINY_MODEL + [
-        f"paths.data_dir={tmp_path / 'data'}", f"trainer.nonfinite={nonfinite}", f"optim={optim}",
-        "model.activation_reg=1", "model.temporal_activation_reg=1", f"model.softmax={softmax}",
-        "model.tie_weights=false", "model.adaptive_cutoffs=[5,15]"])
+    from helpers.corpora import TINY_MODEL, make_lines, text_data_overrides, write_lines
+
+    corpus = {
+        s: write_lines(tmp_path / f"{s}.txt", make_lines(200, i)) for i, s in enumerate(("train", "valid", "test"))
+    }
+    trainer, task = step_trainer(
+        tmp_path,
+        text_data_overrides(corpus)
+        + TINY_MODEL
+        + [
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"trainer.nonfinite={nonfinite}",
+            f"optim={optim}",
+            "model.activation_reg=1",
+            "model.temporal_activation_reg=1",
+            f"model.softmax={softmax}",
+            "model.tie_weights=false",
+            "model.adaptive_cutoffs=[5,15]",
+        ],
+    )
     assert (trainer.model.adaptive is not None) == (softmax == "adaptive")
     if averaging:  # as NT-ASGD's trigger leaves it
         trainer.averaged = AveragedModel(trainer.model)
@@ -180,8 +211,12 @@ def test_weights_in_a_given_layout_are_views_of_one_buffer_and_keep_gradients():
     from nlp_lstm.models.cudnn_weights import in_layout
 
     torch.manual_seed(0)
-    pieces = [torch.randn(4, 3, requires_grad=True), torch.randn(4, 2, requires_grad=True),
-              torch.randn(4, requires_grad=True), torch.randn(4, requires_grad=True)]
+    pieces = [
+        torch.randn(4, 3, requires_grad=True),
+        torch.randn(4, 2, requires_grad=True),
+        torch.randn(4, requires_grad=True),
+        torch.randn(4, requires_grad=True),
+    ]
     offsets, total = [0, 16, 12, 28], 40  # w_hh after b_ih, a 4-element gap, padding at the end
     views = in_layout(pieces, offsets, total)
     storage = views[0].untyped_storage().data_ptr()

@@ -9,8 +9,14 @@ from nlp_lstm.models.rnn import RNNLayer
 def _inputs(dtype, batch=3, steps=5, size=4, hidden=6, seed=0):
     g = torch.Generator().manual_seed(seed)
     make = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype).requires_grad_()  # noqa: E731
-    return (make(batch, steps, size), make(batch, hidden), make(3 * hidden, size), make(3 * hidden, hidden),
-            make(3 * hidden), make(3 * hidden))
+    return (
+        make(batch, steps, size),
+        make(batch, hidden),
+        make(3 * hidden, size),
+        make(3 * hidden, hidden),
+        make(3 * hidden),
+        make(3 * hidden),
+    )
 
 
 def _torch_gru(x, h0, *params):
@@ -52,8 +58,9 @@ def test_rnn_layer_uses_it_with_weight_drop():
     state = layer.initial_state(2, "cpu")
     layer.eval()
     out, (h,) = layer(x, state)
-    ref_out, ref_h = torch.gru(x, state[0], [layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh],
-                               True, 1, 0.0, False, False, True)
+    ref_out, ref_h = torch.gru(
+        x, state[0], [layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh], True, 1, 0.0, False, False, True
+    )
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(h, ref_h)
     layer.train()

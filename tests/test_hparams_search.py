@@ -20,8 +20,11 @@ pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 
 
 def sweep(tmp_path: Path, overrides, timeout: int = 300) -> subprocess.CompletedProcess:
-    return train_py([f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweeper.n_trials=2", "logger.tensorboard=false",
-                     *overrides], tmp_path / "data", timeout=timeout)
+    return train_py(
+        [f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweeper.n_trials=2", "logger.tensorboard=false", *overrides],
+        tmp_path / "data",
+        timeout=timeout,
+    )
 
 
 def trials(tmp_path: Path):
@@ -35,8 +38,9 @@ def trials(tmp_path: Path):
 
 
 def test_lm_sweep_minimises_valid_perplexity_and_shares_the_data_cache(tmp_path, text_corpus):
-    proc = sweep(tmp_path, ["hparams_search=lm_optuna", *text_data_overrides(text_corpus), *TINY_MODEL,
-                            "trainer.max_steps=4"])
+    proc = sweep(
+        tmp_path, ["hparams_search=lm_optuna", *text_data_overrides(text_corpus), *TINY_MODEL, "trainer.max_steps=4"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = trials(tmp_path)
     assert len(done) == 2
@@ -49,8 +53,13 @@ def test_lm_sweep_minimises_valid_perplexity_and_shares_the_data_cache(tmp_path,
     assert results["best_params"]["optim.lr"] == pytest.approx(best["optim"]["lr"])
     # task.bptt is in the preset's search space, but TINY_MODEL sets it on the command line:
     # a key given there is fixed for every trial, not searched.
-    assert set(results["best_params"]) == {"optim.lr", "model.dropout_output", "model.dropout_hidden",
-                                           "model.dropout_input", "optim.clip_grad_norm"}
+    assert set(results["best_params"]) == {
+        "optim.lr",
+        "model.dropout_output",
+        "model.dropout_hidden",
+        "model.dropout_input",
+        "optim.clip_grad_norm",
+    }
     assert [c["task"]["bptt"] for _, c in done] == [8, 8]
     # One tokenised corpus for the whole study: the second trial read the first one's cache.
     assert len(list((tmp_path / "data" / "cache").glob("lm-*"))) == 1
@@ -60,8 +69,9 @@ def test_lm_sweep_minimises_valid_perplexity_and_shares_the_data_cache(tmp_path,
 
 def test_tagger_sweep_maximises_valid_f1(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
-    proc = sweep(tmp_path, ["hparams_search=tagger_optuna", *conll_overrides(corpus), *TINY_TAGGER,
-                            "trainer.max_steps=6"])
+    proc = sweep(
+        tmp_path, ["hparams_search=tagger_optuna", *conll_overrides(corpus), *TINY_TAGGER, "trainer.max_steps=6"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = trials(tmp_path)
     assert len(done) == 2
@@ -72,12 +82,21 @@ def test_tagger_sweep_maximises_valid_f1(tmp_path):
 
 
 def test_a_sweep_in_the_wrong_direction_is_refused_before_training(tmp_path, text_corpus):
-    proc = sweep(tmp_path, ["hparams_search=lm_optuna", "hydra.sweeper.direction=maximize",
-                            *text_data_overrides(text_corpus), *TINY_MODEL, "trainer.max_steps=4"])
+    proc = sweep(
+        tmp_path,
+        [
+            "hparams_search=lm_optuna",
+            "hydra.sweeper.direction=maximize",
+            *text_data_overrides(text_corpus),
+            *TINY_MODEL,
+            "trainer.max_steps=4",
+        ],
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: config hydra.sweeper.direction=maximize: task=lm returns its best valid perplexity, "
-        "which a sweep must minimize")
+        "which a sweep must minimize"
+    )
     assert trials(tmp_path) == []
 
 
@@ -88,5 +107,7 @@ def test_missing_sweeper_plugin_is_one_line_naming_the_install(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "hydra_plugins.hydra_optuna_sweeper", None)
     proc = in_process(main, ["train.py", "hparams_search=lm_optuna"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: config hparams_search: needs Hydra's Optuna sweeper plugin, not "
-                                   "installed here: pip install -e \".[sweep]\" (hydra-optuna-sweeper)")
+    assert proc.stderr.strip() == (
+        "error: config hparams_search: needs Hydra's Optuna sweeper plugin, not "
+        'installed here: pip install -e ".[sweep]" (hydra-optuna-sweeper)'
+    )

@@ -14,9 +14,9 @@ import torch
 import nlp_lstm
 from helpers.corpora import TINY_MODEL, make_lines, text_data_overrides, write_lines
 from helpers.runs import run_train
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
 from nlp_lstm.errors import ConfigError
 from nlp_lstm.train_entry import build_task, compose_config
-from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
 
 
 def new_text(directory):
@@ -33,8 +33,11 @@ def test_an_lm_continues_on_new_text_with_its_tokenizer_and_weights(tmp_path, tr
     package = trained_lm["run_dir"] / "model"
     corpus = new_text(tmp_path / "new")
     # This run's model group says 2 x 32 GRU; the package's architecture wins.
-    overrides = text_data_overrides(corpus) + TINY_MODEL + [f"model.init_from={package}", "model.cell=gru",
-                                                            "model.hidden_size=32", "model.dropout_output=0.3"]
+    overrides = (
+        text_data_overrides(corpus)
+        + TINY_MODEL
+        + [f"model.init_from={package}", "model.cell=gru", "model.hidden_size=32", "model.dropout_output=0.3"]
+    )
     config = compose_config(overrides, tmp_path / "run")
     task = build_task(config, torch.device("cpu"))
     original = nlp_lstm.load(package, device="cpu")
@@ -58,8 +61,13 @@ def test_an_lm_continues_on_new_text_with_its_tokenizer_and_weights(tmp_path, tr
 def test_a_tagger_continues_on_new_data_with_new_words_and_new_tags(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
     first = tmp_path / "first"
-    run_train(first, conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=2", "trainer.max_time=null",
-                                                              "logger.tensorboard=false"], tmp_path / "data")
+    run_train(
+        first,
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + ["trainer.max_epochs=2", "trainer.max_time=null", "logger.tensorboard=false"],
+        tmp_path / "data",
+    )
     package = tmp_path / "package"
     shutil.copytree(first / "model", package)
     # New labelled data: a new word ("zeppelin") and a new chunk type (ADJP) never seen before.
@@ -76,8 +84,8 @@ def test_a_tagger_continues_on_new_data_with_new_words_and_new_tags(tmp_path):
     old = nlp_lstm.load(package, device="cpu")
     old_words, old_tags = old.vocabs.words.get_itos(), old.vocabs.tags.get_itos()
     words, tags = task.vocabs.words.get_itos(), task.vocabs.tags.get_itos()
-    assert words[:len(old_words)] == old_words and "zeppelin" in words[len(old_words):]
-    assert tags[:len(old_tags)] == old_tags and {"B-ADJP", "E-ADJP"} <= set(tags[len(old_tags):])
+    assert words[: len(old_words)] == old_words and "zeppelin" in words[len(old_words) :]
+    assert tags[: len(old_tags)] == old_tags and {"B-ADJP", "E-ADJP"} <= set(tags[len(old_tags) :])
     assert config.model.hidden_size == 16  # the package's
     state, old_state = task.model.state_dict(), old.model.state_dict()
     n_words, n_tags = len(old_words), len(old_tags)
@@ -92,8 +100,11 @@ def test_a_tagger_continues_on_new_data_with_new_words_and_new_tags(tmp_path):
             assert torch.equal(state[name], tensor), name
     # Trained and packaged: the package stands alone and predicts the new tag set.
     second = tmp_path / "second"
-    run_train(second, overrides + ["trainer.max_epochs=1", "trainer.max_time=null", "logger.tensorboard=false"],
-              tmp_path / "data")
+    run_train(
+        second,
+        overrides + ["trainer.max_epochs=1", "trainer.max_time=null", "logger.tensorboard=false"],
+        tmp_path / "data",
+    )
     shutil.rmtree(package)
     tagger = nlp_lstm.load(second / "model", device="cpu")
     assert "B-ADJP" in tagger.vocabs.tags.get_itos()
@@ -102,15 +113,21 @@ def test_a_tagger_continues_on_new_data_with_new_words_and_new_tags(tmp_path):
     assert meta["info"]["init_from"]["path"] == str(package)
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["task=lm"], "a tagger package; task=lm needs a language model package"),
-    (["model.word_vectors=whatever.txt"], "config model.word_vectors='whatever.txt': a run with model.init_from"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["task=lm"], "a tagger package; task=lm needs a language model package"),
+        (["model.word_vectors=whatever.txt"], "config model.word_vectors='whatever.txt': a run with model.init_from"),
+    ],
+)
 def test_init_from_mismatches_are_one_line_errors(tmp_path, trained_lm, extra, message):
     corpus = tagging_corpus(tmp_path / "corpus")
     first = tmp_path / "first"
-    run_train(first, conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_steps=3", "logger.tensorboard=false"],
-              tmp_path / "data")
+    run_train(
+        first,
+        conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_steps=3", "logger.tensorboard=false"],
+        tmp_path / "data",
+    )
     if extra == ["task=lm"]:
         overrides = text_data_overrides(trained_lm["corpus"]) + TINY_MODEL + [f"model.init_from={first / 'model'}"]
     else:
@@ -124,8 +141,11 @@ def test_init_from_mismatches_are_one_line_errors(tmp_path, trained_lm, extra, m
 def test_a_tagger_with_mixed_feature_lm_layers_continues_without_repeating_the_key(tmp_path, text_corpus):
     lm = untrained_package(text_data_overrides(text_corpus) + TINY_MODEL, tmp_path / "lm_run", tmp_path / "lm")
     corpus = tagging_corpus(tmp_path / "corpus")
-    package = untrained_package(conll_overrides(corpus) + TINY_TAGGER + [
-        f"model.lm_features={lm}", "model.lm_features_layers=mix"], tmp_path / "first", tmp_path / "package")
+    package = untrained_package(
+        conll_overrides(corpus) + TINY_TAGGER + [f"model.lm_features={lm}", "model.lm_features_layers=mix"],
+        tmp_path / "first",
+        tmp_path / "package",
+    )
     config = compose_config(conll_overrides(corpus) + TINY_TAGGER + [f"model.init_from={package}"], tmp_path / "run")
     task = build_task(config, torch.device("cpu"))
     assert config.model.lm_features_layers == "mix" and task.model.lm_mix is not None
@@ -137,11 +157,15 @@ def test_a_tagger_with_mixed_feature_lm_layers_continues_without_repeating_the_k
 def test_a_chained_tagger_continues_with_its_packaged_feature_tagger(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
     pos_overrides = [o for o in conll_overrides(corpus) if not o.startswith("data.tag_column")]
-    pos = untrained_package(pos_overrides + ["data.tag_column=1", "data.tag_scheme=none"] + TINY_TAGGER,
-                            tmp_path / "pos_run", tmp_path / "pos")
+    pos = untrained_package(
+        pos_overrides + ["data.tag_column=1", "data.tag_scheme=none"] + TINY_TAGGER,
+        tmp_path / "pos_run",
+        tmp_path / "pos",
+    )
     chunker = conll_overrides(corpus, pos_feature=True) + TINY_TAGGER
-    package = untrained_package(chunker + [f"+model.feature_taggers.pos={pos}"], tmp_path / "first",
-                                tmp_path / "package")
+    package = untrained_package(
+        chunker + [f"+model.feature_taggers.pos={pos}"], tmp_path / "first", tmp_path / "package"
+    )
     shutil.rmtree(pos)  # only the copy inside the package is left
     config = compose_config(chunker + [f"model.init_from={package}"], tmp_path / "run")
     task = build_task(config, torch.device("cpu"))
@@ -158,17 +182,26 @@ def test_every_model_key_is_either_carried_over_or_set_per_run():
     without being named anywhere."""
     from dataclasses import asdict, fields
 
+    from helpers.paths import ROOT
     from nlp_lstm.config import TaggerModelConfig
     from nlp_lstm.tasks.init_from import PER_RUN, merged_model_config
-    from helpers.paths import ROOT
 
     keys = {f.name for f in fields(TaggerModelConfig)}
     assert set(PER_RUN) <= keys
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    paragraph = readme[readme.index("**Start from a trained package**"):].split("\n\n")[0]
+    paragraph = readme[readme.index("**Start from a trained package**") :].split("\n\n")[0]
     assert [k for k in PER_RUN if f"`{k}`" not in paragraph] == []
-    package = asdict(TaggerModelConfig(emb_size=7, char_features="lstm", lm_features_layers="mix", head="softmax",
-                                       lm_loss_weight=0.3, feature_taggers={"pos": "p"}, word_dropout=0.2,
-                                       dropout_input=0.4))
+    package = asdict(
+        TaggerModelConfig(
+            emb_size=7,
+            char_features="lstm",
+            lm_features_layers="mix",
+            head="softmax",
+            lm_loss_weight=0.3,
+            feature_taggers={"pos": "p"},
+            word_dropout=0.2,
+            dropout_input=0.4,
+        )
+    )
     merged = merged_model_config(TaggerModelConfig(), package)
     assert {k for k in keys if getattr(merged, k) != package[k]} == {"word_dropout", "dropout_input"}

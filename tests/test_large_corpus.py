@@ -19,9 +19,16 @@ from nlp_lstm.data.readers import iter_lines, read_lines
 from nlp_lstm.errors import DataError
 
 
-@pytest.mark.parametrize("raw", [
-    b"a b\nc\n", b"a b\nc", b"\xef\xbb\xbfbom line\r\nnext\r\n", b"x\n\n\ny\n", b"  \nlast line no newline",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"a b\nc\n",
+        b"a b\nc",
+        b"\xef\xbb\xbfbom line\r\nnext\r\n",
+        b"x\n\n\ny\n",
+        b"  \nlast line no newline",
+    ],
+)
 def test_streamed_lines_equal_the_whole_file_reader(tmp_path, raw):
     path = tmp_path / "f.txt"
     path.write_bytes(raw)
@@ -44,10 +51,16 @@ def test_streamed_reader_errors_name_file_and_line(tmp_path):
 def test_cached_ids_are_a_memory_map_and_give_the_same_windows(tmp_path):
     d = tmp_path / "corpus"
     d.mkdir()
-    files = {s: write_lines(d / f"{s}.txt", make_lines(n, seed)) for s, n, seed in
-             (("train", 300, 1), ("valid", 40, 2), ("test", 40, 3))}
-    corpus = prepare_lm_corpus(DataConfig(name="text", **{s: str(p) for s, p in files.items()}),
-                               TokenizerConfig(kind="word"), tmp_path / "data", log=lambda *_: None)
+    files = {
+        s: write_lines(d / f"{s}.txt", make_lines(n, seed))
+        for s, n, seed in (("train", 300, 1), ("valid", 40, 2), ("test", 40, 3))
+    }
+    corpus = prepare_lm_corpus(
+        DataConfig(name="text", **{s: str(p) for s, p in files.items()}),
+        TokenizerConfig(kind="word"),
+        tmp_path / "data",
+        log=lambda *_: None,
+    )
     train = corpus.ids["train"]
     assert isinstance(train, np.memmap) and train.dtype == np.int32
     assert not train.flags.writeable  # read-only: training can never corrupt the cache
@@ -59,8 +72,10 @@ def test_cached_ids_are_a_memory_map_and_give_the_same_windows(tmp_path):
         for start in (0, 7, mapped.length - 3):
             for a, b in zip(mapped.window(start, 5), plain.window(start, 5)):
                 assert a.dtype == b.dtype and a.tolist() == b.tolist()
-    for (xa, ya), (xb, yb) in zip(eval_batches(corpus.ids["valid"], 1, 3, 8), eval_batches(
-            np.asarray(corpus.ids["valid"], dtype=np.int64), 1, 3, 8)):
+    for (xa, ya), (xb, yb) in zip(
+        eval_batches(corpus.ids["valid"], 1, 3, 8),
+        eval_batches(np.asarray(corpus.ids["valid"], dtype=np.int64), 1, 3, 8),
+    ):
         assert xa.tolist() == xb.tolist() and ya.tolist() == yb.tolist()
 
 
@@ -88,22 +103,40 @@ def test_one_gigabyte_corpus_trains_with_bounded_memory(tmp_path):
     assert size >= 1_000_000_000
     write_lines(d / "valid.txt", [" ".join(f"w{i}" for i in range(j, j + 10)) for j in range(200)])
     write_lines(d / "test.txt", [" ".join(f"w{i}" for i in range(j, j + 12)) for j in range(200)])
-    overrides = [f"hydra.run.dir={tmp_path / 'run'}", "data=text", f"data.train={d / 'train.txt'}",
-                 f"data.valid={d / 'valid.txt'}", f"data.test={d / 'test.txt'}", *TINY_MODEL,
-                 "trainer.max_steps=20", "trainer.max_epochs=null", "trainer.max_time=null"]
+    overrides = [
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "data=text",
+        f"data.train={d / 'train.txt'}",
+        f"data.valid={d / 'valid.txt'}",
+        f"data.test={d / 'test.txt'}",
+        *TINY_MODEL,
+        "trainer.max_steps=20",
+        "trainer.max_epochs=null",
+        "trainer.max_time=null",
+    ]
     # The training process reports its own peak RSS (tokenization and training included).
-    wrapper = ("import resource, runpy, sys\n"
-               f"sys.argv = ['train.py'] + {overrides!r}\n"
-               "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
-               "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
-    proc = subprocess.run([sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True, text=True, timeout=3600,
-                          env={**os.environ, "NLP_LSTM_DATA_DIR": str(tmp_path / "data")})
+    wrapper = (
+        "import resource, runpy, sys\n"
+        f"sys.argv = ['train.py'] + {overrides!r}\n"
+        "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
+        "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env={**os.environ, "NLP_LSTM_DATA_DIR": str(tmp_path / "data")},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     peak_mb = int(re.search(r"PEAK_RSS_KB (\d+)", proc.stderr).group(1)) / 1024
     rates = re.findall(r"encoded train: ([\d,]+) tokens in [\d.]+ s \(([\d,]+) tokens/s\)", proc.stderr + proc.stdout)
     assert rates, "the run logs its tokenization throughput"
     tokens, rate = (int(x.replace(",", "")) for x in rates[0])
-    print(f"\n1 GB corpus: {tokens:,} train tokens, tokenized at {rate:,} tokens/s, peak RSS {peak_mb:,.0f} MB",
-          file=sys.stderr)
+    print(
+        f"\n1 GB corpus: {tokens:,} train tokens, tokenized at {rate:,} tokens/s, peak RSS {peak_mb:,.0f} MB",
+        file=sys.stderr,
+    )
     assert tokens > 150_000_000
     assert peak_mb < 2048, f"peak RSS {peak_mb:.0f} MB"

@@ -45,7 +45,7 @@ def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -74,8 +74,7 @@ def test_the_cycle_finder_finds_a_circle():
 # layer -> layers it must not import (the README's Layout: data <- models <- inference <- tasks,
 # training <- tasks <- entry points; inference <- serve <- cli: the server is the inference layer over HTTP)
 FORBIDDEN = {
-    "nlp_lstm.data": ("nlp_lstm.models", "nlp_lstm.inference", "nlp_lstm.training", "nlp_lstm.tasks",
-                      "nlp_lstm.cli"),
+    "nlp_lstm.data": ("nlp_lstm.models", "nlp_lstm.inference", "nlp_lstm.training", "nlp_lstm.tasks", "nlp_lstm.cli"),
     "nlp_lstm.models": ("nlp_lstm.inference", "nlp_lstm.training", "nlp_lstm.tasks", "nlp_lstm.cli"),
     "nlp_lstm.inference": ("nlp_lstm.training", "nlp_lstm.tasks", "nlp_lstm.cli", "nlp_lstm.train_entry"),
     "nlp_lstm.training": ("nlp_lstm.inference", "nlp_lstm.tasks", "nlp_lstm.cli", "nlp_lstm.train_entry"),
@@ -92,14 +91,23 @@ def test_dependencies_point_one_way(layer):
         if not (name == layer or name.startswith(layer + ".")):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # function-level imports too
-            targets = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
-                       else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            wrong += [f"{name} imports {t}" for t in targets
-                      if any(t == f or t.startswith(f + ".") for f in FORBIDDEN[layer])]
+            targets = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            wrong += [
+                f"{name} imports {t}" for t in targets if any(t == f or t.startswith(f + ".") for f in FORBIDDEN[layer])
+            ]
     assert not wrong, wrong
 
 
 def test_no_module_outgrows_one_job():
-    long = {module_name(p): n for p in PACKAGE.rglob("*.py")
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    long = {
+        module_name(p): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert not long, long

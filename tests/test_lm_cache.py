@@ -10,8 +10,8 @@ import torch
 
 from helpers.runs import run_cli
 from nlp_lstm.config import ModelConfig
-from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.inference.lm_cache import score_with_cache
+from nlp_lstm.models.lm import RNNLanguageModel
 
 
 def _brute_force(model, ids, eos, size, theta, lam):
@@ -81,9 +81,24 @@ def test_repeated_text_gets_a_lower_perplexity_with_the_cache(trained_lm):
     `nlp-lstm evaluate` without it on as many rows, and each setting is reported with its
     speed."""
     model = str(trained_lm["run_dir"] / "model")
-    out = run_cli(["evaluate", model, "--split", "valid", "--data-dir", str(trained_lm["data_dir"]),
-                   "--batch-size", "1", "--cache-size", "200", "--cache-theta", "0.3,1.0",
-                   "--cache-lambda", "0.1,0.3"])
+    out = run_cli(
+        [
+            "evaluate",
+            model,
+            "--split",
+            "valid",
+            "--data-dir",
+            str(trained_lm["data_dir"]),
+            "--batch-size",
+            "1",
+            "--cache-size",
+            "200",
+            "--cache-theta",
+            "0.3,1.0",
+            "--cache-lambda",
+            "0.1,0.3",
+        ]
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     cache = report["cache"]
@@ -138,8 +153,22 @@ def test_cache_scores_the_text_in_one_row_by_default(trained_lm, tmp_path, capsy
     lines = _surprising_block(lm) * 8
     text = tmp_path / "repeated.txt"
     text.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert main(["evaluate", str(trained_lm["run_dir"] / "model"), str(text), "--cache-size", "200",
-                 "--cache-theta", "0.5", "--cache-lambda", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained_lm["run_dir"] / "model"),
+                str(text),
+                "--cache-size",
+                "200",
+                "--cache-theta",
+                "0.5",
+                "--cache-lambda",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     ids = lm.tokenizer.encode_lines(lines)
     _, cached = _brute_force(lm.model, ids, lm.tokenizer.eos_id, 200, 0.5, 0.5)
@@ -159,10 +188,21 @@ def test_cache_rows_are_never_shorter_than_the_cache():
 
 
 def test_bad_cache_lambda_is_one_line(trained_lm):
-    out = run_cli(["evaluate", str(trained_lm["run_dir"] / "model"), "--data-dir", str(trained_lm["data_dir"]),
-                   "--cache-size", "10", "--cache-lambda", "1.5"])
+    out = run_cli(
+        [
+            "evaluate",
+            str(trained_lm["run_dir"] / "model"),
+            "--data-dir",
+            str(trained_lm["data_dir"]),
+            "--cache-size",
+            "10",
+            "--cache-lambda",
+            "1.5",
+        ]
+    )
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
-        "error: --cache-lambda [1.5]: each must be in [0, 1]"]
+        "error: --cache-lambda [1.5]: each must be in [0, 1]"
+    ]
 
 
 # ------------------------------------------------------------------ dynamic evaluation
@@ -184,8 +224,12 @@ def test_dynamic_evaluation_never_sees_a_token_before_scoring_it(method, softmax
     rng = np.random.default_rng(2)
     ids = rng.integers(2, 12, size=40)
     statistics = gradient_statistics(model, rng.integers(2, 12, size=50), 1, 2, 5, torch.device("cpu"))
-    run = lambda stream, lr: score_dynamic(model, stream, 1, 1, 5, torch.device("cpu"), lr, 0.01, method,  # noqa
-                                           statistics=statistics, per_token=True)
+
+    def run(stream, lr):
+        return score_dynamic(
+            model, stream, 1, 1, 5, torch.device("cpu"), lr, 0.01, method, statistics=statistics, per_token=True
+        )
+
     lr = 0.5 if method == "sgd" else 0.002
     base = run(ids, lr)
     for k in (7, 23, 39):
@@ -194,7 +238,7 @@ def test_dynamic_evaluation_never_sees_a_token_before_scoring_it(method, softmax
         other = run(changed, lr)
         assert torch.equal(base["per_token"][0, :k], other["per_token"][0, :k]), k
         if k + 1 < len(ids):
-            assert not torch.equal(base["per_token"][0, k + 1:], other["per_token"][0, k + 1:])
+            assert not torch.equal(base["per_token"][0, k + 1 :], other["per_token"][0, k + 1 :])
     static = score_stream(model, ids, 1, 1, 5, torch.device("cpu"))
     assert run(ids, 0.0)["nll"] == pytest.approx(static["loss"] * static["tokens"], rel=1e-5)
     before = [p.clone() for p in model.parameters()]
@@ -234,9 +278,21 @@ def test_evaluate_cli_takes_rms_statistics_from_the_training_split(trained_lm, t
 
     lm = nlp_lstm.load(trained_lm["run_dir"] / "model", device="cpu")
     lines = ["river the found mat past bird talked committee sister"] * 10
-    report = _evaluate_json([str(trained_lm["run_dir"] / "model"), _write_lines(tmp_path / "odd.txt", lines),
-                             "--data-dir", str(trained_lm["data_dir"]), "--dynamic-eval", "rms",
-                             "--dynamic-lr", "0.003", "--dynamic-stats-batches", "3"], capsys)
+    report = _evaluate_json(
+        [
+            str(trained_lm["run_dir"] / "model"),
+            _write_lines(tmp_path / "odd.txt", lines),
+            "--data-dir",
+            str(trained_lm["data_dir"]),
+            "--dynamic-eval",
+            "rms",
+            "--dynamic-lr",
+            "0.003",
+            "--dynamic-stats-batches",
+            "3",
+        ],
+        capsys,
+    )
     train = trained_lm["corpus"]["train"].read_text(encoding="utf-8").splitlines()
     expected = lm.score_lines_dynamic(lines, 0.003, None, "rms", train_lines=train, statistics_batches=3)
     dynamic = report["dynamic"]
@@ -254,12 +310,22 @@ def test_dynamic_evaluation_default_settings_help_on_repeated_text(trained_lm, t
 
     lm = nlp_lstm.load(trained_lm["run_dir"] / "model", device="cpu")
     lines = _surprising_block(lm) * 8
-    report = _evaluate_json([str(trained_lm["run_dir"] / "model"), _write_lines(tmp_path / "rep.txt", lines),
-                             "--data-dir", str(trained_lm["data_dir"]), "--dynamic-eval", method], capsys)
+    report = _evaluate_json(
+        [
+            str(trained_lm["run_dir"] / "model"),
+            _write_lines(tmp_path / "rep.txt", lines),
+            "--data-dir",
+            str(trained_lm["data_dir"]),
+            "--dynamic-eval",
+            method,
+        ],
+        capsys,
+    )
     dynamic = report["dynamic"]
     lrs, decays = default_settings(method, lm.configs["task"]["bptt"])
     assert sorted((s["lr"], s["decay"]) for s in dynamic["settings"]) == sorted(
-        (lr, decay) for lr in lrs for decay in decays)
+        (lr, decay) for lr in lrs for decay in decays
+    )
     assert dynamic["ppl_without"] == pytest.approx(lm.score_lines(lines, batch_size=1)["ppl"], rel=1e-6)
     assert dynamic["settings"][0]["ppl"] < 0.5 * dynamic["ppl_without"]
 
@@ -270,8 +336,22 @@ def test_evaluate_cli_tries_every_dynamic_lr_and_decay_best_first(trained_lm, ca
     import nlp_lstm
 
     model = str(trained_lm["run_dir"] / "model")
-    report = _evaluate_json([model, "--split", "valid", "--data-dir", str(trained_lm["data_dir"]),
-                             "--dynamic-eval", "sgd", "--dynamic-lr", "0.1,0.5", "--dynamic-decay", "0,0.2"], capsys)
+    report = _evaluate_json(
+        [
+            model,
+            "--split",
+            "valid",
+            "--data-dir",
+            str(trained_lm["data_dir"]),
+            "--dynamic-eval",
+            "sgd",
+            "--dynamic-lr",
+            "0.1,0.5",
+            "--dynamic-decay",
+            "0,0.2",
+        ],
+        capsys,
+    )
     dynamic = report["dynamic"]
     assert dynamic["method"] == "sgd" and dynamic["rows"] == 1 and dynamic["tokens_per_sec"] > 0
     settings = dynamic["settings"]
@@ -283,15 +363,31 @@ def test_evaluate_cli_tries_every_dynamic_lr_and_decay_best_first(trained_lm, ca
     assert alone[0]["ppl"] == pytest.approx(settings[-1]["ppl"], rel=1e-6)
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--dynamic-lr", "-1", "error: --dynamic-lr [-1.0]: each must be >= 0"),
-    ("--dynamic-decay", "0.1,1.5", "error: --dynamic-decay [0.1, 1.5]: each must be in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--dynamic-lr", "-1", "error: --dynamic-lr [-1.0]: each must be >= 0"),
+        ("--dynamic-decay", "0.1,1.5", "error: --dynamic-decay [0.1, 1.5]: each must be in [0, 1]"),
+    ],
+)
 def test_bad_dynamic_setting_is_one_line(trained_lm, capsys, flag, value, message):
     from nlp_lstm.cli import main
 
-    assert main(["evaluate", str(trained_lm["run_dir"] / "model"), "--data-dir", str(trained_lm["data_dir"]),
-                 "--dynamic-eval", "sgd", flag, value]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained_lm["run_dir"] / "model"),
+                "--data-dir",
+                str(trained_lm["data_dir"]),
+                "--dynamic-eval",
+                "sgd",
+                flag,
+                value,
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip().splitlines() == [message]
 
 
@@ -334,8 +430,8 @@ def _window_nlls(model, ids, eos, bptt):
     inputs = [eos] + list(ids[:-1])
     state = model.initial_state(1)[0]
     for start in range(0, len(ids), bptt):
-        x = torch.tensor([inputs[start:start + bptt]])
-        y = torch.tensor([list(ids[start:start + bptt])])
+        x = torch.tensor([inputs[start : start + bptt]])
+        y = torch.tensor([list(ids[start : start + bptt])])
         model.zero_grad()
         features, state = model(x, state, 0)
         state = detach_state(state)
@@ -389,8 +485,7 @@ def test_dynamic_rms_is_krause_rule_with_training_statistics_against_a_brute_for
     average = sum(float(r.mean()) for r in rms.values()) / len(rms)
     assert max(float(r.max()) for r in rms.values()) / average > 1 / decay  # some rates are clipped
     expected = _dynamic_brute_force(model, list(ids), 1, 5, lr, decay, rms=rms, eps=eps)
-    result = score_dynamic(model, ids, 1, 1, 5, torch.device("cpu"), lr, decay, "rms",
-                           statistics=statistics, eps=eps)
+    result = score_dynamic(model, ids, 1, 1, 5, torch.device("cpu"), lr, decay, "rms", statistics=statistics, eps=eps)
     assert result["nll"] == pytest.approx(expected, rel=1e-5)
     static = score_dynamic(model, ids, 1, 1, 5, torch.device("cpu"), 0.0, 0.0, "rms", statistics=statistics)
     assert abs(result["nll"] - static["nll"]) > 1e-3  # the updates did something

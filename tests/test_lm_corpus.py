@@ -9,8 +9,9 @@ from nlp_lstm.errors import ConfigError, DataError
 
 
 def _data(corpus, **kw):
-    return DataConfig(name="text", train=str(corpus["train"]), valid=str(corpus["valid"]),
-                      test=str(corpus["test"]), **kw)
+    return DataConfig(
+        name="text", train=str(corpus["train"]), valid=str(corpus["valid"]), test=str(corpus["test"]), **kw
+    )
 
 
 def test_ids_stats_and_cache_hit(tmp_path, text_corpus):
@@ -19,8 +20,8 @@ def test_ids_stats_and_cache_hit(tmp_path, text_corpus):
     lines = text_corpus["valid"].read_text().split("\n")[:-1]
     stats = corpus.stats["valid"]
     assert stats.lines == len(lines)
-    assert stats.tokens == len(corpus.ids["valid"]) == sum(len(l.split()) for l in lines) + len(lines)
-    assert stats.chars == sum(len(l) for l in lines) + len(lines)
+    assert stats.tokens == len(corpus.ids["valid"]) == sum(len(line.split()) for line in lines) + len(lines)
+    assert stats.chars == sum(len(line) for line in lines) + len(lines)
     assert (corpus.ids["valid"] == corpus.tokenizer.eos_id).sum() == len(lines)
     # the unseen word of valid maps to <unk>
     assert corpus.tokenizer.unk_id in corpus.ids["valid"]

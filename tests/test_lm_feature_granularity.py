@@ -13,15 +13,15 @@ import torch
 
 from helpers.corpora import make_lines, text_data_overrides, write_lines
 from helpers.runs import run_train
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 from nlp_lstm.config import ModelConfig, TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
-from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode, lm_stream
 from nlp_lstm.data.tagging_batch import collate
-from nlp_lstm.errors import ConfigError
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode, lm_stream
 from nlp_lstm.data.tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
+from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.tagger import SequenceTagger
-from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 SENTENCES = [["the", "old", "cat", "saw", "Paris", "."], ["a", "dog", "."], ["Bob", "likes", "the", "small", "river"]]
 
@@ -37,14 +37,18 @@ def tokenizer_of(kind: str, tmp_path):
 
 def tagger_with_lm(tokenizer, bidirectional: bool, cell: str = "lstm", layers: str = "top"):
     torch.manual_seed(0)
-    lm = RNNLanguageModel(ModelConfig(cell=cell, emb_size=8, hidden_size=12, num_layers=2,
-                                      bidirectional=bidirectional), tokenizer.vocab_size)
+    lm = RNNLanguageModel(
+        ModelConfig(cell=cell, emb_size=8, hidden_size=12, num_layers=2, bidirectional=bidirectional),
+        tokenizer.vocab_size,
+    )
     sentences = [Sentence(words, ["O"] * len(words), {}) for words in SENTENCES]
     vocabs = TaggingVocabs.fit(sentences, "iobes", "iob2", lowercase_words=True)
-    cfg = TaggerModelConfig(emb_size=8, hidden_size=8, char_features="none", lm_features="lm",
-                            lm_loss_weight=0.0, lm_features_layers=layers)
-    model = SequenceTagger(cfg, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), {}, lm=lm,
-                           lm_eos=tokenizer.eos_id).eval()
+    cfg = TaggerModelConfig(
+        emb_size=8, hidden_size=8, char_features="none", lm_features="lm", lm_loss_weight=0.0, lm_features_layers=layers
+    )
+    model = SequenceTagger(
+        cfg, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), {}, lm=lm, lm_eos=tokenizer.eos_id
+    ).eval()
     encoded = [encode(s, vocabs, "iobes", "iob2", tokenizer) for s in sentences]
     return model, lm, encoded
 
@@ -53,7 +57,7 @@ def brute_force(lm, eos: int, stream, first: int, last: int):
     """Run the LM on one sentence, unbatched: forward up to the word's last token, backward
     from the sentence's end back to its first token; the last output of each."""
     start = torch.tensor([[eos]])
-    forward_in = torch.cat([start, torch.tensor([stream[:last + 1]])], 1)
+    forward_in = torch.cat([start, torch.tensor([stream[: last + 1]])], 1)
     out, _ = lm(forward_in, lm.initial_state(1)[0], 0)
     parts = [out[0, -1]]
     if lm.num_directions == 2:
@@ -79,6 +83,7 @@ def test_features_match_a_per_word_brute_force_computation(tmp_path, kind, bidir
 def layers_brute_force(lm, eos: int, stream, first: int, last: int):
     """Each RNN layer's state at the word (as brute_force), running the layers one by one
     by hand: [forward layer 1, forward layer 2 | backward layer 1, backward layer 2]."""
+
     def layer_states(tokens, direction):
         x = lm.embedding(torch.tensor([tokens]))
         states = []
@@ -87,7 +92,7 @@ def layers_brute_force(lm, eos: int, stream, first: int, last: int):
             states.append(x[0, -1])
         return states
 
-    parts = layer_states([eos] + stream[:last + 1], 0)
+    parts = layer_states([eos] + stream[: last + 1], 0)
     if lm.num_directions == 2:
         parts += layer_states([eos] + stream[first:][::-1], 1)
     return torch.cat(parts)
@@ -107,16 +112,17 @@ def test_layer_mix_reads_every_layer_and_mixes_them_as_elmo(tmp_path, kind, bidi
         assert features.size(-1) == 12 * 2 * lm.num_directions
         for b, sentence in enumerate(encoded):
             for j in range(len(sentence.words)):
-                expected = layers_brute_force(lm, tokenizer.eos_id, sentence.lm_ids, sentence.lm_first[j],
-                                              sentence.lm_last[j])
+                expected = layers_brute_force(
+                    lm, tokenizer.eos_id, sentence.lm_ids, sentence.lm_first[j], sentence.lm_last[j]
+                )
                 torch.testing.assert_close(features[b, j], expected, rtol=1e-5, atol=1e-6)
         model.lm_mix.weights.copy_(torch.tensor([0.3, -1.2]))
         model.lm_mix.scale.fill_(1.7)
         mixed = model.lm_mix(features)
         share = torch.softmax(torch.tensor([0.3, -1.2]), 0)
         for d in range(lm.num_directions):
-            layer1, layer2 = features[..., 24 * d:24 * d + 12], features[..., 24 * d + 12:24 * (d + 1)]
-            torch.testing.assert_close(mixed[..., 12 * d:12 * (d + 1)], 1.7 * (share[0] * layer1 + share[1] * layer2))
+            layer1, layer2 = features[..., 24 * d : 24 * d + 12], features[..., 24 * d + 12 : 24 * (d + 1)]
+            torch.testing.assert_close(mixed[..., 12 * d : 12 * (d + 1)], 1.7 * (share[0] * layer1 + share[1] * layer2))
     # The mix's parameters train with the tagger.
     model.train()
     model(batch).pow(2).sum().backward()  # (one tag "O": the CRF loss itself is constant)
@@ -124,10 +130,10 @@ def test_layer_mix_reads_every_layer_and_mixes_them_as_elmo(tmp_path, kind, bidi
 
 
 def test_layer_mix_refuses_layers_of_different_sizes():
-    lm = RNNLanguageModel(ModelConfig(emb_size=8, hidden_size=12, num_layers=2, last_layer_size=8,
-                                      tie_weights=False), 50)
-    cfg = TaggerModelConfig(emb_size=8, hidden_size=8, char_features="none", lm_features="lm",
-                            lm_features_layers="mix")
+    lm = RNNLanguageModel(
+        ModelConfig(emb_size=8, hidden_size=12, num_layers=2, last_layer_size=8, tie_weights=False), 50
+    )
+    cfg = TaggerModelConfig(emb_size=8, hidden_size=8, char_features="none", lm_features="lm", lm_features_layers="mix")
     with pytest.raises(ConfigError, match=r"config model.lm_features_layers=mix: .*differ in size \(\[8, 12\]\)"):
         SequenceTagger(cfg, 10, 10, 5, {}, lm=lm)
     with pytest.raises(ConfigError, match="model.lm_features_layers"):
@@ -159,15 +165,38 @@ def test_char_lm_features_end_to_end_with_a_cached_frozen_lm(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
     text = {}
     for split in ("train", "valid", "test"):
-        text[split] = write_lines(tmp_path / f"{split}.lm.txt",
-                                  [" ".join(s.words) for s in read_conll(corpus[split], 0, 2)])
+        text[split] = write_lines(
+            tmp_path / f"{split}.lm.txt", [" ".join(s.words) for s in read_conll(corpus[split], 0, 2)]
+        )
     lm_run = tmp_path / "lm"
-    run_train(lm_run, text_data_overrides(text) + [
-        "tokenizer=char", "model.emb_size=8", "model.hidden_size=16", "model.num_layers=1",
-        "model.bidirectional=true", "trainer.max_steps=10", "task.bptt=20", "task.batch_size=8",
-        "trainer.progress_bar=false", "trainer.num_threads=1", "logger.tensorboard=false"], tmp_path / "data")
-    common = conll_overrides(corpus) + TINY_TAGGER + [f"model.lm_features={lm_run / 'model'}", "trainer.max_epochs=2",
-                                                      "trainer.max_time=null", "logger.tensorboard=false"]
+    run_train(
+        lm_run,
+        text_data_overrides(text)
+        + [
+            "tokenizer=char",
+            "model.emb_size=8",
+            "model.hidden_size=16",
+            "model.num_layers=1",
+            "model.bidirectional=true",
+            "trainer.max_steps=10",
+            "task.bptt=20",
+            "task.batch_size=8",
+            "trainer.progress_bar=false",
+            "trainer.num_threads=1",
+            "logger.tensorboard=false",
+        ],
+        tmp_path / "data",
+    )
+    common = (
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + [
+            f"model.lm_features={lm_run / 'model'}",
+            "trainer.max_epochs=2",
+            "trainer.max_time=null",
+            "logger.tensorboard=false",
+        ]
+    )
     cached, uncached = tmp_path / "cached", tmp_path / "uncached"
     proc = run_train(cached, common, tmp_path / "data")
     log = proc.stderr + proc.stdout

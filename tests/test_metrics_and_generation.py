@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from nlp_lstm.config import ModelConfig
+from nlp_lstm.inference.lm_scoring import score_stream
 from nlp_lstm.metrics import lm_metrics
 from nlp_lstm.models.generation import filter_logits, sample
 from nlp_lstm.models.lm import RNNLanguageModel
-from nlp_lstm.inference.lm_scoring import score_stream
 
 
 def test_perplexity_is_exp_of_total_nll_over_total_tokens():

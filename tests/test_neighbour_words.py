@@ -8,20 +8,31 @@ import torch.nn.functional as F
 
 from nlp_lstm.config import TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
-from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode
 from nlp_lstm.data.tagging_batch import collate
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode
 from nlp_lstm.errors import ConfigError
-from nlp_lstm.models.tagger import UNK_INDEX, NeighbourWordObjective
 from nlp_lstm.inference.tagger_package import build_tagger
+from nlp_lstm.models.tagger import UNK_INDEX, NeighbourWordObjective
 
-SENTENCES = [Sentence("the cat sat on the mat".split(), ["B-NP", "I-NP", "B-VP", "B-PP", "B-NP", "I-NP"]),
-             Sentence(["dogs", "bark"], ["B-NP", "B-VP"]), Sentence(["Hi"], ["O"])]
+SENTENCES = [
+    Sentence("the cat sat on the mat".split(), ["B-NP", "I-NP", "B-VP", "B-PP", "B-NP", "I-NP"]),
+    Sentence(["dogs", "bark"], ["B-NP", "B-VP"]),
+    Sentence(["Hi"], ["O"]),
+]
 
 
 def _tagger(weight=0.5, vocab=7500):
     vocabs = TaggingVocabs.fit(SENTENCES, "iobes", "iob2", lowercase_words=True)
-    cfg = TaggerModelConfig(emb_size=8, hidden_size=6, num_layers=2, char_emb_size=4, char_hidden_size=5,
-                            lm_loss_weight=weight, lm_loss_vocab=vocab, word_dropout=0.0)
+    cfg = TaggerModelConfig(
+        emb_size=8,
+        hidden_size=6,
+        num_layers=2,
+        char_emb_size=4,
+        char_hidden_size=5,
+        lm_loss_weight=weight,
+        lm_loss_vocab=vocab,
+        word_dropout=0.0,
+    )
     batch = collate([encode(s, vocabs, "iobes", "iob2") for s in SENTENCES])
     return build_tagger(cfg, vocabs, "iobes"), batch
 
@@ -39,10 +50,10 @@ def test_objective_equals_per_word_cross_entropy_written_out():
         for t in range(n):
             following = row[t + 1] if t + 1 < n else 0  # 0: the sentence boundary
             preceding = row[t - 1] if t > 0 else 0
-            expected += F.cross_entropy(objective.next_word(states[b, t, :3]).unsqueeze(0),
-                                        torch.tensor([following]))
-            expected += F.cross_entropy(objective.previous_word(states[b, t, 3:]).unsqueeze(0),
-                                        torch.tensor([preceding]))
+            expected += F.cross_entropy(objective.next_word(states[b, t, :3]).unsqueeze(0), torch.tensor([following]))
+            expected += F.cross_entropy(
+                objective.previous_word(states[b, t, 3:]).unsqueeze(0), torch.tensor([preceding])
+            )
     assert torch.allclose(objective(states, words, mask), expected, atol=1e-5)
 
 
@@ -99,10 +110,20 @@ def _tagger_with_feature_lm(bidirectional: bool, weight: float = 0.5, layers: st
 
     vocabs = TaggingVocabs.fit(SENTENCES, "iobes", "iob2", lowercase_words=True)
     torch.manual_seed(0)
-    lm = RNNLanguageModel(ModelConfig(emb_size=5, hidden_size=7, num_layers=1 if layers == "top" else 2,
-                                      bidirectional=bidirectional), 12)
-    cfg = TaggerModelConfig(emb_size=8, hidden_size=6, num_layers=2, char_emb_size=4, char_hidden_size=5,
-                            lm_loss_weight=weight, word_dropout=0.0, lm_features="lm", lm_features_layers=layers)
+    lm = RNNLanguageModel(
+        ModelConfig(emb_size=5, hidden_size=7, num_layers=1 if layers == "top" else 2, bidirectional=bidirectional), 12
+    )
+    cfg = TaggerModelConfig(
+        emb_size=8,
+        hidden_size=6,
+        num_layers=2,
+        char_emb_size=4,
+        char_hidden_size=5,
+        lm_loss_weight=weight,
+        word_dropout=0.0,
+        lm_features="lm",
+        lm_features_layers=layers,
+    )
     model = build_tagger(cfg, vocabs, "iobes")
     model = type(model)(cfg, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), {}, lm=lm, lm_eos=2)
     batch = collate([encode(s, vocabs, "iobes", "iob2") for s in SENTENCES])
@@ -116,7 +137,6 @@ def _tagger_with_feature_lm(bidirectional: bool, weight: float = 0.5, layers: st
 def _with_word_changed(batch, position: int):
     """The batch with sentence 0's word at `position` replaced (word, its characters, its LM id)."""
 
-
     words, lm_ids, char_index = batch.words.clone(), batch.lm_ids.clone(), batch.char_index.clone()
     words[0, position] = UNK_INDEX
     lm_ids[0, position] = 11
@@ -126,8 +146,9 @@ def _with_word_changed(batch, position: int):
     chars = torch.cat([batch.chars, torch.where(row > 0, 3, 0).unsqueeze(0)])
     char_index[position] = len(batch.chars)
     lengths = torch.cat([batch.char_lengths, batch.char_lengths[batch.char_index[position]].view(1)])
-    return dataclasses.replace(batch, words=words, lm_ids=lm_ids, chars=chars, char_lengths=lengths,
-                               char_index=char_index)
+    return dataclasses.replace(
+        batch, words=words, lm_ids=lm_ids, chars=chars, char_lengths=lengths, char_index=char_index
+    )
 
 
 @pytest.mark.parametrize("layers", ["top", "mix"])

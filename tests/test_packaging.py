@@ -9,11 +9,11 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 from setuptools import find_packages
 
 from helpers.corpora import TINY_MODEL, make_lines, write_lines
@@ -39,11 +39,31 @@ def _build(what: str, source: Path, out: Path) -> Path:
     """A wheel (`pip wheel`) or an sdist (setuptools' build_meta, as `python -m build` calls it)."""
     out.mkdir()
     if what == "wheel":
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                        "-w", str(out), str(source)], check=True, capture_output=True, text=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(out),
+                str(source),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     else:
-        subprocess.run([sys.executable, "-c", f"from setuptools import build_meta as b; b.build_sdist({str(out)!r})"],
-                       cwd=source, check=True, capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "-c", f"from setuptools import build_meta as b; b.build_sdist({str(out)!r})"],
+            cwd=source,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     (built,) = out.iterdir()
     return built
 
@@ -55,18 +75,38 @@ def _fresh_venv(tmp_path: Path, package: Path) -> Path:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                    "--no-build-isolation", str(package)], check=True, capture_output=True, text=True)
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(package),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(purelib, "outer-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return venv
 
 
 def _run(venv: Path, args, cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NLP_LSTM_DATA_DIR")}
-    return subprocess.run([str(venv / "bin" / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(venv / "bin" / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_package_list_names_every_subpackage():
@@ -97,10 +137,23 @@ def test_a_wheel_in_a_fresh_venv_trains_from_an_empty_directory(tmp_path):
     cli = _run(venv, ["python", "-m", "nlp_lstm", "--help"], work)
     assert cli.returncode == 0 and "tag" in cli.stdout and "score" in cli.stdout, cli.stderr
 
-    corpus = {split: write_lines(work / f"{split}.txt", make_lines(120, seed))
-              for seed, split in enumerate(["train", "valid", "test"], start=1)}
-    trained = _run(venv, ["nlp-lstm-train", "data=text", *(f"data.{s}={p.name}" for s, p in corpus.items()),
-                          *TINY_MODEL, "trainer.max_epochs=1", "trainer.max_time=null", "hydra.run.dir=run"], work)
+    corpus = {
+        split: write_lines(work / f"{split}.txt", make_lines(120, seed))
+        for seed, split in enumerate(["train", "valid", "test"], start=1)
+    }
+    trained = _run(
+        venv,
+        [
+            "nlp-lstm-train",
+            "data=text",
+            *(f"data.{s}={p.name}" for s, p in corpus.items()),
+            *TINY_MODEL,
+            "trainer.max_epochs=1",
+            "trainer.max_time=null",
+            "hydra.run.dir=run",
+        ],
+        work,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert (work / "run" / "model" / "package.json").is_file()
     assert (work / "run" / "metrics.json").is_file()

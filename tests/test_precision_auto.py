@@ -27,8 +27,13 @@ def test_auto_follows_the_cpus_bf16_instructions(monkeypatch):
 
 def test_a_run_with_auto_logs_the_precision_it_uses(tmp_path, text_corpus):
     run_dir = tmp_path / "run"
-    proc = run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
-        "trainer.precision=auto", "trainer.max_steps=3", "logger.tensorboard=false"], tmp_path / "data")
+    proc = run_train(
+        run_dir,
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + ["trainer.precision=auto", "trainer.max_steps=3", "logger.tensorboard=false"],
+        tmp_path / "data",
+    )
     expected = "bf16" if cpu_has_native_bf16() else "fp32"
     assert f"trainer.precision=auto: {expected} on cpu" in proc.stderr + proc.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -21,8 +21,16 @@ def _keep_torch_threads():
 
 
 def _overrides(corpus):
-    return text_data_overrides(corpus) + TINY_MODEL + ["trainer.max_steps=6", "trainer.max_epochs=null",
-                                                       "trainer.max_time=null", f"paths.data_dir={corpus['train'].parent.parent / 'data'}"]
+    return (
+        text_data_overrides(corpus)
+        + TINY_MODEL
+        + [
+            "trainer.max_steps=6",
+            "trainer.max_epochs=null",
+            "trainer.max_time=null",
+            f"paths.data_dir={corpus['train'].parent.parent / 'data'}",
+        ]
+    )
 
 
 def test_train_from_python_gives_the_command_lines_run(tmp_path, text_corpus):

@@ -8,8 +8,11 @@ from helpers.paths import ROOT
 def _ci_commands():
     """{"install": command, "test": command}: each the line after a `# README: <name>` comment."""
     lines = (ROOT / ".ci" / "run").read_text().splitlines()
-    return {re.sub(r"^# README: ", "", lines[i]): lines[i + 1].strip()
-            for i in range(len(lines) - 1) if lines[i].startswith("# README: ")}
+    return {
+        re.sub(r"^# README: ", "", lines[i]): lines[i + 1].strip()
+        for i in range(len(lines) - 1)
+        if lines[i].startswith("# README: ")
+    }
 
 
 def test_ci_runs_the_readme_install_and_test_commands():

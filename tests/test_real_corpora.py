@@ -22,10 +22,13 @@ def test_every_registry_corpus_fetches_and_verifies(tmp_path, name):
     assert all(p.stat().st_size > 0 for p in paths.values())
 
 
-@pytest.mark.parametrize("name, vocab, tokens", [
-    ("wikitext2", 33_278, (2_088_628, 217_646, 245_569)),
-    ("ptb", 10_000, (929_589, 73_760, 82_430)),
-])
+@pytest.mark.parametrize(
+    "name, vocab, tokens",
+    [
+        ("wikitext2", 33_278, (2_088_628, 217_646, 245_569)),
+        ("ptb", 10_000, (929_589, 73_760, 82_430)),
+    ],
+)
 def test_word_level_counts_match_published(tmp_path, name, vocab, tokens):
     corpus = prepare_lm_corpus(DataConfig(name=name), TokenizerConfig(kind="word"), tmp_path, log=lambda *_: None)
     assert corpus.tokenizer.vocab_size == vocab
@@ -34,7 +37,8 @@ def test_word_level_counts_match_published(tmp_path, name, vocab, tokens):
 
 
 def test_tinyshakespeare_split_keeps_every_character(tmp_path):
-    corpus = prepare_lm_corpus(DataConfig(name="tinyshakespeare"), TokenizerConfig(kind="char"), tmp_path,
-                               log=lambda *_: None)
+    corpus = prepare_lm_corpus(
+        DataConfig(name="tinyshakespeare"), TokenizerConfig(kind="char"), tmp_path, log=lambda *_: None
+    )
     assert sum(len(corpus.ids[s]) for s in ("train", "valid", "test")) == 1_115_394
     assert corpus.tokenizer.vocab_size == 65 + 1  # 65 characters, newline is <eos>, plus <unk>

@@ -27,7 +27,10 @@ def test_ud_english_ewt_counts(tmp_path):
     splits = {k: read_conllu(p) for k, p in paths.items()}
     assert {k: len(v) for k, v in splits.items()} == {"train": 12_544, "valid": 2_001, "test": 2_077}
     assert {k: sum(len(s.words) for s in v) for k, v in splits.items()} == {
-        "train": 204_577, "valid": 25_147, "test": 25_094}
+        "train": 204_577,
+        "valid": 25_147,
+        "test": 25_094,
+    }
     assert len({t for s in splits["train"] for t in s.tags}) == 17  # the UPOS tag set
 
 

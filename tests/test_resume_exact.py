@@ -13,10 +13,10 @@ import torch
 
 from helpers.corpora import TINY_MODEL, text_data_overrides
 from helpers.paths import ROOT
-from helpers.runs import run_train
-from nlp_lstm.training.checkpoint import load_checkpoint
 from helpers.resume import straight_and_split
+from helpers.runs import run_train
 from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
+from nlp_lstm.training.checkpoint import load_checkpoint
 
 QUIET = ["trainer.max_epochs=null", "trainer.max_time=null", "logger.tensorboard=false", "trainer.progress_bar=false"]
 
@@ -25,25 +25,43 @@ def _lr_was_cut(checkpoint) -> bool:
     return checkpoint["trainer"]["history"][-1]["lr"] < checkpoint["trainer"]["history"][0]["lr"]
 
 
-@pytest.mark.parametrize("schedule, exercised", [
-    (["optim.schedule=plateau", "optim.lr=20"], _lr_was_cut),
-    (["optim=ntasgd", "optim.nonmono=1", "optim.lr=20", "optim.schedule=none"], lambda c: c["averaged"] is not None),
-    (["optim.schedule=plateau", "optim.average_from_epoch=1"], lambda c: c["averaged"] is not None),
-    (["optim.schedule=plateau", "trainer.early_stopping_patience=2", "optim.lr=60"],
-     lambda c: c["trainer"]["stop_reason"] == "early_stopping" and c["trainer"]["step"] > 18),
-], ids=["plateau", "ntasgd", "swa", "early_stopping"])
+@pytest.mark.parametrize(
+    "schedule, exercised",
+    [
+        (["optim.schedule=plateau", "optim.lr=20"], _lr_was_cut),
+        (
+            ["optim=ntasgd", "optim.nonmono=1", "optim.lr=20", "optim.schedule=none"],
+            lambda c: c["averaged"] is not None,
+        ),
+        (["optim.schedule=plateau", "optim.average_from_epoch=1"], lambda c: c["averaged"] is not None),
+        (
+            ["optim.schedule=plateau", "trainer.early_stopping_patience=2", "optim.lr=60"],
+            lambda c: c["trainer"]["stop_reason"] == "early_stopping" and c["trainer"]["step"] > 18,
+        ),
+    ],
+    ids=["plateau", "ntasgd", "swa", "early_stopping"],
+)
 def test_lm_budget_stop_then_resume_equals_the_uninterrupted_run(tmp_path, text_corpus, schedule, exercised):
     """Evaluations every 4 steps; the first part stops at step 18, between two of them."""
-    common = text_data_overrides(text_corpus) + TINY_MODEL + QUIET + ["trainer.val_check_interval=4",
-                                                                       "task.batch_size=20"] + schedule
+    common = (
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + QUIET
+        + ["trainer.val_check_interval=4", "task.batch_size=20"]
+        + schedule
+    )
     checkpoint = straight_and_split(tmp_path, common, total=30, first=18)
     assert exercised(checkpoint)  # the schedule did act in this run
 
 
-@pytest.mark.parametrize("schedule", [
-    ["optim.schedule=plateau", "optim.plateau_patience=0", "optim.lr=0.05"],
-    ["optim.average_from_epoch=1", "trainer.early_stopping_patience=3"],
-], ids=["plateau", "swa_early_stopping"])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ["optim.schedule=plateau", "optim.plateau_patience=0", "optim.lr=0.05"],
+        ["optim.average_from_epoch=1", "trainer.early_stopping_patience=3"],
+    ],
+    ids=["plateau", "swa_early_stopping"],
+)
 def test_tagger_budget_stop_then_resume_equals_the_uninterrupted_run(tmp_path, schedule):
     corpus = tagging_corpus(tmp_path / "corpus")
     common = conll_overrides(corpus) + TINY_TAGGER + QUIET + ["trainer.val_check_interval=5"] + schedule
@@ -57,8 +75,11 @@ def test_resumed_tagger_without_a_new_best_finishes_with_its_best_model(tmp_path
     import json
 
     corpus = tagging_corpus(tmp_path / "corpus")
-    common = conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=2", "trainer.max_time=null",
-                                                      "logger.tensorboard=false", "model.lm_loss_weight=0.1"]
+    common = (
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + ["trainer.max_epochs=2", "trainer.max_time=null", "logger.tensorboard=false", "model.lm_loss_weight=0.1"]
+    )
     run_train(tmp_path / "run", common, tmp_path / "data")
     before = json.loads((tmp_path / "run" / "metrics.json").read_text())
     run_train(tmp_path / "run", common + ["trainer.resume=true"], tmp_path / "data")
@@ -69,8 +90,14 @@ def test_resumed_tagger_without_a_new_best_finishes_with_its_best_model(tmp_path
 
 def _popen_train(run_dir, overrides, data_dir):
     env = {**os.environ, "NLP_LSTM_DATA_DIR": str(data_dir)}
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_kill_before_the_first_checkpoint_then_resume_starts_the_run_again(tmp_path, text_corpus):
@@ -93,8 +120,12 @@ def test_kill_before_the_first_checkpoint_then_resume_starts_the_run_again(tmp_p
 
 
 def test_resume_in_a_dir_that_never_held_a_run_is_still_refused(tmp_path, text_corpus):
-    proc = run_train(tmp_path / "fresh", text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.resume=true"],
-                     tmp_path / "data", check=False)
+    proc = run_train(
+        tmp_path / "fresh",
+        text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.resume=true"],
+        tmp_path / "data",
+        check=False,
+    )
     assert proc.returncode == 2 and "no checkpoint to resume from" in proc.stderr
     assert not (tmp_path / "fresh" / "checkpoints" / "run.json").exists()
 
@@ -110,7 +141,10 @@ def test_resume_of_an_unstarted_run_with_other_settings_is_refused(tmp_path, tex
     proc.communicate(timeout=60)
     if (run_dir / "checkpoints" / "last.pt").exists():
         (run_dir / "checkpoints" / "last.pt").unlink()  # as if killed before it
-    proc = run_train(run_dir, common + ["trainer.max_steps=500", "model.hidden_size=32", "trainer.resume=true"],
-                     tmp_path / "data",
-                     check=False)
+    proc = run_train(
+        run_dir,
+        common + ["trainer.max_steps=500", "model.hidden_size=32", "trainer.resume=true"],
+        tmp_path / "data",
+        check=False,
+    )
     assert proc.returncode == 2 and "config model.hidden_size=32 differs" in proc.stderr

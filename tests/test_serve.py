@@ -17,12 +17,17 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 import nlp_lstm  # noqa: E402
 from helpers.runs import run_cli  # noqa: E402
+from helpers.serve import jsonl, thread_server  # noqa: E402
 from nlp_lstm.serve.app import create_app  # noqa: E402
 from nlp_lstm.serve.settings import ServeSettings  # noqa: E402
-from helpers.serve import jsonl, thread_server  # noqa: E402
 
-LINES = ["the old cat saw a dog near the river .", "", "Alice likes the red house .",
-         "every happy man chased Bob with a small bird .", "  the report ,  ( London ) ... xylophone !  "]
+LINES = [
+    "the old cat saw a dog near the river .",
+    "",
+    "Alice likes the red house .",
+    "every happy man chased Bob with a small bird .",
+    "  the report ,  ( London ) ... xylophone !  ",
+]
 PARAGRAPHS = ["The cat saw a dog. Alice likes the red house. Bob reads a report.", "", "a man found London ."]
 
 
@@ -49,8 +54,9 @@ def post(url: str, body, **kwargs) -> httpx.Response:
 def cli_records(model, tmp_path, lines, *options):
     source = tmp_path / "in.txt"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    proc = run_cli(["tag", str(model), str(source), "--input", "text", "--format", "jsonl", "--device", "cpu",
-                    *options])
+    proc = run_cli(
+        ["tag", str(model), str(source), "--input", "text", "--format", "jsonl", "--device", "cpu", *options]
+    )
     assert proc.returncode == 0, proc.stderr
     return jsonl(proc.stdout)
 
@@ -74,8 +80,9 @@ def test_tag_answers_are_the_records_of_nlp_lstm_tag(tagger_url, trained_tagger,
 
 def test_split_sentences_nbest_and_marginals_match_nlp_lstm_tag(tagger_url, trained_tagger, tmp_path):
     model = trained_tagger["run_dir"] / "model"
-    answer = post(tagger_url + "/tag", {"texts": PARAGRAPHS, "split_sentences": True, "nbest": 3,
-                                        "marginals": True}).json()["results"]
+    answer = post(
+        tagger_url + "/tag", {"texts": PARAGRAPHS, "split_sentences": True, "nbest": 3, "marginals": True}
+    ).json()["results"]
     expected = cli_records(model, tmp_path, PARAGRAPHS, "--split-sentences", "--nbest", "3", "--marginals")
     assert [len(r) for r in answer] == [3, 1, 1]  # one result per input: its sentences' records
     assert [record for per_input in answer for record in per_input] == expected
@@ -86,8 +93,19 @@ def test_token_lists_are_tagged_as_conll_input(tagger_url, trained_tagger, tmp_p
     answer = post(tagger_url + "/tag", {"tokens": sentences}).json()["results"]
     source = tmp_path / "in.conll"
     source.write_text("".join("\n".join(s) + "\n\n" for s in sentences), encoding="utf-8")
-    proc = run_cli(["tag", str(trained_tagger["run_dir"] / "model"), str(source), "--input", "conll", "--format",
-                    "jsonl", "--device", "cpu"])
+    proc = run_cli(
+        [
+            "tag",
+            str(trained_tagger["run_dir"] / "model"),
+            str(source),
+            "--input",
+            "conll",
+            "--format",
+            "jsonl",
+            "--device",
+            "cpu",
+        ]
+    )
     # the same records; only "line" differs (the request's input number, the file's first word line)
     assert [r["line"] for r in answer] == [1, 2]
     assert [{**r, "line": 0} for r in answer] == [{**r, "line": 0} for r in jsonl(proc.stdout)]
@@ -95,9 +113,12 @@ def test_token_lists_are_tagged_as_conll_input(tagger_url, trained_tagger, tmp_p
 
 def test_concurrent_requests_share_batches_and_each_gets_its_own_answer(trained_tagger):
     tagger = nlp_lstm.load(trained_tagger["run_dir"] / "model", device="cpu")
-    texts = [f"{w} saw the {n} near {c} ." for w, n, c in zip(["Alice", "Bob", "the man"] * 10,
-                                                               ["cat", "dog", "bird", "river", "house"] * 6,
-                                                               ["Paris", "London"] * 15)]
+    texts = [
+        f"{w} saw the {n} near {c} ."
+        for w, n, c in zip(
+            ["Alice", "Bob", "the man"] * 10, ["cat", "dog", "bird", "river", "house"] * 6, ["Paris", "London"] * 15
+        )
+    ]
     expected = [[t["tag"] for t in tokens] for tokens in tagger.tag(texts)]
 
     async def clients(url):
@@ -139,8 +160,24 @@ def test_lm_scores_each_text_as_nlp_lstm_score_does(lm_url, trained_lm, tmp_path
 def test_lm_generates_what_nlp_lstm_generate_does(lm_url, trained_lm):
     body = {"prompt": "the old man", "max_tokens": 12, "temperature": 0.8, "top_p": 0.9, "seed": 4}
     answer = post(lm_url + "/generate", body)
-    proc = run_cli(["generate", str(trained_lm["run_dir"] / "model"), "--prompt", "the old man", "--max-tokens",
-                    "12", "--temperature", "0.8", "--top-p", "0.9", "--seed", "4", "--device", "cpu"])
+    proc = run_cli(
+        [
+            "generate",
+            str(trained_lm["run_dir"] / "model"),
+            "--prompt",
+            "the old man",
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "0.8",
+            "--top-p",
+            "0.9",
+            "--seed",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
     assert answer.status_code == 200 and answer.json()["text"] == proc.stdout.strip()
     health = httpx.get(lm_url + "/health").json()
     assert health["kind"] == "lm" and health["precision"] == "fp32"
@@ -148,10 +185,10 @@ def test_lm_generates_what_nlp_lstm_generate_does(lm_url, trained_lm):
 
 # ------------------------------------------------------------------ errors
 BAD_TAG_BODIES = [
-    (b"{\"texts\": [", "not JSON"),
+    (b'{"texts": [', "not JSON"),
     (b"\xff\xfe", "not UTF-8"),
     (b"[1, 2]", "must be a JSON object"),
-    (b"{}", "either \"texts\""),
+    (b"{}", 'either "texts"'),
     (b'{"texts": ["a"], "tokens": [["a"]]}', "not both"),
     (b'{"texts": "one string"}', "texts must be a list of strings; got a string"),
     (b'{"texts": ["fine", 3]}', "texts[1] must be a string; got a number"),
@@ -173,11 +210,18 @@ def test_a_malformed_request_is_400_with_one_line_saying_what(tagger_url, body, 
     assert message in error and "\n" not in error
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"prompt": 3}, "prompt must be a string"), ({"max_tokens": 0}, "max_tokens must be in [1, 2048]"),
-    ({"max_tokens": 10**6}, "max_tokens must be in [1, 2048]"), ({"temperature": -1}, "temperature must be >= 0"),
-    ({"top_p": 1.5}, "top_p must be in (0, 1]"), ({"seed": "x"}, "seed must be an integer"),
-    ({"texts": ["a"]}, "unknown field 'texts'")])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"prompt": 3}, "prompt must be a string"),
+        ({"max_tokens": 0}, "max_tokens must be in [1, 2048]"),
+        ({"max_tokens": 10**6}, "max_tokens must be in [1, 2048]"),
+        ({"temperature": -1}, "temperature must be >= 0"),
+        ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+        ({"seed": "x"}, "seed must be an integer"),
+        ({"texts": ["a"]}, "unknown field 'texts'"),
+    ],
+)
 def test_a_bad_generate_request_is_400(lm_url, body, message):
     answer = post(lm_url + "/generate", body)
     assert answer.status_code == 400 and message in answer.json()["error"]
@@ -198,7 +242,7 @@ def test_a_body_over_the_limit_is_413_declared_or_streamed(trained_tagger):
 
     def chunks():
         for start in range(0, len(body), 8192):
-            yield body[start:start + 8192]
+            yield body[start : start + 8192]
 
     with served(trained_tagger["run_dir"], max_body_mb=0.05) as url:
         declared = httpx.post(url + "/tag", content=body)
@@ -254,8 +298,10 @@ def test_a_failure_inside_the_model_is_500_for_its_request_only(trained_tagger):
 
     async def together(url):
         async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(client.post(url + "/tag", json={"texts": ["the committee saw a dog ."]}),
-                                        client.post(url + "/tag", json={"texts": ["Alice saw a dog ."]}))
+            return await asyncio.gather(
+                client.post(url + "/tag", json={"texts": ["the committee saw a dog ."]}),
+                client.post(url + "/tag", json={"texts": ["Alice saw a dog ."]}),
+            )
 
     # a long wait puts both requests in one batch: the good one must still be answered
     app = create_app(ServeSettings(model="unused", max_wait_ms=300), model=tagger)

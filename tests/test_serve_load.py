@@ -13,27 +13,46 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from helpers.paths import ROOT  # noqa: E402
+from helpers.serve import thread_server  # noqa: E402
 from nlp_lstm.serve.app import create_app  # noqa: E402
 from nlp_lstm.serve.settings import ServeSettings  # noqa: E402
-from helpers.serve import thread_server  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "serve_load.py"
 
 
 def run_load(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("fixture, sentences, fmt", [("trained_tagger", "test", "conll"),
-                                                     ("trained_lm", "test", "text")], ids=["tagger", "lm"])
+@pytest.mark.parametrize(
+    "fixture, sentences, fmt",
+    [("trained_tagger", "test", "conll"), ("trained_lm", "test", "text")],
+    ids=["tagger", "lm"],
+)
 def test_a_short_load_run_answers_every_request_right(request, tmp_path, fixture, sentences, fmt):
     trained = request.getfixturevalue(fixture)
     model = trained["run_dir"] / "model"
     with thread_server(create_app(ServeSettings(model=str(model), device="cpu"))) as url:
-        proc = run_load("--url", url, "--sentences", str(trained["corpus"][sentences]), "--input", fmt,
-                        "--limit", "20", "--clients", "1,4", "--duration", "2", "--max-requests", "40",
-                        "--model", str(model), "--json", str(tmp_path / "load.json"))
+        proc = run_load(
+            "--url",
+            url,
+            "--sentences",
+            str(trained["corpus"][sentences]),
+            "--input",
+            fmt,
+            "--limit",
+            "20",
+            "--clients",
+            "1,4",
+            "--duration",
+            "2",
+            "--max-requests",
+            "40",
+            "--model",
+            str(model),
+            "--json",
+            str(tmp_path / "load.json"),
+        )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "load.json").read_text())
     loaded = [r for r in report["rows"] if r["clients"]]

@@ -21,8 +21,12 @@ import nlp_lstm  # noqa: E402
 from helpers.paths import ROOT  # noqa: E402
 from helpers.serve import ServeProcess  # noqa: E402
 
-TEXTS = ["the old cat saw a dog near the river .", "Alice likes the red house .", "Bob reads a report .",
-         "every happy man chased a small bird ."]
+TEXTS = [
+    "the old cat saw a dog near the river .",
+    "Alice likes the red house .",
+    "Bob reads a report .",
+    "every happy man chased a small bird .",
+]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
@@ -67,16 +71,17 @@ def test_workers_serve_from_several_processes_and_metrics_count_them_all(trained
 def _without_the_extra(code: str) -> subprocess.CompletedProcess:
     """Run `code` in a Python where fastapi cannot be imported (as without the serve extra)."""
     prelude = "import sys; sys.modules['fastapi'] = None\nfrom nlp_lstm.cli import main\n"
-    return subprocess.run([sys.executable, "-c", prelude + code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_without_the_serve_extra_serve_says_how_to_install_it_and_tag_still_works(trained_tagger, tmp_path):
     model = trained_tagger["run_dir"] / "model"
     proc = _without_the_extra(f"sys.exit(main(['serve', {str(model)!r}]))")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: nlp-lstm serve needs fastapi: pip install 'nlp-lstm[serve]' "
-                                                "(or pip install fastapi uvicorn prometheus-client)"]
+    assert proc.stderr.strip().splitlines() == [
+        "error: nlp-lstm serve needs fastapi: pip install 'nlp-lstm[serve]' "
+        "(or pip install fastapi uvicorn prometheus-client)"
+    ]
     source = tmp_path / "in.txt"
     source.write_text("Alice likes the red house .\n")
     proc = _without_the_extra(f"sys.exit(main(['tag', {str(model)!r}, {str(source)!r}, '--device', 'cpu']))")
@@ -87,10 +92,16 @@ def test_a_tagger_that_needs_an_input_column_is_refused_in_one_line(tmp_path):
     from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus, untrained_package
 
     corpus = tagging_corpus(tmp_path / "corpus")
-    package = untrained_package(conll_overrides(corpus, pos_feature=True) + TINY_TAGGER, tmp_path / "run",
-                                tmp_path / "model")
-    proc = subprocess.run([sys.executable, "-m", "nlp_lstm.cli", "serve", str(package), "--port", "0"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    package = untrained_package(
+        conll_overrides(corpus, pos_feature=True) + TINY_TAGGER, tmp_path / "run", tmp_path / "model"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "nlp_lstm.cli", "serve", str(package), "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: this tagger reads input column(s) pos besides the words")
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -102,7 +113,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render the page")
 def test_the_page_shows_the_text_with_its_spans_labelled_in_a_browser(trained_tagger, tmp_path):
     from helpers.serve import thread_server
-
     from nlp_lstm.serve.app import create_app
     from nlp_lstm.serve.settings import ServeSettings
 
@@ -110,13 +120,27 @@ def test_the_page_shows_the_text_with_its_spans_labelled_in_a_browser(trained_ta
     spans = nlp_lstm.load(trained_tagger["run_dir"] / "model", device="cpu").spans([text])[0]
     app = create_app(ServeSettings(model=str(trained_tagger["run_dir"] / "model"), device="cpu"))
     with thread_server(app) as url:
-        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-                              "--virtual-time-budget=10000", "--dump-dom", f"{url}/?text=Alice%20likes%20the%20red"
-                              "%20house%20."], capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={tmp_path}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                f"{url}/?text=Alice%20likes%20the%20red%20house%20.",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     assert spans  # the chunker finds chunks here: the page must show each of them, labelled
     for span in spans:
-        mark = f'<mark class="span" data-label="{span["type"]}" title="{span["type"]} · confidence ' \
-               f'{span["confidence"]:.3f}"'
+        mark = (
+            f'<mark class="span" data-label="{span["type"]}" title="{span["type"]} · confidence '
+            f'{span["confidence"]:.3f}"'
+        )
         assert mark in dom, dom[-3000:]
         assert f'{span["text"]}<span class="span-label"' in dom
 
@@ -124,15 +148,26 @@ def test_the_page_shows_the_text_with_its_spans_labelled_in_a_browser(trained_ta
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render the page")
 def test_an_lm_page_scores_the_linked_text_in_a_browser(trained_lm, tmp_path):
     from helpers.serve import thread_server
-
     from nlp_lstm.serve.app import create_app
     from nlp_lstm.serve.settings import ServeSettings
 
     model = trained_lm["run_dir"] / "model"
     ppl = nlp_lstm.load(model, device="cpu").score_lines(["the cat sat on the mat ."], 10)["ppl"]
     with thread_server(create_app(ServeSettings(model=str(model), device="cpu"))) as url:
-        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-                              "--virtual-time-budget=10000", "--dump-dom", f"{url}/?text=the%20cat%20sat%20on%20the"
-                              "%20mat%20."], capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={tmp_path}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                f"{url}/?text=the%20cat%20sat%20on%20the%20mat%20.",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     assert '<table id="scores">' in dom, dom[-3000:]
     assert f'<td>the cat sat on the mat .</td><td class="number">8</td><td class="number">{ppl:.2f}</td>' in dom

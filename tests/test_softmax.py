@@ -66,8 +66,9 @@ def test_fused_cross_entropy_without_grad_matches_and_keeps_no_graph():
     features, weight, bias, targets = _problem()
     with torch.no_grad():
         got = linear_cross_entropy(features, weight, bias, targets)
-        expected = F.cross_entropy(F.linear(features, weight, bias), targets, ignore_index=IGNORE_INDEX,
-                                   reduction="sum")
+        expected = F.cross_entropy(
+            F.linear(features, weight, bias), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+        )
     assert got.grad_fn is None
     assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
 
@@ -106,7 +107,8 @@ def test_adaptive_softmax_loss_equals_pytorchs_module_in_value_and_gradients(clu
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert [len(rows) for rows, _ in head.cluster_rows(targets)] == [
-        int(((targets >= lo) & (targets < hi)).sum()) for lo, hi in ((10, 25), (25, 40), (40, 60))]
+        int(((targets >= lo) & (targets < hi)).sum()) for lo, hi in ((10, 25), (25, 40), (40, 60))
+    ]
 
 
 def _lm_config(**overrides):
@@ -117,7 +119,9 @@ def _lm_config(**overrides):
 
 def test_language_model_with_adaptive_softmax_learns():
     torch.manual_seed(0)
-    model = RNNLanguageModel(_lm_config(softmax="adaptive", adaptive_cutoffs=[8, 20], adaptive_div_value=2.0), vocab_size=40)
+    model = RNNLanguageModel(
+        _lm_config(softmax="adaptive", adaptive_cutoffs=[8, 20], adaptive_div_value=2.0), vocab_size=40
+    )
     tokens = torch.arange(40).repeat(4).view(4, 40) % 40
     x, y = tokens[:, :-1], tokens[:, 1:]
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)

@@ -18,14 +18,30 @@ import torch
 
 import nlp_lstm
 from helpers.runs import run_cli, run_train
+from helpers.tagging import (
+    ADJ,
+    DET,
+    NOUN,
+    TINY_TAGGER,
+    VERB,
+    conll_overrides,
+    make_sentence,
+    tagging_corpus,
+    write_conll,
+)
 from nlp_lstm.cli import main
-from nlp_lstm.data.tag_files import (InputSentence, conllu_sentences, detect_input, format_conllu, input_lines,
-                                     split_sentences, tokenize)
+from nlp_lstm.data.tag_files import (
+    InputSentence,
+    conllu_sentences,
+    detect_input,
+    format_conllu,
+    input_lines,
+    split_sentences,
+    tokenize,
+)
 from nlp_lstm.data.tag_schemes import spans_from_tags
 from nlp_lstm.errors import DataError
 from nlp_lstm.inference.tag_stream import tag_stream
-from helpers.tagging import (ADJ, DET, NOUN, TINY_TAGGER, VERB, conll_overrides, make_sentence, tagging_corpus,
-                             write_conll)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +49,13 @@ def chunker(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chunker")
     corpus = tagging_corpus(tmp / "corpus")
     run_dir = tmp / "run"
-    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=4", "trainer.max_time=null",
-                                                                "logger.tensorboard=false"], tmp / "data")
+    run_train(
+        run_dir,
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + ["trainer.max_epochs=4", "trainer.max_time=null", "logger.tensorboard=false"],
+        tmp / "data",
+    )
     return run_dir / "model"
 
 
@@ -59,11 +80,23 @@ CONLLU = """# newdoc id = doc1
 def test_conllu_comes_back_with_only_the_chosen_field_changed(tmp_path, chunker):
     source = tmp_path / "in.conllu"
     source.write_text(CONLLU, encoding="utf-8")
-    proc = run_cli(["tag", str(chunker), str(source), "--input", "conllu", "--format", "conllu",
-                    "--misc-key", "Chunk", "--precision", "fp32"])
+    proc = run_cli(
+        [
+            "tag",
+            str(chunker),
+            str(source),
+            "--input",
+            "conllu",
+            "--format",
+            "conllu",
+            "--misc-key",
+            "Chunk",
+            "--precision",
+            "fp32",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
-    tagged = nlp_lstm.load(chunker, device="cpu").tag_tokens([["The", "cat", "'s", "old", "house", "."],
-                                                              ["A", "dog"]])
+    tagged = nlp_lstm.load(chunker, device="cpu").tag_tokens([["The", "cat", "'s", "old", "house", "."], ["A", "dog"]])
     out_lines = proc.stdout.rstrip("\n").split("\n")
     in_lines = CONLLU.rstrip("\n").split("\n")
     assert len(out_lines) == len(in_lines)
@@ -78,8 +111,21 @@ def test_conllu_comes_back_with_only_the_chosen_field_changed(tmp_path, chunker)
         assert new[:9] == fields[:9]
         assert new[9] == "|".join(misc + [f"Chunk={next(tags)}"])
     # UPOS instead: the fourth field replaced, MISC kept
-    upos = run_cli(["tag", str(chunker), str(source), "--input", "conllu", "--format", "conllu",
-                    "--conllu-field", "upos", "--precision", "fp32"])
+    upos = run_cli(
+        [
+            "tag",
+            str(chunker),
+            str(source),
+            "--input",
+            "conllu",
+            "--format",
+            "conllu",
+            "--conllu-field",
+            "upos",
+            "--precision",
+            "fp32",
+        ]
+    )
     first_word = [line for line in upos.stdout.split("\n") if line.startswith("1\tThe")][0].split("\t")
     assert first_word[3] == tagged[0][0] and first_word[9] == "_"
 
@@ -89,12 +135,27 @@ def _word(i, form, upos):
 
 
 # Comment-only blocks before the first sentence, between two and after the last.
-COMMENT_BLOCKS = "\n".join([
-    "# a note before the first sentence", "",
-    "# sent_id = 1", _word(1, "A", "DET"), _word(2, "dog", "NOUN"), "",
-    "# newdoc id = doc2", "# note = a block of comments between documents", "",
-    "# sent_id = 2", _word(1, "Dogs", "NOUN"), "",
-    "# end of document", "# (two comment lines after the last sentence)"]) + "\n"
+COMMENT_BLOCKS = (
+    "\n".join(
+        [
+            "# a note before the first sentence",
+            "",
+            "# sent_id = 1",
+            _word(1, "A", "DET"),
+            _word(2, "dog", "NOUN"),
+            "",
+            "# newdoc id = doc2",
+            "# note = a block of comments between documents",
+            "",
+            "# sent_id = 2",
+            _word(1, "Dogs", "NOUN"),
+            "",
+            "# end of document",
+            "# (two comment lines after the last sentence)",
+        ]
+    )
+    + "\n"
+)
 
 
 def test_comment_only_blocks_come_back_wherever_they_stand(tmp_path):
@@ -103,8 +164,10 @@ def test_comment_only_blocks_come_back_wherever_they_stand(tmp_path):
     source = tmp_path / "in.conllu"
     source.write_text(COMMENT_BLOCKS, encoding="utf-8")
     sentences = list(conllu_sentences(input_lines(str(source)), str(source), "upos"))
-    assert [(s.words, s.gold, s.line) for s in sentences] == [(["A", "dog"], ["DET", "NOUN"], 3),
-                                                              (["Dogs"], ["NOUN"], 10)]
+    assert [(s.words, s.gold, s.line) for s in sentences] == [
+        (["A", "dog"], ["DET", "NOUN"], 3),
+        (["Dogs"], ["NOUN"], 10),
+    ]
     out = "".join(format_conllu(s, s.gold, n, "upos") + "\n\n" for n, s in enumerate(sentences, 1))
     assert out.rstrip("\n").split("\n") == COMMENT_BLOCKS.rstrip("\n").split("\n")
 
@@ -120,8 +183,9 @@ def test_tag_writes_a_trailing_comment_block_back(tmp_path, chunker, capsys):
     text = "\n".join(["# sent_id = 1", _word(1, "A", "DET"), _word(2, "dog", "NOUN"), "", "# end of document"]) + "\n"
     source = tmp_path / "in.conllu"
     source.write_text(text, encoding="utf-8")
-    assert main(["tag", str(chunker), str(source), "--input", "conllu", "--format", "conllu",
-                 "--precision", "fp32"]) == 0
+    assert (
+        main(["tag", str(chunker), str(source), "--input", "conllu", "--format", "conllu", "--precision", "fp32"]) == 0
+    )
     out_lines = capsys.readouterr().out.rstrip("\n").split("\n")
     in_lines = text.rstrip("\n").split("\n")
     assert [line for line in out_lines if line.startswith("#")] == [line for line in in_lines if line.startswith("#")]
@@ -153,8 +217,21 @@ def test_output_keeps_input_order_under_length_sorted_windows(tmp_path, chunker)
     source = tmp_path / "in.conll"
     source.write_text("".join("\n".join(s) + "\n\n" for s in sentences), encoding="utf-8")
     out = tmp_path / "out.conll"
-    proc = run_cli(["tag", str(chunker), str(source), "--input", "conll", "--batch-size", "7", "--output", str(out),
-                    "--precision", "fp32"])
+    proc = run_cli(
+        [
+            "tag",
+            str(chunker),
+            str(source),
+            "--input",
+            "conll",
+            "--batch-size",
+            "7",
+            "--output",
+            str(out),
+            "--precision",
+            "fp32",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     blocks = [b.split("\n") for b in out.read_text(encoding="utf-8").strip("\n").split("\n\n")]
     # Each sentence says its first line in the input.
@@ -178,6 +255,7 @@ def test_memory_does_not_grow_with_the_input(chunker):
         def source():
             for i in range(n):
                 yield InputSentence(list(pool[i % len(pool)]))
+
         tracemalloc.start()
         count = sum(1 for _ in tag_stream(tagger, source(), batch_size=64, window=256, progress=False))
         _, top = tracemalloc.get_traced_memory()
@@ -195,7 +273,7 @@ def test_span_offsets_match_the_raw_text(chunker):
     for text, spans in zip(texts, tagger.spans(texts)):
         assert spans
         for span in spans:
-            assert text[span["start_char"]:span["end_char"]] == span["text"]
+            assert text[span["start_char"] : span["end_char"]] == span["text"]
             assert span["text"].split() == span["words"].split()
             assert 0 < span["confidence"] <= 1
     tokens = tagger.spans([["the", "cat", "saw", "Bob"]])[0]
@@ -212,8 +290,11 @@ def _every_sequence(tagger, words):
         emissions = tagger.model(batch)
         n = emissions.size(-1)
         sequences = torch.tensor(list(itertools.product(range(n), repeat=len(words))))
-        scores = tagger.model.crf.sequence_score(emissions.expand(len(sequences), -1, -1), sequences,
-                                                 torch.ones(len(sequences), len(words), dtype=torch.bool))
+        scores = tagger.model.crf.sequence_score(
+            emissions.expand(len(sequences), -1, -1),
+            sequences,
+            torch.ones(len(sequences), len(words), dtype=torch.bool),
+        )
     return batch, emissions, sequences, torch.softmax(scores.double(), 0)
 
 
@@ -228,25 +309,29 @@ def test_span_confidence_is_the_crfs_exact_posterior(chunker):
     found = tagger.spans([words])[0]
     model_tags = [itos[t] for t in crf.viterbi(emissions, batch.mask)[0]]
     assert [(s["type"], s["start"], s["end"]) for s in found] == [
-        (label, a, b) for label, a, b in spans_from_tags(model_tags, tagger.scheme)]
+        (label, a, b) for label, a, b in spans_from_tags(model_tags, tagger.scheme)
+    ]
     for span in found:
-        ids = [itos.index(t) for t in model_tags[span["start"]:span["end"]]]
-        match = (sequences[:, span["start"]:span["end"]] == torch.tensor(ids)).all(1)
+        ids = [itos.index(t) for t in model_tags[span["start"] : span["end"]]]
+        match = (sequences[:, span["start"] : span["end"]] == torch.tensor(ids)).all(1)
         assert span["confidence"] == pytest.approx(float(probs[match].sum()), rel=1e-4)
 
 
 def test_sentences_are_split_with_offsets_into_the_line(chunker):
     paragraph = "Dr. Smith saw the cat. Then Bob likes a dog!  Alice found the river."
     spans = split_sentences(paragraph)
-    assert [paragraph[a:b] for a, b in spans] == ["Dr. Smith saw the cat.", "Then Bob likes a dog!",
-                                                  "Alice found the river."]
+    assert [paragraph[a:b] for a, b in spans] == [
+        "Dr. Smith saw the cat.",
+        "Then Bob likes a dog!",
+        "Alice found the river.",
+    ]
     proc = run_cli(["tag", str(chunker), "--split-sentences", "--format", "jsonl"], stdin=paragraph + "\n")
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["text"] for r in records] == ["Dr. Smith saw the cat.", "Then Bob likes a dog!", "Alice found the river."]
     for record in records:
         for span in record["spans"]:
-            assert paragraph[span["start_char"]:span["end_char"]] == span["text"]
+            assert paragraph[span["start_char"] : span["end_char"]] == span["text"]
 
 
 def test_output_file_is_all_or_nothing(tmp_path, chunker):
@@ -264,9 +349,13 @@ def test_output_file_is_all_or_nothing(tmp_path, chunker):
 def test_softmax_head_span_confidence_is_the_product_of_word_probabilities(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
     run_dir = tmp_path / "run"
-    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["model.head=softmax", "trainer.max_epochs=2",
-                                                                "trainer.max_time=null", "logger.tensorboard=false"],
-              tmp_path / "data")
+    run_train(
+        run_dir,
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + ["model.head=softmax", "trainer.max_epochs=2", "trainer.max_time=null", "logger.tensorboard=false"],
+        tmp_path / "data",
+    )
     tagger = nlp_lstm.load(run_dir / "model", device="cpu")
     words = [DET[0], ADJ[0], NOUN[0], VERB[0], DET[1], NOUN[1]]
     from nlp_lstm.data.tagging_batch import collate
@@ -283,8 +372,19 @@ def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chu
     run_dir = chunker.parent
     test_file = run_dir.parent / "corpus" / "test.txt"
     out = tmp_path / "report.json"
-    proc = run_cli(["evaluate", str(chunker), str(test_file), "--precision", "fp32", "--json", str(out),
-                    "--predictions", str(tmp_path / "pred.conll")])  # training evaluated in fp32
+    proc = run_cli(
+        [
+            "evaluate",
+            str(chunker),
+            str(test_file),
+            "--precision",
+            "fp32",
+            "--json",
+            str(out),
+            "--predictions",
+            str(tmp_path / "pred.conll"),
+        ]
+    )  # training evaluated in fp32
     assert proc.returncode == 0, proc.stderr
     assert f"input: {test_file} read as conll (no CoNLL-U word lines)" in proc.stderr
     report = json.loads(out.read_text())
@@ -298,8 +398,10 @@ def test_evaluate_any_labelled_file_reports_what_training_reported(tmp_path, chu
     bad.write_text("the DT B-NP\ncat NN E-NP\n", encoding="utf-8")
     proc = run_cli(["evaluate", str(chunker), str(bad)])
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == \
-        f"error: {bad}:2: tag 'E-NP' (token 2) does not fit data.tag_scheme=iob2"
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f"error: {bad}:2: tag 'E-NP' (token 2) does not fit data.tag_scheme=iob2"
+    )
 
 
 def test_bf16_prediction_agrees_with_fp32(chunker):
@@ -322,8 +424,29 @@ def test_raw_text_is_tokenised_as_the_treebank_corpora_are():
     text = "He doesn't know the U.S. economy's 3.5% growth, Boeing's 1,000 jets ; e.g. don't  wait!"
     tokens = tokenize(text)
     assert [t for t, _, _ in tokens] == [
-        "He", "does", "n't", "know", "the", "U.S.", "economy", "'s", "3.5", "%", "growth", ",", "Boeing", "'s",
-        "1,000", "jets", ";", "e.g.", "do", "n't", "wait", "!"]
+        "He",
+        "does",
+        "n't",
+        "know",
+        "the",
+        "U.S.",
+        "economy",
+        "'s",
+        "3.5",
+        "%",
+        "growth",
+        ",",
+        "Boeing",
+        "'s",
+        "1,000",
+        "jets",
+        ";",
+        "e.g.",
+        "do",
+        "n't",
+        "wait",
+        "!",
+    ]
     assert all(text[start:end] == token for token, start, end in tokens)
     covered = "".join(text[start:end] for _, start, end in tokens)
     assert covered == "".join(text.split())  # every non-space character, once, in order
@@ -331,8 +454,17 @@ def test_raw_text_is_tokenised_as_the_treebank_corpora_are():
 
 # Nine lines: blank ones in the middle (one of spaces) and two at the end; line 3 is a
 # paragraph of two sentences.
-PARAGRAPHS = ["the cat saw Bob.", "", "Bob likes the cat. It is here!", "   ", "a dog found Paris .", "",
-              "Alice likes a red bird.", "", ""]
+PARAGRAPHS = [
+    "the cat saw Bob.",
+    "",
+    "Bob likes the cat. It is here!",
+    "   ",
+    "a dog found Paris .",
+    "",
+    "Alice likes a red bird.",
+    "",
+    "",
+]
 
 
 def _tag_file(chunker, tmp_path, capsys, lines, *options):
@@ -352,14 +484,16 @@ def test_split_sentence_offsets_are_into_the_line(tmp_path, chunker, capsys):
     line = "Bob likes the cat. It is here!"
     records = _jsonl(chunker, tmp_path, capsys, [line], "--split-sentences")
     assert [(r["line"], r["sentence_start"], r["text"]) for r in records] == [
-        (1, 0, "Bob likes the cat."), (1, 19, "It is here!")]
+        (1, 0, "Bob likes the cat."),
+        (1, 19, "It is here!"),
+    ]
     it = records[1]["tokens"][0]
     assert (it["token"], it["start"], it["end"]) == ("It", 19, 21)
     for record in records:
-        assert line[record["sentence_start"]:].startswith(record["text"])
-        assert all(line[t["start"]:t["end"]] == t["token"] for t in record["tokens"])
+        assert line[record["sentence_start"] :].startswith(record["text"])
+        assert all(line[t["start"] : t["end"]] == t["token"] for t in record["tokens"])
         for span in record["spans"]:
-            assert line[span["start_char"]:span["end_char"]] == span["text"]
+            assert line[span["start_char"] : span["end_char"]] == span["text"]
 
 
 def test_jsonl_records_realign_with_input_lines(tmp_path, chunker, capsys):
@@ -373,7 +507,7 @@ def test_jsonl_records_realign_with_input_lines(tmp_path, chunker, capsys):
     for record in plain + split:
         line = PARAGRAPHS[record["line"] - 1]
         assert (record["tokens"] == []) == (not line.strip())
-        assert all(line[t["start"]:t["end"]] == t["token"] for t in record["tokens"])
+        assert all(line[t["start"] : t["end"]] == t["token"] for t in record["tokens"])
     assert plain[1]["spans"] == [] and "sentence_start" not in plain[0]
 
 
@@ -398,7 +532,8 @@ def test_conll_output_says_which_line_each_sentence_came_from_and_reads_back(tmp
     # Read back: by the training reader, and by `tag --input conll`, whose lines are each
     # sentence's first word line in this file (the line after its comment).
     assert [(s.words, s.tags) for s in read_conll(tagged, 0, 1)] == [
-        ([r.split("\t")[0] for r in b[1:]], [r.split("\t")[1] for r in b[1:]]) for b in blocks]
+        ([r.split("\t")[0] for r in b[1:]], [r.split("\t")[1] for r in b[1:]]) for b in blocks
+    ]
     assert main(["tag", str(chunker), str(tagged), "--input", "conll", "--format", "jsonl"]) == 0
     again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     file_lines = out.split("\n")
@@ -434,12 +569,13 @@ def test_many_lines_keep_order_and_line_numbers_through_batched_windows(tmp_path
     assert [r["line"] for r in records] == sorted(r["line"] for r in records)  # input order
     for record in records:
         line = lines[record["line"] - 1]
-        assert all(line[t["start"]:t["end"]] == t["token"] for t in record["tokens"])
+        assert all(line[t["start"] : t["end"]] == t["token"] for t in record["tokens"])
     by_line = {}
     for record in records:
         by_line.setdefault(record["line"], []).extend(t["token"] for t in record["tokens"])
     assert [by_line[n] for n in range(1, len(lines) + 1)] == [
-        [t for a, b in split_sentences(line) for t, _, _ in tokenize(line[a:b])] for line in lines]
+        [t for a, b in split_sentences(line) for t, _, _ in tokenize(line[a:b])] for line in lines
+    ]
 
 
 # ------------------------------------------------------------------ input format detection
@@ -455,8 +591,7 @@ def test_tag_reads_a_conll_file_as_conll_without_being_told(tmp_path, chunker, c
     expected = [b.strip("\n").split("\n") for b in source.read_text().split("\n\n")[1:] if b.strip()]
     assert "-DOCSTART-" not in out.out  # skipped as CoNLL skips it, not tagged as a word
     assert [[line.split("\t")[0] for line in b] for b in blocks] == [[line.split()[0] for line in b] for b in expected]
-    assert out.err.strip().splitlines() == [f"input: {source} read as conll (extension .conll); "
-                                            "pass --input to choose"]
+    assert out.err.strip().splitlines() == [f"input: {source} read as conll (extension .conll); pass --input to choose"]
     # --input still decides: as raw text, every line is a sentence and -DOCSTART- a word
     out = _tag(capsys, [str(chunker), str(source), "--input", "text"])
     assert out.out.startswith("# line = 1\n-\t") and "\nDOCSTART\t" in out.out and "input:" not in out.err
@@ -467,8 +602,9 @@ def test_tag_detects_conllu_and_conll_by_content(tmp_path, chunker, capsys, monk
     source.write_text(CONLLU, encoding="utf-8")
     out = _tag(capsys, [str(chunker), str(source), "--format", "conllu"])
     assert "read as conllu (" in out.err
-    assert [line for line in out.out.split("\n") if line.startswith("#")] == \
-        [line for line in CONLLU.split("\n") if line.startswith("#")]
+    assert [line for line in out.out.split("\n") if line.startswith("#")] == [
+        line for line in CONLLU.split("\n") if line.startswith("#")
+    ]
     columns = write_conll(tmp_path / "train.txt", 2, seed=8)  # CoNLL-2000 ships .txt column files
     out = _tag(capsys, [str(chunker), str(columns)])
     assert f"input: {columns} read as conll (3 columns" in out.err
@@ -500,15 +636,22 @@ def test_detection_reads_only_the_head_of_the_input():
     assert next(stream) == (1, "-DOCSTART- -X- O")  # nothing lost to the sniffing
 
 
-@pytest.mark.parametrize("name, text, choices, expected", [
-    ("a", "1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tcat\tcat\tNOUN\tNN\t_\t0\troot\t_\t_\n", ("conll", "conllu"),
-     "conllu"),
-    ("a", "the DT B-NP\ncat NN I-NP\n", ("conll", "conllu"), "conll"),
-    ("a.conllu", "the DT B-NP\ncat NN I-NP\n", ("conll", "conllu"), "conllu"),  # the extension first
-    ("a.txt", "# text = The cat .\n1\tThe\t_\t_\t_\t_\t_\t_\t_\t_\n", ("text", "conll", "conllu"), "conllu"),
-    ("a", "Hello world\n", ("text", "conll", "conllu"), "text"),
-    ("a", "The cat sat on the mat .\nIt was warm .\n", ("text", "conll", "conllu"), "text"),
-])
+@pytest.mark.parametrize(
+    "name, text, choices, expected",
+    [
+        (
+            "a",
+            "1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tcat\tcat\tNOUN\tNN\t_\t0\troot\t_\t_\n",
+            ("conll", "conllu"),
+            "conllu",
+        ),
+        ("a", "the DT B-NP\ncat NN I-NP\n", ("conll", "conllu"), "conll"),
+        ("a.conllu", "the DT B-NP\ncat NN I-NP\n", ("conll", "conllu"), "conllu"),  # the extension first
+        ("a.txt", "# text = The cat .\n1\tThe\t_\t_\t_\t_\t_\t_\t_\t_\n", ("text", "conll", "conllu"), "conllu"),
+        ("a", "Hello world\n", ("text", "conll", "conllu"), "text"),
+        ("a", "The cat sat on the mat .\nIt was warm .\n", ("text", "conll", "conllu"), "text"),
+    ],
+)
 def test_detection_rules(name, text, choices, expected):
     lines = enumerate(text.split("\n"), start=1)
     assert detect_input(name, lines, choices)[0] == expected
@@ -529,8 +672,27 @@ def test_nbest_comes_from_the_emissions_of_the_tags(tmp_path, chunker):
     source = tmp_path / "in.conll"
     source.write_text("".join("\n".join(words) + "\n\n" for words in sentences), encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    assert main(["tag", str(chunker), str(source), "--input", "conll", "--format", "jsonl", "--nbest", "2",
-                 "--marginals", "--precision", "bf16", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "tag",
+                str(chunker),
+                str(source),
+                "--input",
+                "conll",
+                "--format",
+                "jsonl",
+                "--nbest",
+                "2",
+                "--marginals",
+                "--precision",
+                "bf16",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == len(sentences)
     differ = [r for r in records if r["nbest"][0]["tags"] != [t["tag"] for t in r["tokens"]]]
@@ -595,8 +757,9 @@ def test_tag_and_evaluate_give_the_same_tags_with_their_defaults(tmp_path, chunk
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     labelled = tmp_path / "gold.conll"
-    labelled.write_text("".join("".join(f"{w} O\n" for w in words) + "\n" for words in word_salad(400, 11)),
-                        encoding="utf-8")
+    labelled.write_text(
+        "".join("".join(f"{w} O\n" for w in words) + "\n" for words in word_salad(400, 11)), encoding="utf-8"
+    )
     tagged, predictions = tmp_path / "tagged.conll", tmp_path / "pred.conll"
     assert main(["tag", str(chunker), str(labelled), "--input", "conll", "--output", str(tagged)]) == 0
     assert main(["evaluate", str(chunker), str(labelled), "--predictions", str(predictions)]) == 0

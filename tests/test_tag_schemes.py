@@ -2,8 +2,14 @@ import random
 
 import pytest
 
-from nlp_lstm.data.tag_schemes import (allowed_transition, check_tags, convert, spans_from_tags, strict_spans,
-                                       tags_from_spans)
+from nlp_lstm.data.tag_schemes import (
+    allowed_transition,
+    check_tags,
+    convert,
+    spans_from_tags,
+    strict_spans,
+    tags_from_spans,
+)
 from nlp_lstm.errors import DataError
 
 

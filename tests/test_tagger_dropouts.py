@@ -5,21 +5,31 @@ import torch
 
 from nlp_lstm.config import TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
-from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode
 from nlp_lstm.data.tagging_batch import collate
+from nlp_lstm.data.tagging_corpus import TaggingVocabs, encode
 from nlp_lstm.errors import ConfigError
 from nlp_lstm.inference.tagger_package import build_tagger
 
-SENTENCES = [Sentence("the cat saw the dog".split(), ["B-NP", "I-NP", "B-VP", "B-NP", "I-NP"]),
-             Sentence(["dogs", "bark"], ["B-NP", "B-VP"])]
-NO_DROPOUT = dict(dropout_input=0.0, dropout_hidden=0.0, dropout_output=0.0, word_dropout=0.0,
-                  weight_drop=0.0, dropout_embedding=0.0, lm_loss_weight=0.0)
+SENTENCES = [
+    Sentence("the cat saw the dog".split(), ["B-NP", "I-NP", "B-VP", "B-NP", "I-NP"]),
+    Sentence(["dogs", "bark"], ["B-NP", "B-VP"]),
+]
+NO_DROPOUT = dict(
+    dropout_input=0.0,
+    dropout_hidden=0.0,
+    dropout_output=0.0,
+    word_dropout=0.0,
+    weight_drop=0.0,
+    dropout_embedding=0.0,
+    lm_loss_weight=0.0,
+)
 
 
 def _tagger(**overrides):
     vocabs = TaggingVocabs.fit(SENTENCES, "iobes", "iob2", lowercase_words=True)
-    cfg = TaggerModelConfig(emb_size=8, hidden_size=6, num_layers=2, char_emb_size=4, char_hidden_size=5,
-                            **{**NO_DROPOUT, **overrides})
+    cfg = TaggerModelConfig(
+        emb_size=8, hidden_size=6, num_layers=2, char_emb_size=4, char_hidden_size=5, **{**NO_DROPOUT, **overrides}
+    )
     batch = collate([encode(s, vocabs, "iobes", "iob2") for s in SENTENCES])
     torch.manual_seed(0)
     return build_tagger(cfg, vocabs, "iobes").train(), batch

@@ -22,17 +22,24 @@ def sentences(n: int, seed: int, gold: bool = True):
         words = [rng.randint(2, 30) for _ in range(length)]
         chars = [[w % 7 + 2, w % 5 + 2][: 1 + w % 2] + [w % 11 + 2] * (w % 3) for w in words]
         lm_ids = [rng.randint(1, 20) for _ in range(length + rng.randint(0, 3))]
-        out.append(EncodedSentence(
-            words=words, chars=chars, features={"pos": [rng.randint(1, 5) for _ in words]},
-            tags=[rng.randint(1, 4) for _ in words] if gold or i % 3 else None,
-            lm_ids=lm_ids, lm_first=list(range(length)), lm_last=list(range(length))))
+        out.append(
+            EncodedSentence(
+                words=words,
+                chars=chars,
+                features={"pos": [rng.randint(1, 5) for _ in words]},
+                tags=[rng.randint(1, 4) for _ in words] if gold or i % 3 else None,
+                lm_ids=lm_ids,
+                lm_first=list(range(length)),
+                lm_last=list(range(length)),
+            )
+        )
     return out
 
 
 def word_characters(batch: TaggingBatch):
     """Each real word's character ids, row-major: what the char encoder reads."""
     index = batch.char_index if batch.char_index is not None else torch.arange(batch.num_tokens)
-    return [batch.chars[row, :batch.char_lengths[row]].tolist() for row in index.tolist()]
+    return [batch.chars[row, : batch.char_lengths[row]].tolist() for row in index.tolist()]
 
 
 def test_every_field_says_what_it_is_indexed_by():
@@ -54,7 +61,7 @@ def test_selected_rows_are_the_batch_of_those_sentences_alone(rows):
         got, want = getattr(picked, name), getattr(alone, name)
         assert torch.equal(got[..., :width] if got.dim() > 1 else got, want), name
     assert torch.equal(picked.features["pos"][:, :width], alone.features["pos"])
-    assert torch.equal(picked.lm_ids[:, :alone.lm_ids.size(1)], alone.lm_ids)
+    assert torch.equal(picked.lm_ids[:, : alone.lm_ids.size(1)], alone.lm_ids)
     assert torch.equal(picked.lm_states, batch.lm_states[torch.tensor(rows)])
     assert picked.num_tokens == alone.num_tokens
     assert word_characters(picked) == word_characters(alone)

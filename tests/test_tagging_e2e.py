@@ -6,9 +6,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import nlp_lstm
-from nlp_lstm.training.checkpoint import load_checkpoint
 from helpers.runs import run_cli, run_train
 from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
+from nlp_lstm.training.checkpoint import load_checkpoint
 
 
 def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
@@ -32,8 +32,13 @@ def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
     # headline numbers only (no one-point chart per type)
     assert not [t for t in scalars if t.startswith("valid/f1_")]
     assert {t for t in scalars if t.startswith("valid_best/")} == {
-        "valid_best/f1", "valid_best/acc", "valid_best/loss", "valid_best/test_f1", "valid_best/test_acc",
-        "valid_best/test_loss"}
+        "valid_best/f1",
+        "valid_best/acc",
+        "valid_best/loss",
+        "valid_best/test_f1",
+        "valid_best/test_acc",
+        "valid_best/test_loss",
+    }
     assert acc.Scalars("valid_best/test_f1")[0].value == pytest.approx(metrics["test"]["f1"])
     assert acc.Scalars("valid_best/f1")[0].value == pytest.approx(metrics["best_valid"]["f1"])
     # Time Series sorts groups by name and opens the first two: they must be the curves
@@ -43,7 +48,8 @@ def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
-        acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+        acc.PluginTagToContent("hparams")["_hparams_/experiment"]
+    ).experiment
     columns = {h.name for h in experiment.hparam_infos}
     assert {"model.hidden_size", "model.head", "model.char_features", "optim", "lr"} <= columns
     assert not columns & {"model.softmax", "model.tie_weights", "model.adaptive_cutoffs"}  # LM-only keys
@@ -58,8 +64,9 @@ def test_chunker_learns_and_reports_conlleval_metrics(trained_tagger):
     rows = [line.split() for line in table.split("\n")[2:]]
     labels = table.split("\n")[0].split()[3:]
     assert table.startswith("    gold \\ predicted") and [r[0] for r in rows] == labels
-    assert sum(int(c) for r in rows for c in r[1:]) == sum(len(s.split("\n")) for s in
-                                                            trained_tagger["corpus"]["valid"].read_text().strip().split("\n\n"))
+    assert sum(int(c) for r in rows for c in r[1:]) == sum(
+        len(s.split("\n")) for s in trained_tagger["corpus"]["valid"].read_text().strip().split("\n\n")
+    )
 
 
 def test_loaded_tagger_api(trained_tagger):
@@ -91,9 +98,17 @@ def test_tag_cli_formats(trained_tagger):
     assert len(record["nbest"]) == 2 and len(record["marginals"]) == 5
     text = run_cli(["tag", model, str(trained_tagger["corpus"]["valid"]), "--format", "text", "--input", "conll"])
     assert text.returncode == 0, text.stderr
-    assert text.stdout.split("\n")[0].split(" ")[0] in ("the/B-NP", "a/B-NP", "this/B-NP", "every/B-NP",
-                                                          "Paris/B-NP", "London/B-NP", "Alice/B-NP", "Bob/B-NP",
-                                                          "Google/B-NP")
+    assert text.stdout.split("\n")[0].split(" ")[0] in (
+        "the/B-NP",
+        "a/B-NP",
+        "this/B-NP",
+        "every/B-NP",
+        "Paris/B-NP",
+        "London/B-NP",
+        "Alice/B-NP",
+        "Bob/B-NP",
+        "Google/B-NP",
+    )
     bad = run_cli(["tag", model, "--nbest", "2"], stdin="a dog\n")
     assert bad.returncode == 2 and "--format jsonl" in bad.stderr
 
@@ -111,25 +126,37 @@ def test_evaluate_cli_matches_training(trained_tagger, tmp_path):
 def test_feature_columns_are_read_from_conll_input(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
     run_dir = tmp_path / "run"
-    run_train(run_dir, conll_overrides(corpus, pos_feature=True) + TINY_TAGGER + ["trainer.max_epochs=2",
-              "trainer.max_time=null", "logger.tensorboard=false"], tmp_path / "data")
+    run_train(
+        run_dir,
+        conll_overrides(corpus, pos_feature=True)
+        + TINY_TAGGER
+        + ["trainer.max_epochs=2", "trainer.max_time=null", "logger.tensorboard=false"],
+        tmp_path / "data",
+    )
     model = str(run_dir / "model")
     raw = run_cli(["tag", model], stdin="the cat saw Bob .\n")
     assert raw.returncode == 2
     assert raw.stderr.strip().splitlines() == [
         "input: stdin read as text (lines of running text, not columns); pass --input to choose",
         "error: this model also reads input column(s) pos (data.feature_columns={'pos': 1}): give CoNLL input that "
-        "has them"]
+        "has them",
+    ]
     conll = run_cli(["tag", model, "-", "--input", "conll"], stdin="the DT\ncat NN\nsaw VBD\n\nBob NNP\n")
     assert conll.returncode == 0, conll.stderr
-    assert [line.split("\t")[0] for line in conll.stdout.split("\n") if line and not line.startswith("# line = ")] \
-        == ["the", "cat", "saw", "Bob"]
+    assert [line.split("\t")[0] for line in conll.stdout.split("\n") if line and not line.startswith("# line = ")] == [
+        "the",
+        "cat",
+        "saw",
+        "Bob",
+    ]
     assert [line for line in conll.stdout.split("\n") if line.startswith("#")] == ["# line = 1", "# line = 5"]
     short = run_cli(["tag", model, "-", "--input", "conll"], stdin="the\n")
     assert short.returncode == 2 and "stdin:1: 1 column(s); the model reads columns {'pos': 1}" in short.stderr
     evaluated = run_cli(["evaluate", model, "--split", "test"])
     assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads(evaluated.stdout)["f1"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["test"]["f1"])
+    assert json.loads(evaluated.stdout)["f1"] == pytest.approx(
+        json.loads((run_dir / "metrics.json").read_text())["test"]["f1"]
+    )
 
 
 def test_pos_tagging_from_conllu_with_softmax_head(tmp_path):
@@ -140,18 +167,42 @@ def test_pos_tagging_from_conllu_with_softmax_head(tmp_path):
         files[split] = tmp_path / f"{split}.conllu"
         files[split].write_text(CONLLU * 20, encoding="utf-8")
     run_dir = tmp_path / "run"
-    run_train(run_dir, ["task=tagging", "data=conllu", f"data.train={files['train']}", f"data.valid={files['dev']}",
-                        f"data.test={files['test']}", "model.head=softmax", "trainer.max_epochs=3",
-                        "trainer.max_time=null", *TINY_TAGGER], tmp_path / "data")
+    run_train(
+        run_dir,
+        [
+            "task=tagging",
+            "data=conllu",
+            f"data.train={files['train']}",
+            f"data.valid={files['dev']}",
+            f"data.test={files['test']}",
+            "model.head=softmax",
+            "trainer.max_epochs=3",
+            "trainer.max_time=null",
+            *TINY_TAGGER,
+        ],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "acc" in metrics["test"] and "f1" not in metrics["test"]
     # Any labelled CoNLL-U file scores as training did; the report is a table plus JSON.
-    proc = run_cli(["evaluate", str(run_dir / "model"), str(files["test"]), "--input", "conllu",
-                    "--json", str(tmp_path / "report.json")])
+    proc = run_cli(
+        [
+            "evaluate",
+            str(run_dir / "model"),
+            str(files["test"]),
+            "--input",
+            "conllu",
+            "--json",
+            str(tmp_path / "report.json"),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["acc"] == pytest.approx(metrics["test"]["acc"])
-    assert set(report["per_tag"]) >= {"AUX", "PUNCT"} and len(report["confusion"]["matrix"]) == len(report["confusion"]["labels"]) + 1
+    assert (
+        set(report["per_tag"]) >= {"AUX", "PUNCT"}
+        and len(report["confusion"]["matrix"]) == len(report["confusion"]["labels"]) + 1
+    )
     assert proc.stdout.startswith(f"{files['test']}: ") and "precision  recall      F1  support" in proc.stdout
 
 
@@ -161,7 +212,8 @@ def test_tag_scheme_mismatch_is_a_one_line_error(tmp_path):
     proc = run_train(tmp_path / "run", conll_overrides(corpus) + TINY_TAGGER, tmp_path / "data", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: {corpus['train']}:1: tag 'S-NP' (token 1) does not fit data.tag_scheme=iob2")
+        f"error: {corpus['train']}:1: tag 'S-NP' (token 1) does not fit data.tag_scheme=iob2"
+    )
 
 
 def test_no_dev_split_holds_out_part_of_train(tmp_path):
@@ -177,8 +229,11 @@ def test_tagging_resume_is_exact(tmp_path):
     from helpers.resume import straight_and_split
 
     corpus = tagging_corpus(tmp_path / "corpus")
-    common = conll_overrides(corpus) + TINY_TAGGER + ["trainer.max_epochs=null", "trainer.max_time=null",
-                                                      "logger.tensorboard=false", "optim.schedule=none"]
+    common = (
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + ["trainer.max_epochs=null", "trainer.max_time=null", "logger.tensorboard=false", "optim.schedule=none"]
+    )
     a = straight_and_split(tmp_path, common, total=30, first=12)  # weights and state equal, bitwise
     assert a["trainer"]["epoch"] >= 1
 
@@ -199,13 +254,28 @@ def test_tagger_with_frozen_bidirectional_lm_features(tmp_path):
         text[split] = tmp_path / f"{split}.lm.txt"
         text[split].write_text("\n".join(" ".join(s.words) for s in read_conll(corpus[split], 0, 2)) + "\n")
     lm_run = tmp_path / "lm"
-    run_train(lm_run, text_data_overrides(text) + TINY_MODEL + ["model.bidirectional=true", "trainer.max_steps=10",
-                                                                "logger.tensorboard=false"], tmp_path / "data")
+    run_train(
+        lm_run,
+        text_data_overrides(text)
+        + TINY_MODEL
+        + ["model.bidirectional=true", "trainer.max_steps=10", "logger.tensorboard=false"],
+        tmp_path / "data",
+    )
     lm_package = tmp_path / "lm_package"
     shutil.copytree(lm_run / "model", lm_package)
     run_dir = tmp_path / "tagger"
-    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + [f"model.lm_features={lm_package}",
-              "trainer.max_epochs=2", "trainer.max_time=null", "logger.tensorboard=false"], tmp_path / "data")
+    run_train(
+        run_dir,
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + [
+            f"model.lm_features={lm_package}",
+            "trainer.max_epochs=2",
+            "trainer.max_time=null",
+            "logger.tensorboard=false",
+        ],
+        tmp_path / "data",
+    )
     lm_weights = torch.load(lm_package / "weights.pt", weights_only=True)
     tagger_weights = torch.load(run_dir / "model" / "weights.pt", weights_only=True)
     for name, tensor in lm_weights.items():
@@ -219,8 +289,12 @@ def test_tagger_with_frozen_bidirectional_lm_features(tmp_path):
 
 def test_lm_features_need_a_word_lm(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
-    proc = run_train(tmp_path / "run", conll_overrides(corpus) + TINY_TAGGER + [
-        f"model.lm_features={tmp_path / 'nothing'}"], tmp_path / "data", check=False)
+    proc = run_train(
+        tmp_path / "run",
+        conll_overrides(corpus) + TINY_TAGGER + [f"model.lm_features={tmp_path / 'nothing'}"],
+        tmp_path / "data",
+        check=False,
+    )
     assert proc.returncode == 2
     assert f"config model.lm_features='{tmp_path / 'nothing'}': " in proc.stderr
     assert "no such model directory" in proc.stderr
@@ -229,17 +303,28 @@ def test_lm_features_need_a_word_lm(tmp_path):
 def test_tagger_trained_with_language_modelling_cost(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
     run_dir = tmp_path / "run"
-    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + ["model.lm_loss_weight=0.1", "model.lm_loss_vocab=20",
-                                                                "trainer.max_epochs=6", "trainer.max_time=null"],
-              tmp_path / "data")
+    run_train(
+        run_dir,
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + ["model.lm_loss_weight=0.1", "model.lm_loss_vocab=20", "trainer.max_epochs=6", "trainer.max_time=null"],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["best_valid"]["f1"] > 90
     # the checkpoint keeps the auxiliary heads (to resume); the package leaves them out
     assert any(k.startswith("neighbour_words.") for k in load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"])
     tagger = nlp_lstm.load(run_dir / "model", device="cpu")
     assert tagger.model.neighbour_words is None
-    assert [t["tag"] for t in tagger.tag(["the old cat saw a dog ."])[0]] == \
-        ["B-NP", "I-NP", "I-NP", "B-VP", "B-NP", "I-NP", "O"]
+    assert [t["tag"] for t in tagger.tag(["the old cat saw a dog ."])[0]] == [
+        "B-NP",
+        "I-NP",
+        "I-NP",
+        "B-VP",
+        "B-NP",
+        "I-NP",
+        "O",
+    ]
 
 
 def test_a_loaded_tagger_and_lm_say_what_they_are(trained_tagger, trained_lm):

@@ -31,8 +31,11 @@ def _tensorboard(logdir, ready):
     port = _free_port()
     tb_bin = Path(sys.executable).with_name("tensorboard")
     cmd = [str(tb_bin)] if tb_bin.exists() else [sys.executable, "-m", "tensorboard.main"]
-    proc = subprocess.Popen(cmd + ["--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd + ["--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -81,8 +84,10 @@ def test_tensorboard_lists_runs_by_name_with_their_layout_figures_and_hparams(tr
     outputs = tmp_path / "outputs"
     shutil.copytree(trained_lm["run_dir"], outputs / "lm")
     shutil.copytree(trained_tagger["run_dir"], outputs / "tagger")
-    with _tensorboard(outputs, lambda base: len(_get(f"{base}/data/runs")) == 2 and _get(f"{base}/data/runs")) \
-            as (base, runs):
+    with _tensorboard(outputs, lambda base: len(_get(f"{base}/data/runs")) == 2 and _get(f"{base}/data/runs")) as (
+        base,
+        runs,
+    ):
         assert sorted(runs) == ["lm", "tagger"]  # the run dirs' names: never `tb`
 
         layout = _get(f"{base}/data/plugin/custom_scalars/layout")
@@ -91,12 +96,14 @@ def test_tensorboard_lists_runs_by_name_with_their_layout_figures_and_hparams(tr
         assert charts["loss"] == ["^train/loss$", "^valid/loss$"] and "learning rate" in charts
 
         images = _get(f"{base}/data/plugin/images/tags")
-        assert {"valid_figures/confusion_matrix", "valid_figures/f1_per_type", "weights/crf_transitions"} <= \
-            set(images["tagger"])
+        assert {"valid_figures/confusion_matrix", "valid_figures/f1_per_type", "weights/crf_transitions"} <= set(
+            images["tagger"]
+        )
         query = urllib.parse.urlencode({"run": "tagger", "tag": "valid_figures/confusion_matrix", "sample": 0})
         entries = _get(f"{base}/data/plugin/images/images?{query}")
-        with urllib.request.urlopen(f"{base}/data/plugin/images/individualImage?{entries[-1]['query']}",
-                                    timeout=5) as response:
+        with urllib.request.urlopen(
+            f"{base}/data/plugin/images/individualImage?{entries[-1]['query']}", timeout=5
+        ) as response:
             assert response.read()[:4] == b"\x89PNG"
 
         experiment = _post(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})

@@ -1,11 +1,16 @@
 import pytest
 
-from nlp_lstm.config import TokenizerConfig
-from nlp_lstm.data.tokenizers import (CharTokenizer, SentencePieceTokenizer, WordTokenizer, fit_tokenizer,
-                                      load_tokenizer, save_tokenizer)
-from nlp_lstm.errors import ModelPackageError
-
 from helpers.corpora import make_lines
+from nlp_lstm.config import TokenizerConfig
+from nlp_lstm.data.tokenizers import (
+    CharTokenizer,
+    SentencePieceTokenizer,
+    WordTokenizer,
+    fit_tokenizer,
+    load_tokenizer,
+    save_tokenizer,
+)
+from nlp_lstm.errors import ModelPackageError
 
 LINES = ["the cat sat", "", "the dog sat down"]
 

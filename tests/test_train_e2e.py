@@ -9,9 +9,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import nlp_lstm
-from nlp_lstm.training.checkpoint import load_checkpoint
 from helpers.corpora import TINY_MODEL, text_data_overrides
 from helpers.runs import run_train
+from nlp_lstm.training.checkpoint import load_checkpoint
 
 
 def _events(run_dir):
@@ -38,8 +38,15 @@ def test_training_writes_metrics_model_checkpoint_and_tensorboard(trained_lm):
 
     acc = _events(run_dir)
     scalars = set(acc.Tags()["scalars"])
-    assert {"train/loss", "train/ppl", "train/lr", "train/grad_norm", "train/tokens_per_sec",
-            "valid/loss", "valid/ppl"} <= scalars
+    assert {
+        "train/loss",
+        "train/ppl",
+        "train/lr",
+        "train/grad_norm",
+        "train/tokens_per_sec",
+        "valid/loss",
+        "valid/ppl",
+    } <= scalars
     steps = [e.step for e in acc.Scalars("train/loss")]
     assert steps == sorted(steps) and len(steps) == len(set(steps))
     assert "samples/text_summary" in acc.Tags()["tensors"]  # generated text, each epoch
@@ -79,10 +86,21 @@ def test_package_weights_load_without_pickled_code(trained_lm):
 
 def test_resume_continues_exactly(tmp_path, text_corpus):
     """Stopped at step 7 (mid-epoch) and resumed to 14 == an uninterrupted 14-step run."""
-    common = text_data_overrides(text_corpus) + TINY_MODEL + [
-        "trainer.max_epochs=null", "trainer.max_time=null", "optim.schedule=none", "logger.tensorboard=false",
-        "model.dropout_output=0.3", "model.weight_drop=0.2", "task.variable_bptt=true", "task.bptt=10",
-        "task.batch_size=40"]  # about 8 steps an epoch
+    common = (
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + [
+            "trainer.max_epochs=null",
+            "trainer.max_time=null",
+            "optim.schedule=none",
+            "logger.tensorboard=false",
+            "model.dropout_output=0.3",
+            "model.weight_drop=0.2",
+            "task.variable_bptt=true",
+            "task.bptt=10",
+            "task.batch_size=40",
+        ]
+    )  # about 8 steps an epoch
     straight, split = tmp_path / "straight", tmp_path / "split"
     run_train(straight, common + ["trainer.max_steps=14"], tmp_path / "data")
     run_train(split, common + ["trainer.max_steps=7"], tmp_path / "data")
@@ -101,22 +119,30 @@ def test_resume_continues_exactly(tmp_path, text_corpus):
 def test_resume_with_different_model_is_refused(tmp_path, text_corpus):
     common = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.max_steps=3", "logger.tensorboard=false"]
     run_train(tmp_path / "run", common, tmp_path / "data")
-    proc = run_train(tmp_path / "run", common + ["model.hidden_size=32", "trainer.resume=true"], tmp_path / "data",
-                     check=False)
+    proc = run_train(
+        tmp_path / "run", common + ["model.hidden_size=32", "trainer.resume=true"], tmp_path / "data", check=False
+    )
     assert proc.returncode == 2
     assert "error: config model.hidden_size=32 differs from the run's 24" in proc.stderr
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, text_corpus):
-    proc = run_train(tmp_path / "fresh", text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.resume=true"],
-                     tmp_path / "data", check=False)
+    proc = run_train(
+        tmp_path / "fresh",
+        text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.resume=true"],
+        tmp_path / "data",
+        check=False,
+    )
     assert proc.returncode == 2
     assert "no checkpoint to resume from" in proc.stderr
 
 
 def test_resumed_tensorboard_has_no_duplicate_steps(tmp_path, text_corpus):
-    common = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.max_epochs=null", "trainer.max_time=null",
-                                                               "logger.histogram_every_n_steps=0"]
+    common = (
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + ["trainer.max_epochs=null", "trainer.max_time=null", "logger.histogram_every_n_steps=0"]
+    )
     run_dir = tmp_path / "run"
     run_train(run_dir, common + ["trainer.max_steps=6"], tmp_path / "data")
     run_train(run_dir, common + ["trainer.max_steps=12", "trainer.resume=true"], tmp_path / "data")
@@ -128,8 +154,13 @@ def test_resumed_tensorboard_has_no_duplicate_steps(tmp_path, text_corpus):
 def test_char_and_subword_models_report_word_ppl_and_bpc(tmp_path, text_corpus, tokenizer):
     extra = ["tokenizer.vocab_size=60"] if tokenizer == "sentencepiece" else []
     run_dir = tmp_path / "run"
-    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [f"tokenizer={tokenizer}", *extra,
-              "trainer.max_steps=6", "logger.tensorboard=false"], tmp_path / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + [f"tokenizer={tokenizer}", *extra, "trainer.max_steps=6", "logger.tensorboard=false"],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for block in ("best_valid", "test"):
         assert {"word_ppl", "bpc"} <= set(metrics[block])
@@ -139,8 +170,11 @@ def test_char_and_subword_models_report_word_ppl_and_bpc(tmp_path, text_corpus, 
 
 def test_bidirectional_lm_trains_and_reports_each_direction(tmp_path, text_corpus):
     run_dir = tmp_path / "run"
-    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + ["model.bidirectional=true",
-              "trainer.max_steps=6"], tmp_path / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(text_corpus) + TINY_MODEL + ["model.bidirectional=true", "trainer.max_steps=6"],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"ppl_forward", "ppl_backward"} <= set(metrics["test"])
     assert "valid/ppl_backward" in _events(run_dir).Tags()["scalars"]
@@ -148,9 +182,21 @@ def test_bidirectional_lm_trains_and_reports_each_direction(tmp_path, text_corpu
 
 def test_gru_ntasgd_and_time_budget(tmp_path, text_corpus):
     run_dir = tmp_path / "run"
-    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
-        "model.cell=gru", "optim=ntasgd", "optim.nonmono=1", "trainer.max_epochs=null", "trainer.max_time=4",
-        "trainer.val_check_interval=5", "logger.tensorboard=false"], tmp_path / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + [
+            "model.cell=gru",
+            "optim=ntasgd",
+            "optim.nonmono=1",
+            "trainer.max_epochs=null",
+            "trainer.max_time=4",
+            "trainer.val_check_interval=5",
+            "logger.tensorboard=false",
+        ],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["stop_reason"] == "max_time"
     assert 4 <= metrics["train"]["wall_time_s"] < 30
@@ -176,8 +222,13 @@ def test_unwritable_run_dir_fails_before_training(tmp_path, text_corpus):
 @pytest.mark.parametrize("precision", ["bf16"])
 def test_reduced_precision_training_on_cpu(tmp_path, text_corpus, precision):
     run_dir = tmp_path / "run"
-    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [f"trainer.precision={precision}",
-              "trainer.max_steps=8", "logger.tensorboard=false"], tmp_path / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + [f"trainer.precision={precision}", "trainer.max_steps=8", "logger.tensorboard=false"],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert math.isfinite(metrics["test"]["loss"])
 
@@ -186,8 +237,18 @@ def test_hydra_multirun_sweep(tmp_path, text_corpus):
     from helpers.runs import train_py
 
     sweep = tmp_path / "sweep"
-    proc = train_py(["-m", "model.cell=lstm,gru", f"hydra.sweep.dir={sweep}", *text_data_overrides(text_corpus),
-                     *TINY_MODEL, "trainer.max_steps=3", "logger.tensorboard=false"], tmp_path / "data")
+    proc = train_py(
+        [
+            "-m",
+            "model.cell=lstm,gru",
+            f"hydra.sweep.dir={sweep}",
+            *text_data_overrides(text_corpus),
+            *TINY_MODEL,
+            "trainer.max_steps=3",
+            "logger.tensorboard=false",
+        ],
+        tmp_path / "data",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     cells = {}
     for job in ("0", "1"):
@@ -204,8 +265,12 @@ def test_console_script_is_the_same_entry_point(tmp_path):
     script = Path(sys.executable).with_name("nlp-lstm-train")
     if not script.exists():
         pytest.skip("package not installed in this environment")
-    proc = subprocess.run([str(script), f"hydra.run.dir={tmp_path / 'run'}", "optim.name=rmsprop"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(script), f"hydra.run.dir={tmp_path / 'run'}", "optim.name=rmsprop"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: config optim.name='rmsprop': must be one of sgd, adamw, ntasgd"
 
@@ -213,10 +278,22 @@ def test_console_script_is_the_same_entry_point(tmp_path):
 def test_early_stopping(tmp_path, text_corpus):
     run_dir = tmp_path / "run"
     # lr so small that nothing improves after the first evaluation
-    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + [
-        "optim.lr=1e-9", "optim.schedule=none", "trainer.max_epochs=null", "trainer.max_time=null",
-        "trainer.max_steps=1000", "trainer.val_check_interval=2", "trainer.early_stopping_patience=2",
-        "logger.tensorboard=false"], tmp_path / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + [
+            "optim.lr=1e-9",
+            "optim.schedule=none",
+            "trainer.max_epochs=null",
+            "trainer.max_time=null",
+            "trainer.max_steps=1000",
+            "trainer.val_check_interval=2",
+            "trainer.early_stopping_patience=2",
+            "logger.tensorboard=false",
+        ],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["stop_reason"] == "early_stopping"
     assert metrics["train"]["steps"] < 1000
@@ -226,9 +303,18 @@ def test_weight_averaging_from_an_epoch(tmp_path, text_corpus):
     from nlp_lstm.train_entry import build_task, compose_config
     from nlp_lstm.training.trainer import Trainer
 
-    cfg = compose_config(text_data_overrides(text_corpus) + TINY_MODEL + [
-        f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=3", "trainer.max_time=null",
-        "optim.average_from_epoch=2", "logger.tensorboard=false"], tmp_path / "run")
+    cfg = compose_config(
+        text_data_overrides(text_corpus)
+        + TINY_MODEL
+        + [
+            f"paths.data_dir={tmp_path / 'data'}",
+            "trainer.max_epochs=3",
+            "trainer.max_time=null",
+            "optim.average_from_epoch=2",
+            "logger.tensorboard=false",
+        ],
+        tmp_path / "run",
+    )
     task = build_task(cfg, torch.device("cpu"))
     trainer = Trainer(cfg, task, tmp_path / "run", torch.device("cpu"))
     trainer.fit()

@@ -8,15 +8,29 @@ import shutil
 import torch
 
 from helpers.corpora import TINY_MODEL, text_data_overrides
+from helpers.resume import same_run
 from helpers.runs import run_train
 from nlp_lstm.training.checkpoint import load_checkpoint, save_checkpoint
-from helpers.resume import same_run
 
 # The trainer state as every checkpoint of format 2 holds it (written by the trainer of
 # 2026-11-27 on, a dict of these keys in this order).
-OLD_TRAINER_KEYS = ("epoch", "step", "in_epoch", "wall_time", "train_time", "train_units", "train_tokens", "best",
-                    "best_step", "history", "evals_since_best", "last_eval_step", "stop_reason", "skipped_steps",
-                    "nonfinite_in_a_row")
+OLD_TRAINER_KEYS = (
+    "epoch",
+    "step",
+    "in_epoch",
+    "wall_time",
+    "train_time",
+    "train_units",
+    "train_tokens",
+    "best",
+    "best_step",
+    "history",
+    "evals_since_best",
+    "last_eval_step",
+    "stop_reason",
+    "skipped_steps",
+    "nonfinite_in_a_row",
+)
 # Keys the dict gained over time: a dict without them takes their defaults. (Every checkpoint
 # that loads holds them, as they came before checksummed checkpoints, format 2.)
 LATER_KEYS = ("train_tokens", "skipped_steps", "nonfinite_in_a_row")
@@ -24,8 +38,14 @@ LATER_KEYS = ("train_tokens", "skipped_steps", "nonfinite_in_a_row")
 QUIET = ["trainer.max_epochs=null", "trainer.max_time=null", "logger.tensorboard=false", "trainer.progress_bar=false"]
 # NT-ASGD starts averaging at step 16: the first part's checkpoint (step 18) holds a best
 # model, an evaluation history and averaged weights.
-NTASGD = ["optim=ntasgd", "optim.nonmono=1", "optim.lr=20", "optim.schedule=none", "trainer.val_check_interval=4",
-          "task.batch_size=20"]
+NTASGD = [
+    "optim=ntasgd",
+    "optim.nonmono=1",
+    "optim.lr=20",
+    "optim.schedule=none",
+    "trainer.val_check_interval=4",
+    "task.batch_size=20",
+]
 
 
 def _plain(value) -> bool:
@@ -50,8 +70,11 @@ def _as_old_code_wrote_it(checkpoint_path, drop=(), without_best_model=False) ->
 
 def test_the_checkpoint_holds_the_trainer_state_as_the_same_plain_dict(tmp_path, text_corpus):
     run_dir = tmp_path / "run"
-    run_train(run_dir, text_data_overrides(text_corpus) + TINY_MODEL + QUIET + NTASGD + ["trainer.max_steps=18"],
-              tmp_path / "data")
+    run_train(
+        run_dir,
+        text_data_overrides(text_corpus) + TINY_MODEL + QUIET + NTASGD + ["trainer.max_steps=18"],
+        tmp_path / "data",
+    )
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")["trainer"]
     assert type(state) is dict and tuple(state) == OLD_TRAINER_KEYS
     assert _plain(state)
@@ -79,8 +102,9 @@ def test_checkpoints_as_earlier_versions_wrote_them_resume_exactly(tmp_path, tex
         run_train(tmp_path / name, common + ["trainer.max_steps=30", "trainer.resume=true"], data)
         checkpoint = same_run(tmp_path / "straight", tmp_path / name)
         assert checkpoint["averaged"] is not None  # NT-ASGD had started before the stop
-    straight, old, older = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["trainer"]
-                            for name in ("straight", "old", "older"))
+    straight, old, older = (
+        load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["trainer"] for name in ("straight", "old", "older")
+    )
     for key in ("train_units", "train_tokens", "skipped_steps", "nonfinite_in_a_row", "last_eval_step", "in_epoch"):
         assert old[key] == straight[key], key
     # The keys it lacked are written again, train_tokens counted from the resume on.
@@ -99,9 +123,21 @@ def test_checkpoints_as_earlier_versions_wrote_them_resume_exactly(tmp_path, tex
 def test_trainer_state_reads_the_dict_of_every_checkpoint_version():
     from nlp_lstm.training.state import TrainerState
 
-    state = TrainerState(epoch=2, step=40, in_epoch=True, wall_time=3.5, train_units=800, train_tokens=900,
-                         best={"loss": 3.2, "ppl": 24.5}, best_step=32, history=[{"step": 32, "valid": {"loss": 3.2}}],
-                         evals_since_best=1, last_eval_step=36, skipped_steps=2, nonfinite_in_a_row=1)
+    state = TrainerState(
+        epoch=2,
+        step=40,
+        in_epoch=True,
+        wall_time=3.5,
+        train_units=800,
+        train_tokens=900,
+        best={"loss": 3.2, "ppl": 24.5},
+        best_step=32,
+        history=[{"step": 32, "valid": {"loss": 3.2}}],
+        evals_since_best=1,
+        last_eval_step=36,
+        skipped_steps=2,
+        nonfinite_in_a_row=1,
+    )
     saved = state.to_dict()
     assert tuple(saved) == OLD_TRAINER_KEYS and _plain(saved)
     assert TrainerState.from_dict(saved) == state

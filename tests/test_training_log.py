@@ -19,8 +19,11 @@ PROGRESS = re.compile(r"step [\d,]+ \| epoch \d+ \d+% \| loss [\d.]+ ppl [\d.]+ 
 
 def _overrides(corpus):
     bar_on = [o for o in TINY_MODEL if not o.startswith("trainer.progress_bar")] + ["trainer.progress_bar=true"]
-    return text_data_overrides(corpus) + bar_on + ["trainer.max_epochs=2", "trainer.max_time=null",
-                                                   "trainer.log_every_n_steps=5"]
+    return (
+        text_data_overrides(corpus)
+        + bar_on
+        + ["trainer.max_epochs=2", "trainer.max_time=null", "trainer.log_every_n_steps=5"]
+    )
 
 
 def test_train_log_has_a_progress_line_every_log_every_n_steps_and_no_bar_without_a_terminal(tmp_path, text_corpus):
@@ -41,8 +44,13 @@ def test_on_a_terminal_the_bar_shows_and_stays_and_the_progress_lines_stay_in_th
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a 160-column terminal
     env = {**os.environ, "NLP_LSTM_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}",
-                             *_overrides(text_corpus)], cwd=ROOT, env=env, stdout=slave, stderr=slave)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *_overrides(text_corpus)],
+        cwd=ROOT,
+        env=env,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     screen = b""
     while True:

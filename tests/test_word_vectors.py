@@ -16,9 +16,9 @@ import torch
 
 import nlp_lstm
 from helpers.runs import run_cli, run_train
+from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 from nlp_lstm.data.word_vectors import detect_format, read_word_vectors
 from nlp_lstm.errors import DataError
-from helpers.tagging import TINY_TAGGER, conll_overrides, tagging_corpus
 
 WORDS = ["the", "The", "cat", "Paris", "dog", "river", "unused", "zebra"]  # most frequent first
 
@@ -31,7 +31,9 @@ def table(dim: int = 4, seed: int = 0):
 def write_text(path, vectors, header: bool, gz: bool = False, trailing_space: bool = False):
     dim = len(next(iter(vectors.values())))
     lines = [f"{len(vectors)} {dim}"] if header else []
-    lines += [w + " " + " ".join(repr(float(x)) for x in v) + (" " if trailing_space else "") for w, v in vectors.items()]
+    lines += [
+        w + " " + " ".join(repr(float(x)) for x in v) + (" " if trailing_space else "") for w, v in vectors.items()
+    ]
     data = ("\n".join(lines) + "\n").encode("utf-8")
     if gz:
         _gz(path, data)
@@ -57,9 +59,14 @@ def write_binary(path, vectors, gz: bool = False):
     return path
 
 
-FORMATS = [("glove", "vectors.txt", False, False), ("glove", "vectors.txt.gz", False, True),
-           ("word2vec_text", "vectors.vec", True, False), ("word2vec_text", "vectors.vec.gz", True, True),
-           ("word2vec_binary", "vectors.bin", None, False), ("word2vec_binary", "vectors.bin.gz", None, True)]
+FORMATS = [
+    ("glove", "vectors.txt", False, False),
+    ("glove", "vectors.txt.gz", False, True),
+    ("word2vec_text", "vectors.vec", True, False),
+    ("word2vec_text", "vectors.vec.gz", True, True),
+    ("word2vec_binary", "vectors.bin", None, False),
+    ("word2vec_binary", "vectors.bin.gz", None, True),
+]
 
 
 def write_any(tmp_path, fmt, name, header, gz, vectors):
@@ -110,13 +117,16 @@ def test_the_files_most_frequent_words_join_the_vocabulary(tmp_path):
     assert cased.new_words == ["the", "The", "Paris"]
 
 
-@pytest.mark.parametrize("content,where,message", [
-    ("the 1 2 3\ncat 1 2\n", ":2:", "expected a word and 3 numbers, found 3 field(s)"),
-    ("the 1 2 3\ncat 1 x 3\n", ":2:", "'x' is not a number"),
-    ("the 1 2 3\ncat 1 nan 3\n", ":2:", "holds NaN or infinity"),
-    ("3 3\nthe 1 2 3\ncat 1 2 3\n", "", "the header announces 3 vectors, the file holds 2"),
-    ("2 3\nthe 1 2 3\ncat 1 2\n", ":3:", "expected a word and 3 numbers"),
-])
+@pytest.mark.parametrize(
+    "content,where,message",
+    [
+        ("the 1 2 3\ncat 1 2\n", ":2:", "expected a word and 3 numbers, found 3 field(s)"),
+        ("the 1 2 3\ncat 1 x 3\n", ":2:", "'x' is not a number"),
+        ("the 1 2 3\ncat 1 nan 3\n", ":2:", "holds NaN or infinity"),
+        ("3 3\nthe 1 2 3\ncat 1 2 3\n", "", "the header announces 3 vectors, the file holds 2"),
+        ("2 3\nthe 1 2 3\ncat 1 2\n", ":3:", "expected a word and 3 numbers"),
+    ],
+)
 def test_a_malformed_file_is_one_error_naming_file_and_line(tmp_path, content, where, message):
     path = tmp_path / "bad.txt"
     path.write_text(content, encoding="utf-8")
@@ -146,17 +156,28 @@ def test_a_byte_order_mark_is_not_part_of_the_header_or_the_first_word(tmp_path,
         np.testing.assert_array_equal(loaded.vectors[word], vectors[word])
 
 
-@pytest.mark.parametrize("content,where,message", [
-    # word2vec text words hold no spaces: one field too many is an error, not the word "cat 4".
-    ("2 3\nthe 1 2 3\ncat 4 1 2 3\n", ":3:", "expected a word and 3 numbers (the header's dimension), found 5 fields"),
-    ("2 3\nthe 1 2 3\ncat  1 2 3\n", ":3:", "an empty field (two spaces in a row"),
-    # A header whose dimension is too small: every row would have become a word "the 1 ...".
-    ("2 2\nthe 1 2 3\ncat 1 2 3\n", ":2:", "expected a word and 2 numbers (the header's dimension), found 4 fields"),
-    # GloVe: a doubled space, between the word and its vector or inside the vector.
-    ("the 1 2 3\ncat  1 2 3\n", ":2:", "an empty field (two spaces in a row"),
-    ("the 1 2 3\ncat 1  2 3\n", ":2:", "an empty field (two spaces in a row"),
-    (" the 1 2 3\ncat 1 2 3\n", ":1:", "an empty field (two spaces in a row, or a space at the start)"),
-])
+@pytest.mark.parametrize(
+    "content,where,message",
+    [
+        # word2vec text words hold no spaces: one field too many is an error, not the word "cat 4".
+        (
+            "2 3\nthe 1 2 3\ncat 4 1 2 3\n",
+            ":3:",
+            "expected a word and 3 numbers (the header's dimension), found 5 fields",
+        ),
+        ("2 3\nthe 1 2 3\ncat  1 2 3\n", ":3:", "an empty field (two spaces in a row"),
+        # A header whose dimension is too small: every row would have become a word "the 1 ...".
+        (
+            "2 2\nthe 1 2 3\ncat 1 2 3\n",
+            ":2:",
+            "expected a word and 2 numbers (the header's dimension), found 4 fields",
+        ),
+        # GloVe: a doubled space, between the word and its vector or inside the vector.
+        ("the 1 2 3\ncat  1 2 3\n", ":2:", "an empty field (two spaces in a row"),
+        ("the 1 2 3\ncat 1  2 3\n", ":2:", "an empty field (two spaces in a row"),
+        (" the 1 2 3\ncat 1 2 3\n", ":1:", "an empty field (two spaces in a row, or a space at the start)"),
+    ],
+)
 def test_a_row_with_misplaced_fields_is_an_error_not_a_new_word(tmp_path, content, where, message):
     """With model.word_vectors_max such rows joined the vocabulary as words like 'cat 4'."""
     path = tmp_path / "bad.vec"
@@ -170,8 +191,12 @@ def test_a_row_with_misplaced_fields_is_an_error_not_a_new_word(tmp_path, conten
 def test_glove_words_with_spaces_as_in_840B_are_read_whole(tmp_path):
     """GloVe 840B holds a few words with single spaces inside (". . .", "at name@domain.com"):
     the word is everything before the last `dim` fields."""
-    vectors = {"the": np.array([1, 2, 3], np.float32), ". . .": np.array([4, 5, 6], np.float32),
-               "at name@domain.com": np.array([7, 8, 9], np.float32), "cat": np.array([0, 1, 0], np.float32)}
+    vectors = {
+        "the": np.array([1, 2, 3], np.float32),
+        ". . .": np.array([4, 5, 6], np.float32),
+        "at name@domain.com": np.array([7, 8, 9], np.float32),
+        "cat": np.array([0, 1, 0], np.float32),
+    }
     path = write_text(tmp_path / "glove.840B.3d.txt", vectors, header=False)
     loaded = read_word_vectors(path, ["cat"], max_new=3)
     assert loaded.format == "glove" and loaded.dim == 3
@@ -207,9 +232,19 @@ def test_tagger_trains_from_vectors_reports_coverage_and_packages_what_it_uses(t
     vectors = {w: rng.standard_normal(16).astype(np.float32) for w in words}
     path = write_text(tmp_path / "glove.16d.txt", vectors, header=False, gz=False)
     run_dir = tmp_path / "run"
-    run_train(run_dir, conll_overrides(corpus) + TINY_TAGGER + [
-        f"model.word_vectors={path}", "model.word_vectors_max=10", "model.word_vectors_freeze=true",
-        "trainer.max_epochs=2", "trainer.max_time=null"], tmp_path / "data")
+    run_train(
+        run_dir,
+        conll_overrides(corpus)
+        + TINY_TAGGER
+        + [
+            f"model.word_vectors={path}",
+            "model.word_vectors_max=10",
+            "model.word_vectors_freeze=true",
+            "trainer.max_epochs=2",
+            "trainer.max_time=null",
+        ],
+        tmp_path / "data",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     summary = metrics["data"]["word_vectors"]
     assert summary["file"] == "glove.16d.txt" and summary["format"] == "glove"
@@ -217,6 +252,7 @@ def test_tagger_trains_from_vectors_reports_coverage_and_packages_what_it_uses(t
     assert summary["new_words"] == 3  # extra0..extra2 (the first 10 rows hold 7 corpus words)
     # Coverage, computed independently from the corpus files.
     from nlp_lstm.data.conll import read_conll
+
     for split in ("train", "valid", "test"):
         tokens = [w.lower() for s in read_conll(corpus[split], 0, 2) for w in s.words]
         expected = sum(t in vectors for t in tokens) / len(tokens)
@@ -243,6 +279,7 @@ def test_tagger_trains_from_vectors_reports_coverage_and_packages_what_it_uses(t
         np.testing.assert_allclose(vector, vectors[word], rtol=1e-6, atol=1e-7)
     # TensorBoard has the coverage in a TEXT table (facts, not curves).
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
     events.Reload()
     table = events.Tensors("data/word_vectors/text_summary")[0].tensor_proto.string_val[0].decode()
@@ -254,19 +291,28 @@ def test_tagger_trains_from_vectors_reports_coverage_and_packages_what_it_uses(t
 def test_a_dimension_that_disagrees_with_emb_size_is_one_line(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
     path = write_text(tmp_path / "v.txt", table(dim=5), header=False)
-    proc = run_train(tmp_path / "run", conll_overrides(corpus) + TINY_TAGGER + [f"model.word_vectors={path}"],
-                     tmp_path / "data", check=False)
+    proc = run_train(
+        tmp_path / "run",
+        conll_overrides(corpus) + TINY_TAGGER + [f"model.word_vectors={path}"],
+        tmp_path / "data",
+        check=False,
+    )
     assert proc.returncode == 2
-    assert f"error: config model.emb_size=16: the vectors in {path} have 5 dimensions; set model.emb_size=5" \
-        in proc.stderr
+    assert (
+        f"error: config model.emb_size=16: the vectors in {path} have 5 dimensions; set model.emb_size=5" in proc.stderr
+    )
 
 
 def test_a_malformed_vector_file_stops_training_with_file_and_line(tmp_path):
     corpus = tagging_corpus(tmp_path / "corpus")
     path = tmp_path / "v.txt"
     path.write_text("the " + " ".join(["0.1"] * 16) + "\ncat 0.1 oops\n", encoding="utf-8")
-    proc = run_train(tmp_path / "run", conll_overrides(corpus) + TINY_TAGGER + [f"model.word_vectors={path}"],
-                     tmp_path / "data", check=False)
+    proc = run_train(
+        tmp_path / "run",
+        conll_overrides(corpus) + TINY_TAGGER + [f"model.word_vectors={path}"],
+        tmp_path / "data",
+        check=False,
+    )
     assert proc.returncode == 2
     assert f"{path}:2: expected a word and 16 numbers, found 3 field(s)" in proc.stderr
     assert not (tmp_path / "run" / "model").exists()

@@ -25,5 +25,7 @@ def data(args) -> None:
     if corpus.format != "lines":
         raise NlpLstmError(f"data stats: {args.name} is a {corpus.format} tagging corpus; stats cover text corpora")
     for split, row in corpus_stats(DataConfig(name=args.name), data_dir).items():
-        print(f"{split:6s} lines={row['lines']:,} tokens={row['tokens']:,} vocab={row['vocab']:,} "
-              f"chars={row['chars']:,} oov_rate={row['oov_rate']:.4%}")
+        print(
+            f"{split:6s} lines={row['lines']:,} tokens={row['tokens']:,} vocab={row['vocab']:,} "
+            f"chars={row['chars']:,} oov_rate={row['oov_rate']:.4%}"
+        )

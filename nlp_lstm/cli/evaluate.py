@@ -21,8 +21,10 @@ from nlp_lstm.inference.tag_evaluation import evaluate_file, format_report
 
 def evaluate(args) -> None:
     if args.file is not None and args.split is not None:
-        raise NlpLstmError(f"evaluate: --split {args.split} names a split of the model's corpus, but FILE "
-                           f"{args.file} is what is scored: give one of them")
+        raise NlpLstmError(
+            f"evaluate: --split {args.split} names a split of the model's corpus, but FILE "
+            f"{args.file} is what is scored: give one of them"
+        )
     args.split = args.split or "test"
     model = load(args.model, args.device)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
@@ -59,8 +61,13 @@ def evaluate(args) -> None:
         settings = [(theta, lam) for theta in args.cache_theta for lam in args.cache_lambda]
         start = time.perf_counter()
         report = model.score_lines_with_cache(lines, args.cache_size, settings, args.cache_batch_size)
-        metrics["cache"] = {"size": args.cache_size, "rows": report["rows"], "ppl_without": report["ppl"],
-                            "settings": report["cache"], "tokens_per_sec": per_second(report["tokens"], start)}
+        metrics["cache"] = {
+            "size": args.cache_size,
+            "rows": report["rows"],
+            "ppl_without": report["ppl"],
+            "settings": report["cache"],
+            "tokens_per_sec": per_second(report["tokens"], start),
+        }
     if args.dynamic_eval:
         if args.dynamic_lr is not None and any(lr < 0 for lr in args.dynamic_lr):
             raise NlpLstmError(f"--dynamic-lr {args.dynamic_lr}: each must be >= 0")
@@ -70,16 +77,28 @@ def evaluate(args) -> None:
         if args.dynamic_eval == "rms":  # Krause et al. take the gradient statistics from the training text
             splits = splits if splits is not None else read_lm_splits(data_cfg, data_dir)
             if "train" not in splits:
-                raise NlpLstmError(f"--dynamic-eval rms: its gradient statistics come from the training split, "
-                                   f"and {args.model}'s corpus {data_cfg.name!r} has none")
+                raise NlpLstmError(
+                    f"--dynamic-eval rms: its gradient statistics come from the training split, "
+                    f"and {args.model}'s corpus {data_cfg.name!r} has none"
+                )
             train_lines = splits["train"]
         start = time.perf_counter()
-        dynamic = model.score_lines_dynamic(lines, args.dynamic_lr, args.dynamic_decay,
-                                            args.dynamic_eval, args.dynamic_batch_size, train_lines=train_lines,
-                                            statistics_batches=args.dynamic_stats_batches)
-        metrics["dynamic"] = {"method": args.dynamic_eval, "rows": dynamic["rows"], "ppl_without": dynamic["ppl"],
-                              "settings": dynamic["settings"],
-                              "tokens_per_sec": per_second(dynamic["tokens"] * len(dynamic["settings"]), start)}
+        dynamic = model.score_lines_dynamic(
+            lines,
+            args.dynamic_lr,
+            args.dynamic_decay,
+            args.dynamic_eval,
+            args.dynamic_batch_size,
+            train_lines=train_lines,
+            statistics_batches=args.dynamic_stats_batches,
+        )
+        metrics["dynamic"] = {
+            "method": args.dynamic_eval,
+            "rows": dynamic["rows"],
+            "ppl_without": dynamic["ppl"],
+            "settings": dynamic["settings"],
+            "tokens_per_sec": per_second(dynamic["tokens"] * len(dynamic["settings"]), start),
+        }
     report = {**({"file": source} if isinstance(source, str) else source), **metrics}
     if args.json:
         atomic_write_json(args.json, report)
@@ -93,8 +112,9 @@ def evaluate_tagger_on_file(tagger, args) -> None:
         field = args.conllu_field or (tagger.conllu_field if tagger.conllu_field != "misc" else "upos")
         sentences = conllu_sentences(lines, where, field)
     else:
-        sentences = conll_sentences(lines, where, columns_to_read(tagger, "conll", args.predict_features),
-                                    gold_column=-1)
+        sentences = conll_sentences(
+            lines, where, columns_to_read(tagger, "conll", args.predict_features), gold_column=-1
+        )
     tagger.set_precision(args.precision)
     report = evaluate_file(tagger, sentences, where, predictions_path=args.predictions)
     if args.json:

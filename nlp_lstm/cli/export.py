@@ -17,8 +17,10 @@ def export(args) -> None:
     # export covers taggers: an LM package is already a state_dict and a tokenizer
     tagger = load(args.model, "cpu", kind="tagger")
     meta = export_tagger(tagger, Path(args.output))
-    print(f"{args.output}: model.onnx (inputs {', '.join(meta['inputs'])}; output emissions) and tagger.json",
-          file=sys.stderr)
+    print(
+        f"{args.output}: model.onnx (inputs {', '.join(meta['inputs'])}; output emissions) and tagger.json",
+        file=sys.stderr,
+    )
 
 
 def vectors(args) -> None:

@@ -32,7 +32,9 @@ def columns_to_read(tagger, input_format: str, predict_features: bool) -> Dict[s
     if predict_features or input_format != "conll":
         unpredictable = [n for n in tagger.feature_columns if n not in tagger.feature_taggers]
         if unpredictable:
-            raise NlpLstmError(f"this model also reads input column(s) {', '.join(unpredictable)} "
-                               f"(data.feature_columns={tagger.feature_columns}): give CoNLL input that has them")
+            raise NlpLstmError(
+                f"this model also reads input column(s) {', '.join(unpredictable)} "
+                f"(data.feature_columns={tagger.feature_columns}): give CoNLL input that has them"
+            )
         return {}
     return tagger.feature_columns

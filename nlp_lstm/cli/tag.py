@@ -9,8 +9,15 @@ import sys
 
 from nlp_lstm.cli.inputs import columns_to_read, detected
 from nlp_lstm.data.conll import line_comment
-from nlp_lstm.data.tag_files import (conll_sentences, conllu_sentences, format_conllu, input_lines, output_path_ok,
-                                     split_sentences, text_sentences)
+from nlp_lstm.data.tag_files import (
+    conll_sentences,
+    conllu_sentences,
+    format_conllu,
+    input_lines,
+    output_path_ok,
+    split_sentences,
+    text_sentences,
+)
 from nlp_lstm.errors import NlpLstmError
 from nlp_lstm.fileio import atomic_open
 from nlp_lstm.inference import load
@@ -38,9 +45,16 @@ def tag(args) -> None:
     field = args.conllu_field or tagger.conllu_field
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     # n-best and marginals come from the same pass (the same emissions) as the tags
-    results = tag_stream(tagger, sentences, args.batch_size, spans=args.format == "jsonl", progress=progress,
-                         nbest=args.nbest, marginals=args.marginals)
-    with (atomic_open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout)) as out:
+    results = tag_stream(
+        tagger,
+        sentences,
+        args.batch_size,
+        spans=args.format == "jsonl",
+        progress=progress,
+        nbest=args.nbest,
+        marginals=args.marginals,
+    )
+    with atomic_open(args.output, "w") if args.output else contextlib.nullcontext(sys.stdout) as out:
         written = 0  # sentences written: CoNLL-U sent_id
         text_line = None  # text format: the input line now being written
         for sentence, prediction in results:
@@ -60,8 +74,12 @@ def tag(args) -> None:
             elif not sentence.words:
                 continue  # a blank line is no sentence; `# line = N` maps the others back
             elif args.format == "conll":
-                out.write(line_comment(sentence.line) + "\n"
-                          + "\n".join(f"{w}\t{t}" for w, t in zip(sentence.words, tags)) + "\n\n")
+                out.write(
+                    line_comment(sentence.line)
+                    + "\n"
+                    + "\n".join(f"{w}\t{t}" for w, t in zip(sentence.words, tags))
+                    + "\n\n"
+                )
             else:
                 written += 1
                 out.write(format_conllu(sentence, tags, written, field, args.misc_key) + "\n\n")

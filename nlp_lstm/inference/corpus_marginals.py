@@ -32,15 +32,18 @@ def scheme_tables(crf, itos: List[str], labels: List[str], scheme: str, corpus_s
     if scheme in ("none", corpus_scheme):
         return ("unary", matrix(itos))
     if corpus_scheme == "iobes":
-        raise NlpLstmError(f"marginals in the corpus's iobes scheme need a model trained in iobes "
-                           f"(task.train_scheme); this one was trained in {scheme}")
+        raise NlpLstmError(
+            f"marginals in the corpus's iobes scheme need a model trained in iobes "
+            f"(task.train_scheme); this one was trained in {scheme}"
+        )
     allowed, allowed_start = crf.allowed.tolist(), crf.allowed_start.tolist()
     first = [convert([b], scheme, corpus_scheme)[0] for b in itos]
     pairs = [[convert([a, b], scheme, corpus_scheme)[1] for b in itos] for a in itos]
     unary = []
-    for j, tag in enumerate(itos):
+    for j in range(len(itos)):
         outcomes = ({first[j]} if allowed_start[j] else set()) | {
-            pairs[i][j] for i in range(len(itos)) if allowed[i][j]}
+            pairs[i][j] for i in range(len(itos)) if allowed[i][j]
+        }
         unary.append(outcomes.pop() if len(outcomes) == 1 else None)
     if all(u is not None for u in unary):
         return ("unary", matrix(unary))

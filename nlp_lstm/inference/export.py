@@ -54,16 +54,26 @@ class _Emissions(nn.Module):
         # Padding words get one (padding) character so every row has a length; their
         # outputs never reach a real word (see BiRNN) and are dropped by the decoder.
         char_lengths = (flat_chars > 0).sum(1).clamp(min=1)
-        inputs = TaggingBatch(words, flat_chars, char_lengths, dict(zip(self.feature_names, features)), words, mask,
-                              lengths, mask[:, 0], word_positions=torch.arange(batch * length, device=words.device))
+        inputs = TaggingBatch(
+            words,
+            flat_chars,
+            char_lengths,
+            dict(zip(self.feature_names, features)),
+            words,
+            mask,
+            lengths,
+            mask[:, 0],
+            word_positions=torch.arange(batch * length, device=words.device),
+        )
         return self.model(inputs)
 
 
 def example_inputs(tagger, sentences: List[List[str]]):
     """(words, chars, lengths, *features) tensors for pre-tokenized sentences, as the
     exported graph takes them (the same ids `tagger.json` describes)."""
-    batch = collate([tagger._encode(words, {n: ["<unk>"] * len(words) for n in tagger.vocabs.features})
-                     for words in sentences])
+    batch = collate(
+        [tagger._encode(words, {n: ["<unk>"] * len(words) for n in tagger.vocabs.features}) for words in sentences]
+    )
     rows, length = batch.words.shape
     chars = torch.zeros(rows * length, batch.chars.size(1), dtype=torch.long)
     chars[batch.word_positions] = batch.chars[batch.char_index]
@@ -84,8 +94,9 @@ def _clear_rnn_dispatch_caches() -> None:
 
 def export_tagger(tagger, out_dir: Path) -> Dict[str, Any]:
     if tagger.model.lm is not None:
-        raise NlpLstmError("export: this tagger reads a feature LM (model.lm_features); exporting it is not "
-                           "supported yet")
+        raise NlpLstmError(
+            "export: this tagger reads a feature LM (model.lm_features); exporting it is not supported yet"
+        )
     model = tagger.model.float().cpu().eval()
     names = sorted(tagger.vocabs.features)
     wrapper = _Emissions(model, names).eval()
@@ -101,12 +112,19 @@ def export_tagger(tagger, out_dir: Path) -> Dict[str, Any]:
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp, torch.no_grad(), rnn.fused_gru_on_cpu(), _quiet_exporter():
         try:
-            program = torch.onnx.export(wrapper, sample, input_names=["words", "chars", "lengths", *names],
-                                        output_names=["emissions"], dynamic_shapes=shapes,
-                                        dynamo=True, verbose=False)
+            program = torch.onnx.export(
+                wrapper,
+                sample,
+                input_names=["words", "chars", "lengths", *names],
+                output_names=["emissions"],
+                dynamic_shapes=shapes,
+                dynamo=True,
+                verbose=False,
+            )
         except ImportError as exc:
-            raise NlpLstmError(f"export needs the onnx and onnxscript packages ({exc}): "
-                               "pip install 'nlp-lstm[export]'") from None
+            raise NlpLstmError(
+                f"export needs the onnx and onnxscript packages ({exc}): pip install 'nlp-lstm[export]'"
+            ) from None
         program.save(str(tmp / "model.onnx"))
         _declare_dynamic_output(tmp / "model.onnx")
         meta = decoding_info(tagger, names)
@@ -149,15 +167,24 @@ def _quiet_exporter():
 
 def decoding_info(tagger, feature_names: List[str]) -> Dict[str, Any]:
     meta: Dict[str, Any] = {
-        "format": "nlp_lstm tagger export 1", "inputs": ["words", "chars", "lengths", *feature_names],
-        "tags": tagger.vocabs.tags.get_itos(), "scheme": tagger.scheme, "corpus_scheme": tagger.corpus_scheme,
-        "vocab": {"words": tagger.vocabs.words.get_itos(), "chars": tagger.vocabs.chars.get_itos(),
-                  "features": {n: tagger.vocabs.features[n].get_itos() for n in feature_names},
-                  "pad": 0, "unk": 1, "lowercase_words": tagger.vocabs.lowercase_words},
+        "format": "nlp_lstm tagger export 1",
+        "inputs": ["words", "chars", "lengths", *feature_names],
+        "tags": tagger.vocabs.tags.get_itos(),
+        "scheme": tagger.scheme,
+        "corpus_scheme": tagger.corpus_scheme,
+        "vocab": {
+            "words": tagger.vocabs.words.get_itos(),
+            "chars": tagger.vocabs.chars.get_itos(),
+            "features": {n: tagger.vocabs.features[n].get_itos() for n in feature_names},
+            "pad": 0,
+            "unk": 1,
+            "lowercase_words": tagger.vocabs.lowercase_words,
+        },
         # nlp-lstm tag tokenises raw text with segtok (Python); other runtimes get its
         # dependency-free fallback regex, which keeps contractions whole and splits "U.S.".
         "tokenizer": "segtok: split_contractions(word_tokenizer(text))",
-        "tokenizer_pattern": TOKEN_PATTERN.pattern, "crf": None,
+        "tokenizer_pattern": TOKEN_PATTERN.pattern,
+        "crf": None,
     }
     crf = tagger.model.crf
     if crf is not None:

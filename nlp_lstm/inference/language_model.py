@@ -34,9 +34,11 @@ class LanguageModel:
         m = self.configs["model"]
         direction = "bidirectional " if m.get("bidirectional") else ""
         parameters = sum(p.numel() for p in self.model.parameters())
-        return (f"LanguageModel({direction}{m.get('num_layers')} x {m.get('hidden_size')} {m.get('cell', 'lstm').upper()}, "
-                f"{self.tokenizer.kind} vocabulary of {self.tokenizer.vocab_size:,}, {m.get('softmax', 'full')} softmax, "
-                f"{parameters:,} parameters on {self.device})")
+        return (
+            f"LanguageModel({direction}{m.get('num_layers')} x {m.get('hidden_size')} {m.get('cell', 'lstm').upper()}, "
+            f"{self.tokenizer.kind} vocabulary of {self.tokenizer.vocab_size:,}, {m.get('softmax', 'full')} softmax, "
+            f"{parameters:,} parameters on {self.device})"
+        )
 
     @classmethod
     def from_package(cls, path, meta, state_dict, device) -> "LanguageModel":
@@ -46,8 +48,15 @@ class LanguageModel:
         model.load_state_dict(state_dict)
         return cls(model.to(device), tokenizer, meta["configs"], device)
 
-    def generate(self, prompt: str = "", max_tokens: int = 50, temperature: float = 1.0,
-                 top_k: Optional[int] = None, top_p: Optional[float] = None, seed: Optional[int] = None) -> str:
+    def generate(
+        self,
+        prompt: str = "",
+        max_tokens: int = 50,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        seed: Optional[int] = None,
+    ) -> str:
         """The prompt continued by `max_tokens` sampled tokens, detokenized.
 
         Prompt words the vocabulary lacks become <unk>: they never fail.
@@ -55,7 +64,9 @@ class LanguageModel:
         generator = torch.Generator()
         generator.manual_seed(seed if seed is not None else torch.seed())
         prompt_ids = self.tokenizer.encode_line(prompt) if prompt else []
-        ids = sample(self.model, prompt_ids, max_tokens, temperature, top_k, top_p, generator, start_id=self.tokenizer.eos_id)
+        ids = sample(
+            self.model, prompt_ids, max_tokens, temperature, top_k, top_p, generator, start_id=self.tokenizer.eos_id
+        )
         return self.tokenizer.decode(prompt_ids + ids)
 
     def _stream(self, lines: Sequence[str], bptt: Optional[int]):
@@ -66,22 +77,40 @@ class LanguageModel:
     def score_lines(self, lines: Sequence[str], batch_size: int = 10, bptt: Optional[int] = None) -> Dict[str, float]:
         ids, bptt = self._stream(lines, bptt)
         stats = SplitStats.of(list(lines), len(ids))
-        return score_stream(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
-                            stats.words, stats.chars, self.tokenizer.kind)
+        return score_stream(
+            self.model,
+            ids,
+            self.tokenizer.eos_id,
+            batch_size,
+            bptt,
+            self.device,
+            stats.words,
+            stats.chars,
+            self.tokenizer.kind,
+        )
 
-    def score_lines_with_cache(self, lines: Sequence[str], size: int, settings, batch_size: int = 1,
-                               bptt: Optional[int] = None) -> Dict[str, Any]:
+    def score_lines_with_cache(
+        self, lines: Sequence[str], size: int, settings, batch_size: int = 1, bptt: Optional[int] = None
+    ) -> Dict[str, Any]:
         """Perplexity with the neural cache pointer for each (theta, lambda) in `settings`, and
         without it; the forward direction (`nlp_lstm.inference.lm_cache`). One row by default:
         the cache of a row never sees the other rows' text."""
         ids, bptt = self._stream(lines, bptt)
-        return cache_report(score_with_cache(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
-                                             size, settings))
+        return cache_report(
+            score_with_cache(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device, size, settings)
+        )
 
-    def score_lines_dynamic(self, lines: Sequence[str], lr=None, decay=None, method: str = "sgd",
-                            batch_size: int = 1, bptt: Optional[int] = None,
-                            train_lines: Optional[Sequence[str]] = None,
-                            statistics_batches: Optional[int] = None) -> Dict[str, Any]:
+    def score_lines_dynamic(
+        self,
+        lines: Sequence[str],
+        lr=None,
+        decay=None,
+        method: str = "sgd",
+        batch_size: int = 1,
+        bptt: Optional[int] = None,
+        train_lines: Optional[Sequence[str]] = None,
+        statistics_batches: Optional[int] = None,
+    ) -> Dict[str, Any]:
         """Perplexity under dynamic evaluation (`nlp_lstm.inference.lm_dynamic`) for every
         combination of `lr` and `decay` (each a number or a list; None: the method's
         `default_settings`), best first, beside the plain perplexity on the same rows;
@@ -97,16 +126,35 @@ class LanguageModel:
         statistics = None
         if method == "rms":
             if not train_lines:
-                raise NlpLstmError("dynamic evaluation rms: its gradient statistics come from the model's "
-                                   "training text, and none was given")
+                raise NlpLstmError(
+                    "dynamic evaluation rms: its gradient statistics come from the model's "
+                    "training text, and none was given"
+                )
             train_ids, _ = self._stream(train_lines, bptt)
-            statistics = gradient_statistics(self.model, train_ids, self.tokenizer.eos_id, STATISTICS_BATCH_SIZE,
-                                             bptt, self.device, statistics_batches)
+            statistics = gradient_statistics(
+                self.model,
+                train_ids,
+                self.tokenizer.eos_id,
+                STATISTICS_BATCH_SIZE,
+                bptt,
+                self.device,
+                statistics_batches,
+            )
         settings = []
         for lr_ in lrs:
             for decay_ in decays:
-                result = score_dynamic(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
-                                       lr_, decay_, method, statistics)
+                result = score_dynamic(
+                    self.model,
+                    ids,
+                    self.tokenizer.eos_id,
+                    batch_size,
+                    bptt,
+                    self.device,
+                    lr_,
+                    decay_,
+                    method,
+                    statistics,
+                )
                 settings.append({"lr": lr_, "decay": decay_, "ppl": safe_exp(result["nll"] / max(1, result["tokens"]))})
         settings.sort(key=lambda r: r["ppl"])
         # The plain number on as many rows: each row starts from a zero state, so it depends on them.
@@ -122,5 +170,15 @@ class LanguageModel:
             stats = encode_to_file(self.tokenizer, (line for _, line in input_lines(str(path), "text file")), ids_path)
             ids = np.memmap(ids_path, dtype=np.int32, mode="r") if stats.tokens else np.zeros(0, dtype=np.int32)
             bptt = self.configs.get("task", {}).get("bptt", 35)
-            return score_stream(self.model, ids, self.tokenizer.eos_id, batch_size, bptt, self.device,
-                                stats.words, stats.chars, self.tokenizer.kind, progress=progress)
+            return score_stream(
+                self.model,
+                ids,
+                self.tokenizer.eos_id,
+                batch_size,
+                bptt,
+                self.device,
+                stats.words,
+                stats.chars,
+                self.tokenizer.kind,
+                progress=progress,
+            )

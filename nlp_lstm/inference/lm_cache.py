@@ -33,8 +33,17 @@ from nlp_lstm.models.rnn import detach_state
 
 
 @torch.no_grad()
-def score_with_cache(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int, device: torch.device,
-                     size: int, settings: Iterable[Tuple[float, float]], direction: int = 0) -> Dict:
+def score_with_cache(
+    model,
+    ids: np.ndarray,
+    eos_id: int,
+    batch_size: int,
+    bptt: int,
+    device: torch.device,
+    size: int,
+    settings: Iterable[Tuple[float, float]],
+    direction: int = 0,
+) -> Dict:
     """Summed NLL without the cache and with it for each (theta, lambda) in `settings`, over
     every token of `ids` read in `direction`: {"tokens", "rows", "nll", "cache": {(theta,
     lam): nll}}. At most `batch_size` rows, each at least `size` tokens long (one row when
@@ -84,8 +93,12 @@ def score_with_cache(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt:
             cached[i] -= torch.where(scored, log_p, 0.0).sum().double()
         keys, values = all_keys[:, -size:], all_values[:, -size:]
     model.train(was_training)
-    return {"tokens": tokens, "rows": rows, "nll": float(plain),
-            "cache": {setting: float(total) for setting, total in zip(settings, cached)}}
+    return {
+        "tokens": tokens,
+        "rows": rows,
+        "nll": float(plain),
+        "cache": {setting: float(total) for setting, total in zip(settings, cached)},
+    }
 
 
 def _log(weight: float) -> float:
@@ -95,7 +108,8 @@ def _log(weight: float) -> float:
 def cache_report(result: Dict) -> Dict:
     """Perplexities from `score_with_cache`'s sums, the best setting first."""
     tokens = result["tokens"]
-    rows = [{"theta": theta, "lambda": lam, "ppl": safe_exp(nll / tokens)}
-            for (theta, lam), nll in result["cache"].items()]
+    rows = [
+        {"theta": theta, "lambda": lam, "ppl": safe_exp(nll / tokens)} for (theta, lam), nll in result["cache"].items()
+    ]
     rows.sort(key=lambda r: r["ppl"])
     return {"tokens": tokens, "rows": result["rows"], "ppl": safe_exp(result["nll"] / tokens), "cache": rows}

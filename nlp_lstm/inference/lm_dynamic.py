@@ -52,8 +52,15 @@ def _trainable_copy(model, device: torch.device):
     return adapted, params
 
 
-def gradient_statistics(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int, device: torch.device,
-                        max_batches: Optional[int] = None) -> List[torch.Tensor]:
+def gradient_statistics(
+    model,
+    ids: np.ndarray,
+    eos_id: int,
+    batch_size: int,
+    bptt: int,
+    device: torch.device,
+    max_batches: Optional[int] = None,
+) -> List[torch.Tensor]:
     """Root mean squared gradient of each parameter (in `model.parameters()` order) over
     the windows of `ids` read as `batch_size` rows, each window's gradient that of its mean
     NLL, the state carried (the paper: over the training data, before dynamic evaluation).
@@ -80,10 +87,20 @@ def gradient_statistics(model, ids: np.ndarray, eos_id: int, batch_size: int, bp
     return [(s / batches).sqrt() for s in squares]
 
 
-def score_dynamic(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int, device: torch.device,
-                  lr: float, decay: float = 0.0, method: str = "sgd",
-                  statistics: Optional[Sequence[torch.Tensor]] = None, eps: float = DEFAULT_EPS,
-                  per_token: bool = False) -> Dict:
+def score_dynamic(
+    model,
+    ids: np.ndarray,
+    eos_id: int,
+    batch_size: int,
+    bptt: int,
+    device: torch.device,
+    lr: float,
+    decay: float = 0.0,
+    method: str = "sgd",
+    statistics: Optional[Sequence[torch.Tensor]] = None,
+    eps: float = DEFAULT_EPS,
+    per_token: bool = False,
+) -> Dict:
     """{"tokens", "nll", "rows"} of the stream under dynamic evaluation (forward direction),
     and with `per_token` the NLL of every scored token in stream order of each row (for
     tests). `statistics`: `gradient_statistics` of the training text, for `rms`. The model

@@ -16,11 +16,22 @@ from nlp_lstm.models.rnn import detach_state
 
 
 @torch.no_grad()
-def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int, device: torch.device,
-                 words: Optional[int] = None, chars: Optional[int] = None, unit: str = "word",
-                 limit_batches: Optional[int] = None, rank: int = 0, world_size: int = 1,
-                 sum_over_processes: Callable[[List[float]], List[float]] = list,
-                 progress: Optional[bool] = False) -> Dict[str, float]:
+def score_stream(
+    model,
+    ids: np.ndarray,
+    eos_id: int,
+    batch_size: int,
+    bptt: int,
+    device: torch.device,
+    words: Optional[int] = None,
+    chars: Optional[int] = None,
+    unit: str = "word",
+    limit_batches: Optional[int] = None,
+    rank: int = 0,
+    world_size: int = 1,
+    sum_over_processes: Callable[[List[float]], List[float]] = list,
+    progress: Optional[bool] = False,
+) -> Dict[str, float]:
     """Metrics over every token of `ids` (each line ended by eos), for each direction.
 
     For a bidirectional LM, `loss`/`ppl` are those of the two directions averaged in log
@@ -43,7 +54,7 @@ def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int
                 break
             if not rows:
                 continue  # more ranks than rows: this one has nothing to score
-            x, y = x[rows.start::rows.step], y[rows.start::rows.step]
+            x, y = x[rows.start :: rows.step], y[rows.start :: rows.step]
             clusters = model.target_clusters(y)  # on the host, as the count: nothing read back per batch
             count += int((y != IGNORE_INDEX).sum())
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -57,8 +68,7 @@ def score_stream(model, ids: np.ndarray, eos_id: int, batch_size: int, bptt: int
         count = int(count)
         partial = count < len(ids)
         # Word- and character-normalised numbers only make sense over the whole split.
-        per_direction.append(lm_metrics(total, count, None if partial else words,
-                                        None if partial else chars, unit))
+        per_direction.append(lm_metrics(total, count, None if partial else words, None if partial else chars, unit))
     model.train(was_training)
     if bar is not None:
         bar.close()

@@ -17,8 +17,10 @@ from nlp_lstm.models.tagger import SequenceTagger
 
 def length_batches(encoded: Sequence[EncodedSentence], batch_size: int) -> List[Tuple[List[int], Any]]:
     """(sentence indices, collated batch) in length order: what `predict` runs."""
-    return [(indices, collate([encoded[i] for i in indices]))
-            for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False)]
+    return [
+        (indices, collate([encoded[i] for i in indices]))
+        for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False)
+    ]
 
 
 class Predicted(NamedTuple):
@@ -31,9 +33,17 @@ class Predicted(NamedTuple):
 
 
 @torch.no_grad()
-def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: TaggingVocabs, batch_size: int,
-            device, scheme: Optional[str] = None, batches: Optional[List[Tuple[List[int], Any]]] = None,
-            nbest: Optional[int] = None, marginals: Optional[Callable] = None) -> Predicted:
+def predict(
+    model: SequenceTagger,
+    encoded: Sequence[EncodedSentence],
+    vocabs: TaggingVocabs,
+    batch_size: int,
+    device,
+    scheme: Optional[str] = None,
+    batches: Optional[List[Tuple[List[int], Any]]] = None,
+    nbest: Optional[int] = None,
+    marginals: Optional[Callable] = None,
+) -> Predicted:
     """Predicted tags (model scheme) per sentence, summed loss, number of sentences scored,
     and, given the model's `scheme`, each sentence's predicted spans with their confidence
     (see span_confidences); given `nbest` k, each sentence's k best sequences (CRF); given
@@ -61,18 +71,27 @@ def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: T
                 spans[i] = found
         if best is not None:
             for b, (i, tags) in enumerate(zip(indices, decoded)):
-                best[i] = [([itos[t] for t in seq], score)
-                           for seq, score in model.crf.nbest(emissions[b, :len(tags)], nbest)]
+                best[i] = [
+                    ([itos[t] for t in seq], score) for seq, score in model.crf.nbest(emissions[b, : len(tags)], nbest)
+                ]
         if probs is not None:
             table = marginals(emissions, batch.mask).cpu()
             for b, (i, tags) in enumerate(zip(indices, decoded)):
-                probs[i] = table[b, :len(tags)]
+                probs[i] = table[b, : len(tags)]
         gold_rows = host.has_gold.nonzero().squeeze(1)  # chosen on the host: no device sync
         if len(gold_rows):
             rows = gold_rows.to(device)
             pick = lambda t: t.index_select(0, rows)  # noqa: E731
-            sub = type(batch)(pick(batch.words), batch.chars, batch.char_lengths, {}, pick(batch.tags),
-                              pick(batch.mask), pick(batch.lengths), pick(batch.has_gold))
+            sub = type(batch)(
+                pick(batch.words),
+                batch.chars,
+                batch.char_lengths,
+                {},
+                pick(batch.tags),
+                pick(batch.mask),
+                pick(batch.lengths),
+                pick(batch.has_gold),
+            )
             loss += model.loss(pick(emissions), sub).double()
             scored += len(gold_rows)
     model.train(was_training)
@@ -82,8 +101,9 @@ def predict(model: SequenceTagger, encoded: Sequence[EncodedSentence], vocabs: T
 Span = Tuple[str, int, int, float]  # type, first word, one past the last word, confidence
 
 
-def span_confidences(model: SequenceTagger, emissions: torch.Tensor, batch, decoded: List[List[int]],
-                     itos: List[str], scheme: str) -> List[List[Span]]:
+def span_confidences(
+    model: SequenceTagger, emissions: torch.Tensor, batch, decoded: List[List[int]], itos: List[str], scheme: str
+) -> List[List[Span]]:
     """Each sentence's predicted spans and their confidence: with a CRF, the posterior
     probability that exactly these words carry exactly these tags (so, in IOBES, that they
     form one span of this type), computed with the forward and backward algorithms; with a
@@ -96,7 +116,11 @@ def span_confidences(model: SequenceTagger, emissions: torch.Tensor, batch, deco
         log_probs = model.crf.segment_log_probs(emissions, batch.mask, requests)
     else:
         token = torch.log_softmax(emissions.float(), dim=-1).cpu()
-        log_probs = [[float(sum(token[b, start + k, t] for k, t in enumerate(ids))) for start, ids in row]
-                     for b, row in enumerate(requests)]
-    return [[(label, start, end, math.exp(lp)) for (label, start, end), lp in zip(row, probs)]
-            for row, probs in zip(found, log_probs)]
+        log_probs = [
+            [float(sum(token[b, start + k, t] for k, t in enumerate(ids))) for start, ids in row]
+            for b, row in enumerate(requests)
+        ]
+    return [
+        [(label, start, end, math.exp(lp)) for (label, start, end), lp in zip(row, probs)]
+        for row, probs in zip(found, log_probs)
+    ]

@@ -14,8 +14,9 @@ def as_input(text: Union[str, Sequence[str]], features: Optional[Dict[str, Seque
     """A raw sentence (tokenized with `tokenize`, offsets kept) or a token list."""
     if isinstance(text, str):
         tokens = tokenize(text)
-        return InputSentence([t for t, _, _ in tokens], dict(features or {}), text=text,
-                             offsets=[(a, b) for _, a, b in tokens])
+        return InputSentence(
+            [t for t, _, _ in tokens], dict(features or {}), text=text, offsets=[(a, b) for _, a, b in tokens]
+        )
     return InputSentence(list(text), dict(features or {}))
 
 
@@ -25,8 +26,10 @@ def token_records(sentence: InputSentence, tags: Sequence[str]) -> List[Dict[str
     if sentence.offsets is None:
         return [{"token": w, "tag": t, "start": None, "end": None} for w, t in zip(sentence.words, tags)]
     shift = sentence.text_start
-    return [{"token": w, "tag": t, "start": a + shift, "end": b + shift}
-            for w, t, (a, b) in zip(sentence.words, tags, sentence.offsets)]
+    return [
+        {"token": w, "tag": t, "start": a + shift, "end": b + shift}
+        for w, t, (a, b) in zip(sentence.words, tags, sentence.offsets)
+    ]
 
 
 def jsonl_record(sentence: InputSentence, prediction: "Prediction", sentence_start: bool = False) -> Dict[str, Any]:
@@ -52,8 +55,13 @@ def jsonl_record(sentence: InputSentence, prediction: "Prediction", sentence_sta
 
 def span_record(sentence: InputSentence, span: Span) -> Dict[str, Any]:
     label, start, end, confidence = span
-    record: Dict[str, Any] = {"type": label, "start": start, "end": end,
-                              "words": " ".join(sentence.words[start:end]), "confidence": round(confidence, 6)}
+    record: Dict[str, Any] = {
+        "type": label,
+        "start": start,
+        "end": end,
+        "words": " ".join(sentence.words[start:end]),
+        "confidence": round(confidence, 6),
+    }
     if sentence.offsets is not None:
         first, last = sentence.offsets[start][0], sentence.offsets[end - 1][1]
         shift = sentence.text_start  # character offsets are into the input line, as the tokens'
@@ -63,6 +71,7 @@ def span_record(sentence: InputSentence, span: Span) -> Dict[str, Any]:
 
 class Prediction(NamedTuple):
     """One sentence's outputs, in the corpus's scheme, all from one emissions tensor."""
+
     tags: List[str]
     spans: Optional[List[Dict[str, Any]]]  # with spans=True (see Tagger.predict_inputs)
     nbest: Optional[List[Tuple[List[str], float]]]  # with nbest=k: (tags, CRF score), best first

@@ -14,13 +14,20 @@ from nlp_lstm.inference.tag_stream import tag_stream
 from nlp_lstm.metrics import confusion_matrix, tagging_metrics, write_conll_predictions
 
 
-def evaluate_file(tagger, sentences: Iterable[InputSentence], where: str, batch_size: int = 256,
-                  predictions_path: Optional[Path] = None, progress: Optional[bool] = None) -> Dict[str, Any]:
+def evaluate_file(
+    tagger,
+    sentences: Iterable[InputSentence],
+    where: str,
+    batch_size: int = 256,
+    predictions_path: Optional[Path] = None,
+    progress: Optional[bool] = None,
+) -> Dict[str, Any]:
     gold: List[List[str]] = []
     predicted: List[List[str]] = []
     kept: List[Sentence] = []
-    for sentence, prediction in tag_stream(tagger, _checked(sentences, where, tagger.corpus_scheme), batch_size,
-                                           progress=progress):
+    for sentence, prediction in tag_stream(
+        tagger, _checked(sentences, where, tagger.corpus_scheme), batch_size, progress=progress
+    ):
         gold.append(sentence.gold)
         predicted.append(prediction.tags)
         if predictions_path is not None:
@@ -60,26 +67,35 @@ def _per_tag(labels: List[str], matrix: List[List[int]]) -> Dict[str, Dict[str, 
 
 
 def format_report(report: Dict[str, Any], max_confusion_labels: int = 20) -> str:
-    lines = [f"{report['file']}: {report['sentences']:,} sentences, {report['tokens']:,} tokens",
-             f"accuracy {report['acc']:.2f}"]
+    lines = [
+        f"{report['file']}: {report['sentences']:,} sentences, {report['tokens']:,} tokens",
+        f"accuracy {report['acc']:.2f}",
+    ]
     if "f1" in report:
-        lines.append(f"spans (conlleval): precision {report['precision']:.2f}  recall {report['recall']:.2f}  "
-                     f"F1 {report['f1']:.2f}  (macro F1 {report['macro_f1']:.2f}; strict F1 {report['strict_f1']:.2f})")
+        lines.append(
+            f"spans (conlleval): precision {report['precision']:.2f}  recall {report['recall']:.2f}  "
+            f"F1 {report['f1']:.2f}  (macro F1 {report['macro_f1']:.2f}; strict F1 {report['strict_f1']:.2f})"
+        )
         lines += ["", _table("span type", report["per_label"])]
     else:
         lines += ["", _table("tag", report["per_tag"])]
     labels, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
     if len(labels) <= max_confusion_labels:
         width = max(5, *(len(label) for label in labels))
-        lines += ["", "confusion (rows gold, columns predicted):",
-                  " " * width + " " + " ".join(f"{label:>{width}}" for label in labels)]
+        lines += [
+            "",
+            "confusion (rows gold, columns predicted):",
+            " " * width + " " + " ".join(f"{label:>{width}}" for label in labels),
+        ]
         for label, row in zip(labels, matrix):
-            lines.append(f"{label:>{width}} " + " ".join(f"{n:>{width}}" for n in row[:len(labels)]))
+            lines.append(f"{label:>{width}} " + " ".join(f"{n:>{width}}" for n in row[: len(labels)]))
     else:
         lines.append(f"\n({len(labels)} labels: the confusion matrix is in the JSON report)")
     if report.get("tags_unknown_to_the_model"):
-        lines.append(f"\ngold tags the model never saw in training (always errors): "
-                     f"{', '.join(report['tags_unknown_to_the_model'])}")
+        lines.append(
+            f"\ngold tags the model never saw in training (always errors): "
+            f"{', '.join(report['tags_unknown_to_the_model'])}"
+        )
     return "\n".join(lines)
 
 

@@ -17,9 +17,16 @@ from tqdm import tqdm
 from nlp_lstm.data.tag_files import InputSentence
 
 
-def tag_stream(tagger, sentences: Iterable[InputSentence], batch_size: int = 256, window: Optional[int] = None,
-               spans: bool = False, progress: Optional[bool] = None, nbest: Optional[int] = None,
-               marginals: bool = False) -> Iterator[Tuple[InputSentence, Any]]:
+def tag_stream(
+    tagger,
+    sentences: Iterable[InputSentence],
+    batch_size: int = 256,
+    window: Optional[int] = None,
+    spans: bool = False,
+    progress: Optional[bool] = None,
+    nbest: Optional[int] = None,
+    marginals: bool = False,
+) -> Iterator[Tuple[InputSentence, Any]]:
     """(sentence, Prediction) for each input sentence, in input order (see
     Tagger.predict_inputs for `spans`, `nbest`, `marginals`). `progress`: a bar with
     sentences/s on stderr (default: when stderr is a terminal).

@@ -33,8 +33,15 @@ from nlp_lstm.package import rebuild
 class Tagger:
     """A trained tagger loaded from its package: `nlp_lstm.load(path).tag([...])`."""
 
-    def __init__(self, model: SequenceTagger, vocabs: TaggingVocabs, configs: Dict[str, Any], device,
-                 lm_tokenizer=None, feature_taggers: Optional[Dict[str, "Tagger"]] = None) -> None:
+    def __init__(
+        self,
+        model: SequenceTagger,
+        vocabs: TaggingVocabs,
+        configs: Dict[str, Any],
+        device,
+        lm_tokenizer=None,
+        feature_taggers: Optional[Dict[str, "Tagger"]] = None,
+    ) -> None:
         self.model, self.vocabs, self.configs, self.device = model, vocabs, configs, device
         self.lm_tokenizer = lm_tokenizer
         self.feature_taggers = feature_taggers or {}  # input columns this package can predict
@@ -57,10 +64,18 @@ class Tagger:
         feature_lm = read_feature_lm(Path(path), device) if model_cfg.lm_features else None
         model = build_tagger(model_cfg, vocabs, scheme, feature_lm, for_inference=True)
         model.load_state_dict(state_dict)
-        feature_taggers = {name: rebuild(Path(path) / FEATURE_TAGGERS / name, device, {"tagging": Tagger})
-                           for name in model_cfg.feature_taggers}
-        return cls(model.to(device), vocabs, meta["configs"], device, feature_lm.tokenizer if feature_lm else None,
-                   feature_taggers)
+        feature_taggers = {
+            name: rebuild(Path(path) / FEATURE_TAGGERS / name, device, {"tagging": Tagger})
+            for name in model_cfg.feature_taggers
+        }
+        return cls(
+            model.to(device),
+            vocabs,
+            meta["configs"],
+            device,
+            feature_lm.tokenizer if feature_lm else None,
+            feature_taggers,
+        )
 
     def __repr__(self) -> str:
         m = self.configs["model"]
@@ -69,9 +84,11 @@ class Tagger:
         chars = [] if m.get("char_features") in (None, "none") else [f"characters ({m['char_features']})"]
         inputs = ["words", *chars, *(f"column {name}" for name in self.feature_columns)]
         parameters = sum(p.numel() for p in self.model.parameters())
-        return (f"Tagger({len(labels)} labels in {self.corpus_scheme} [{shown}], {m.get('head')} head, "
-                f"{len(self.vocabs.words):,} words, inputs: {', '.join(inputs)}, {parameters:,} parameters, "
-                f"{self.precision} on {self.device})")
+        return (
+            f"Tagger({len(labels)} labels in {self.corpus_scheme} [{shown}], {m.get('head')} head, "
+            f"{len(self.vocabs.words):,} words, inputs: {', '.join(inputs)}, {parameters:,} parameters, "
+            f"{self.precision} on {self.device})"
+        )
 
     @property
     def feature_columns(self) -> Dict[str, int]:
@@ -100,21 +117,41 @@ class Tagger:
         features = features or {}
         missing = [name for name in self.vocabs.features if name not in features]
         if missing:
-            raise NlpLstmError(f"this model also reads input column(s) {', '.join(missing)} "
-                               f"(data.feature_columns={self.feature_columns}): give CoNLL input that has them, "
-                               f"or train it with +model.feature_taggers.{missing[0]}=PATH to predict them")
-        return encode(Sentence(list(words), [], {n: list(v) for n, v in features.items()}), self.vocabs,
-                      self.scheme, self.corpus_scheme, self.lm_tokenizer, self._char_cache)
+            raise NlpLstmError(
+                f"this model also reads input column(s) {', '.join(missing)} "
+                f"(data.feature_columns={self.feature_columns}): give CoNLL input that has them, "
+                f"or train it with +model.feature_taggers.{missing[0]}=PATH to predict them"
+            )
+        return encode(
+            Sentence(list(words), [], {n: list(v) for n, v in features.items()}),
+            self.vocabs,
+            self.scheme,
+            self.corpus_scheme,
+            self.lm_tokenizer,
+            self._char_cache,
+        )
 
-    def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 256,
-                   features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[str]]:
+    def tag_tokens(
+        self,
+        sentences: Sequence[Sequence[str]],
+        batch_size: int = 256,
+        features: Optional[Sequence[Dict[str, Sequence[str]]]] = None,
+    ) -> List[List[str]]:
         """Tags (in the corpus's scheme) for pre-tokenized sentences; `features[i]` holds the
         extra input columns of sentence i where the model reads some."""
-        inputs = [InputSentence(list(words), dict(features[i]) if features else {}) for i, words in enumerate(sentences)]
+        inputs = [
+            InputSentence(list(words), dict(features[i]) if features else {}) for i, words in enumerate(sentences)
+        ]
         return [p.tags for p in self.predict_inputs(inputs, batch_size)]
 
-    def predict_inputs(self, sentences: Sequence[InputSentence], batch_size: int = 256, spans: bool = False,
-                       nbest: Optional[int] = None, marginals: bool = False) -> List[Prediction]:
+    def predict_inputs(
+        self,
+        sentences: Sequence[InputSentence],
+        batch_size: int = 256,
+        spans: bool = False,
+        nbest: Optional[int] = None,
+        marginals: bool = False,
+    ) -> List[Prediction]:
         """Per sentence (a Prediction): its tags and, with `spans` (for a model whose tags
         have spans), its spans as dicts: type, start and end (words, end exclusive),
         start_char/end_char/text where the sentence has character offsets, and confidence
@@ -128,15 +165,24 @@ class Tagger:
         self._predict_missing_features([sentences[i] for i in keep], batch_size)
         encoded = [self._encode(sentences[i].words, sentences[i].features) for i in keep]
         want_spans = spans and self.scheme != "none"
-        out = [Prediction([], [] if want_spans else None, [] if nbest else None, [] if marginals else None)
-               for _ in sentences]
+        out = [
+            Prediction([], [] if want_spans else None, [] if nbest else None, [] if marginals else None)
+            for _ in sentences
+        ]
         if not encoded:
             return out
         labels = self.labels
         with self._autocast():
-            result = predict(self.model, encoded, self.vocabs, batch_size, self.device,
-                             self.scheme if want_spans else None, nbest=nbest,
-                             marginals=self._corpus_marginals if marginals else None)
+            result = predict(
+                self.model,
+                encoded,
+                self.vocabs,
+                batch_size,
+                self.device,
+                self.scheme if want_spans else None,
+                nbest=nbest,
+                marginals=self._corpus_marginals if marginals else None,
+            )
         for n, (i, tags) in enumerate(zip(keep, result.tags)):
             found = result.spans[n] if result.spans is not None else None
             best = result.nbest[n] if result.nbest is not None else None
@@ -145,8 +191,10 @@ class Tagger:
                 convert(tags, self.scheme, self.corpus_scheme),
                 [span_record(sentences[i], span) for span in found] if found is not None else None,
                 [(convert(seq, self.scheme, self.corpus_scheme), score) for seq, score in best]
-                if best is not None else None,
-                [dict(zip(labels, row)) for row in probs] if probs is not None else None)
+                if best is not None
+                else None,
+                [dict(zip(labels, row)) for row in probs] if probs is not None else None,
+            )
         return out
 
     def _corpus_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -175,12 +223,18 @@ class Tagger:
         for name, tagger in self.feature_taggers.items():
             lacking = [s for s in sentences if name not in s.features]
             if lacking:
-                for sentence, prediction in zip(lacking, tagger.predict_inputs(
-                        [InputSentence(s.words, dict(s.features)) for s in lacking], batch_size)):
+                for sentence, prediction in zip(
+                    lacking,
+                    tagger.predict_inputs([InputSentence(s.words, dict(s.features)) for s in lacking], batch_size),
+                ):
                     sentence.features[name] = prediction.tags
 
-    def spans(self, texts: Sequence[Union[str, Sequence[str]]], batch_size: int = 256,
-              features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:
+    def spans(
+        self,
+        texts: Sequence[Union[str, Sequence[str]]],
+        batch_size: int = 256,
+        features: Optional[Sequence[Dict[str, Sequence[str]]]] = None,
+    ) -> List[List[Dict[str, Any]]]:
         """The chunks / entities of raw sentences or token lists, with confidences:
         `nlp_lstm.load(path).spans(["Alice lives in Paris ."])`."""
         if self.scheme == "none":
@@ -188,8 +242,9 @@ class Tagger:
         inputs = [as_input(t, features[i] if features else None) for i, t in enumerate(texts)]
         return [p.spans for p in self.predict_inputs(inputs, batch_size, spans=True)]
 
-    def tag(self, texts: Sequence[Union[str, Sequence[str]]],
-            features: Optional[Sequence[Dict[str, Sequence[str]]]] = None) -> List[List[Dict[str, Any]]]:
+    def tag(
+        self, texts: Sequence[Union[str, Sequence[str]]], features: Optional[Sequence[Dict[str, Sequence[str]]]] = None
+    ) -> List[List[Dict[str, Any]]]:
         """Tag raw sentences (tokenized with `tokenize`) or token lists.
 
         Returns, per sentence, [{"token", "tag", "start", "end"}] (offsets for raw text only).
@@ -206,14 +261,16 @@ class Tagger:
         metrics.pop("per_label", None)
         return metrics
 
-    def nbest(self, words: Sequence[str], k: int,
-              features: Optional[Dict[str, Sequence[str]]] = None) -> List[Tuple[List[str], float]]:
+    def nbest(
+        self, words: Sequence[str], k: int, features: Optional[Dict[str, Sequence[str]]] = None
+    ) -> List[Tuple[List[str], float]]:
         """The k best tag sequences of one sentence (corpus scheme) with their CRF scores;
         the first is what `tag` outputs."""
         return self.predict_inputs([InputSentence(list(words), dict(features or {}))], nbest=k)[0].nbest
 
-    def marginals(self, words: Sequence[str], features: Optional[Dict[str, Sequence[str]]] = None
-                  ) -> List[Dict[str, float]]:
+    def marginals(
+        self, words: Sequence[str], features: Optional[Dict[str, Sequence[str]]] = None
+    ) -> List[Dict[str, float]]:
         """Per token, the marginal probability of each tag of the corpus's scheme (`labels`);
         they sum to 1 per token."""
         return self.predict_inputs([InputSentence(list(words), dict(features or {}))], marginals=True)[0].marginals

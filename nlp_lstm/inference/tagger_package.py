@@ -36,16 +36,23 @@ def crf_constraints(tags: Sequence[str], scheme: str) -> Dict[str, torch.Tensor]
     return {"allowed": allowed, "allowed_start": start, "allowed_end": end}
 
 
-def build_tagger(model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm=None,
-                 for_inference: bool = False) -> SequenceTagger:
+def build_tagger(
+    model_cfg, vocabs: TaggingVocabs, train_scheme: str, feature_lm=None, for_inference: bool = False
+) -> SequenceTagger:
     """`feature_lm`: a loaded LanguageModel whose states become input features;
     `for_inference`: without the training-only parts (what a model package holds)."""
     tags = vocabs.tags.get_itos()
-    return SequenceTagger(model_cfg, len(vocabs.words), len(vocabs.chars), len(tags),
-                          {n: len(v) for n, v in vocabs.features.items()},
-                          crf_constraints(tags, train_scheme) if model_cfg.head == "crf" else None,
-                          lm=feature_lm.model if feature_lm else None,
-                          lm_eos=feature_lm.tokenizer.eos_id if feature_lm else 0, for_inference=for_inference)
+    return SequenceTagger(
+        model_cfg,
+        len(vocabs.words),
+        len(vocabs.chars),
+        len(tags),
+        {n: len(v) for n, v in vocabs.features.items()},
+        crf_constraints(tags, train_scheme) if model_cfg.head == "crf" else None,
+        lm=feature_lm.model if feature_lm else None,
+        lm_eos=feature_lm.tokenizer.eos_id if feature_lm else 0,
+        for_inference=for_inference,
+    )
 
 
 def save_feature_lm(lm: LanguageModel, directory: Path) -> None:
@@ -53,8 +60,9 @@ def save_feature_lm(lm: LanguageModel, directory: Path) -> None:
     tagger's state_dict) into the tagger's package, so the package stands alone."""
     save_tokenizer(lm.tokenizer, directory / "lm" / "tokenizer")
     model_cfg = lm.configs["model"]
-    (directory / "lm" / "model.json").write_text(json.dumps(model_cfg if isinstance(model_cfg, dict)
-                                                            else asdict(model_cfg)) + "\n", encoding="utf-8")
+    (directory / "lm" / "model.json").write_text(
+        json.dumps(model_cfg if isinstance(model_cfg, dict) else asdict(model_cfg)) + "\n", encoding="utf-8"
+    )
 
 
 def read_feature_lm(directory: Path, device) -> LanguageModel:

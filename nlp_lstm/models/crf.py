@@ -62,8 +62,9 @@ class _LogPartition(torch.autograd.Function):
         e, tr, st, en = emissions.double(), trans.double(), start.double(), end.double()
         alphas = _forward_algorithm(e, tr, st, mask)
         last = mask.sum(1) - 1  # each sentence's last position
-        log_z = torch.logsumexp(alphas.gather(0, last.view(1, -1, 1).expand(1, -1, alphas.size(2))).squeeze(0) + en,
-                                dim=1)
+        log_z = torch.logsumexp(
+            alphas.gather(0, last.view(1, -1, 1).expand(1, -1, alphas.size(2))).squeeze(0) + en, dim=1
+        )
         ctx.save_for_backward(e, tr, en, mask, last, alphas, log_z)
         ctx.dtypes = (emissions.dtype, trans.dtype, start.dtype, end.dtype)
         return log_z.to(emissions.dtype)
@@ -91,13 +92,23 @@ class _LogPartition(torch.autograd.Function):
         right = torch.exp(after - top_after).reshape(-1, n)
         grad_trans = (left.t() @ right) * torch.exp(tr)
         emissions_dtype, trans_dtype, start_dtype, end_dtype = ctx.dtypes
-        return (marginals.to(emissions_dtype), grad_trans.to(trans_dtype), grad_start.to(start_dtype),
-                grad_end.to(end_dtype), None)
+        return (
+            marginals.to(emissions_dtype),
+            grad_trans.to(trans_dtype),
+            grad_start.to(start_dtype),
+            grad_end.to(end_dtype),
+            None,
+        )
 
 
 class CRF(nn.Module):
-    def __init__(self, num_tags: int, allowed: Optional[Tensor] = None,
-                 allowed_start: Optional[Tensor] = None, allowed_end: Optional[Tensor] = None) -> None:
+    def __init__(
+        self,
+        num_tags: int,
+        allowed: Optional[Tensor] = None,
+        allowed_start: Optional[Tensor] = None,
+        allowed_end: Optional[Tensor] = None,
+    ) -> None:
         """`allowed[i, j]`: tag j may follow tag i; `allowed_start`/`allowed_end`: may begin/end."""
         super().__init__()
         self.num_tags = num_tags
@@ -110,8 +121,11 @@ class CRF(nn.Module):
         self.register_buffer("allowed_end", allowed_end if allowed_end is not None else ones(num_tags))
 
     def _params(self) -> Tuple[Tensor, Tensor, Tensor]:
-        return (self.transitions.masked_fill(~self.allowed, NEG), self.start.masked_fill(~self.allowed_start, NEG),
-                self.end.masked_fill(~self.allowed_end, NEG))
+        return (
+            self.transitions.masked_fill(~self.allowed, NEG),
+            self.start.masked_fill(~self.allowed_start, NEG),
+            self.end.masked_fill(~self.allowed_end, NEG),
+        )
 
     # --------------------------------------------------------------- training
     def log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
@@ -175,8 +189,11 @@ class CRF(nn.Module):
     def allows(self, seq: List[int]) -> bool:
         """Whether a tag sequence uses only allowed starts, transitions and ends."""
         allowed = self.allowed.tolist()
-        return (bool(self.allowed_start[seq[0]]) and bool(self.allowed_end[seq[-1]])
-                and all(allowed[a][b] for a, b in zip(seq, seq[1:])))
+        return (
+            bool(self.allowed_start[seq[0]])
+            and bool(self.allowed_end[seq[-1]])
+            and all(allowed[a][b] for a, b in zip(seq, seq[1:]))
+        )
 
     @torch.no_grad()
     def nbest(self, emissions: Tensor, k: int) -> List[Tuple[List[int], float]]:
@@ -219,8 +236,9 @@ class CRF(nn.Module):
         return allowed or out[:1]
 
     @torch.no_grad()
-    def segment_log_probs(self, emissions: Tensor, mask: Tensor,
-                          segments: List[List[Tuple[int, List[int]]]]) -> List[List[float]]:
+    def segment_log_probs(
+        self, emissions: Tensor, mask: Tensor, segments: List[List[Tuple[int, List[int]]]]
+    ) -> List[List[float]]:
         """log P(tags[s : s + len(ids)] == ids | sentence) for each requested segment
         (s, ids) of each sentence: the forward score of every path into the segment's first
         tag, the segment's own transitions and emissions, the backward score of every
@@ -256,8 +274,7 @@ class CRF(nn.Module):
         alphas = _forward_algorithm(em, trans, start, mask).transpose(0, 1)  # (B, T, N)
         betas = _backward_algorithm(em, trans, end, mask).transpose(0, 1)
         log_z = torch.logsumexp(alphas[:, -1] + end, dim=-1)  # alpha keeps its last real value past the end
-        log_p = (alphas[:, :-1, :, None] + trans + (em[:, 1:] + betas[:, 1:])[:, :, None, :]
-                 - log_z.view(-1, 1, 1, 1))
+        log_p = alphas[:, :-1, :, None] + trans + (em[:, 1:] + betas[:, 1:])[:, :, None, :] - log_z.view(-1, 1, 1, 1)
         return torch.where(mask[:, 1:, None, None], torch.exp(log_p), 0.0)
 
     def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:

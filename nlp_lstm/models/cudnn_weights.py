@@ -31,8 +31,12 @@ _MODES = {"lstm": "LSTM", "gru": "GRU"}
 def usable(tensor: Tensor) -> bool:
     """Whether cuDNN runs an RNN on tensors like this one (CUDA, cuDNN on, and a dtype that
     this PyTorch hands to cuDNN: asked once per dtype and device, see `runs_in_cudnn`)."""
-    return (tensor.is_cuda and torch.backends.cudnn.enabled and torch._use_cudnn_rnn_flatten_weight()
-            and runs_in_cudnn(tensor.dtype, tensor.device))
+    return (
+        tensor.is_cuda
+        and torch.backends.cudnn.enabled
+        and torch._use_cudnn_rnn_flatten_weight()
+        and runs_in_cudnn(tensor.dtype, tensor.device)
+    )
 
 
 @lru_cache(maxsize=None)
@@ -50,8 +54,12 @@ def runs_in_cudnn(dtype: torch.dtype, device: torch.device) -> bool:
             return func(*args, **(kwargs or {}))
 
     x = torch.zeros(1, 1, 1, dtype=dtype, device=device)
-    weights = [torch.zeros(4, 1, dtype=dtype, device=device), torch.zeros(4, 1, dtype=dtype, device=device),
-               torch.zeros(4, dtype=dtype, device=device), torch.zeros(4, dtype=dtype, device=device)]
+    weights = [
+        torch.zeros(4, 1, dtype=dtype, device=device),
+        torch.zeros(4, 1, dtype=dtype, device=device),
+        torch.zeros(4, dtype=dtype, device=device),
+        torch.zeros(4, dtype=dtype, device=device),
+    ]
     state = (torch.zeros(1, 1, 1, dtype=dtype, device=device),) * 2
     with torch.no_grad(), torch.autocast(device.type, enabled=False), Watch():
         torch.lstm(x, state, weights, True, 1, 0.0, False, False, True)
@@ -61,13 +69,15 @@ def runs_in_cudnn(dtype: torch.dtype, device: torch.device) -> bool:
 def _flatten(tensors: List[Tensor], cell: str, input_size: int, hidden_size: int) -> Tensor:
     from torch.backends.cudnn import rnn
 
-    return torch._cudnn_rnn_flatten_weight(tensors, 4, input_size, rnn.get_cudnn_mode(_MODES[cell]), hidden_size,
-                                           0, 1, True, False)
+    return torch._cudnn_rnn_flatten_weight(
+        tensors, 4, input_size, rnn.get_cudnn_mode(_MODES[cell]), hidden_size, 0, 1, True, False
+    )
 
 
 @lru_cache(maxsize=None)
-def cudnn_layout(cell: str, input_size: int, hidden_size: int, dtype: torch.dtype,
-                 device: torch.device) -> Tuple[Tuple[int, ...], int]:
+def cudnn_layout(
+    cell: str, input_size: int, hidden_size: int, dtype: torch.dtype, device: torch.device
+) -> Tuple[Tuple[int, ...], int]:
     """(offset of w_ih, w_hh, b_ih, b_hh in elements, buffer size) in cuDNN's buffer."""
     gates = {"lstm": 4, "gru": 3}[cell] * hidden_size
     shapes = [(gates, input_size), (gates, hidden_size), (gates,), (gates,)]

@@ -36,9 +36,17 @@ class BiRNN(nn.Module):
     """Stacked bidirectional LSTM/GRU: each layer reads the concatenated outputs of both
     directions of the layer below (as nn.LSTM(bidirectional=True) does)."""
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int,
-                 dropout_hidden: float = 0.0, locked_dropout: bool = True, weight_drop: float = 0.0,
-                 backward_input_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        dropout_hidden: float = 0.0,
+        locked_dropout: bool = True,
+        weight_drop: float = 0.0,
+        backward_input_size: Optional[int] = None,
+    ) -> None:
         """`backward_input_size`: the first layer's backward direction reads an input of its
         own (of this size) instead of the forward direction's; see forward_layers_out."""
         super().__init__()

@@ -24,9 +24,16 @@ def filter_logits(logits: Tensor, top_k: Optional[int] = None, top_p: Optional[f
 
 
 @torch.no_grad()
-def sample(model, prompt_ids: Sequence[int], max_tokens: int, temperature: float = 1.0,
-           top_k: Optional[int] = None, top_p: Optional[float] = None,
-           generator: Optional[torch.Generator] = None, start_id: Optional[int] = None) -> List[int]:
+def sample(
+    model,
+    prompt_ids: Sequence[int],
+    max_tokens: int,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    top_p: Optional[float] = None,
+    generator: Optional[torch.Generator] = None,
+    start_id: Optional[int] = None,
+) -> List[int]:
     """Continue `prompt_ids` by `max_tokens` tokens with the forward direction.
 
     The model reads `start_id` (the end-of-line token: a line's start) before the prompt,

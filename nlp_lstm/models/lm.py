@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
 from nlp_lstm.models.dropout import SequenceDropout, embedding_dropout
-from nlp_lstm.models.rnn import State, StackedRNN
+from nlp_lstm.models.rnn import StackedRNN, State
 from nlp_lstm.models.softmax import AdaptiveSoftmax, linear_cross_entropy
 
 log = logging.getLogger("nlp_lstm")
@@ -30,8 +30,16 @@ class RNNLanguageModel(nn.Module):
         self.num_directions = 2 if cfg.bidirectional else 1
         self.embedding = nn.Embedding(vocab_size, cfg.emb_size)
         self.rnns = nn.ModuleList(
-            StackedRNN(cfg.cell, cfg.emb_size, cfg.hidden_size, cfg.num_layers,
-                       cfg.dropout_hidden, cfg.weight_drop, cfg.locked_dropout, cfg.last_layer_size)
+            StackedRNN(
+                cfg.cell,
+                cfg.emb_size,
+                cfg.hidden_size,
+                cfg.num_layers,
+                cfg.dropout_hidden,
+                cfg.weight_drop,
+                cfg.locked_dropout,
+                cfg.last_layer_size,
+            )
             for _ in range(self.num_directions)
         )
         self.input_dropout = SequenceDropout(cfg.dropout_input, cfg.locked_dropout)
@@ -50,13 +58,17 @@ class RNNLanguageModel(nn.Module):
         cutoffs = [c for c in cfg.adaptive_cutoffs if c < vocab_size]
         if cfg.softmax == "adaptive" and cutoffs:
             if cutoffs != list(cfg.adaptive_cutoffs):
-                log.info(f"model.adaptive_cutoffs={list(cfg.adaptive_cutoffs)}: {cutoffs} kept for a vocabulary "
-                         f"of {vocab_size:,}")
+                log.info(
+                    f"model.adaptive_cutoffs={list(cfg.adaptive_cutoffs)}: {cutoffs} kept for a vocabulary "
+                    f"of {vocab_size:,}"
+                )
             self.adaptive = AdaptiveSoftmax(self.decoder_in, vocab_size, cutoffs, cfg.adaptive_div_value)
             return
         if cfg.softmax == "adaptive":
-            log.info(f"model.adaptive_cutoffs={list(cfg.adaptive_cutoffs)}: none below the vocabulary size "
-                     f"{vocab_size:,}, so the softmax is full")
+            log.info(
+                f"model.adaptive_cutoffs={list(cfg.adaptive_cutoffs)}: none below the vocabulary size "
+                f"{vocab_size:,}, so the softmax is full"
+            )
         self.decoder = nn.Linear(self.decoder_in, vocab_size)
         nn.init.zeros_(self.decoder.bias)
         if cfg.tie_weights:
@@ -73,8 +85,9 @@ class RNNLanguageModel(nn.Module):
         features, state, _ = self.forward_with_activations(tokens, state, direction)
         return features, state
 
-    def forward_with_activations(self, tokens: Tensor, state: State,
-                                 direction: int = 0) -> Tuple[Tensor, State, Tuple[Tensor, Tensor]]:
+    def forward_with_activations(
+        self, tokens: Tensor, state: State, direction: int = 0
+    ) -> Tuple[Tensor, State, Tuple[Tensor, Tensor]]:
         """As forward, plus the last RNN layer's output before and after output dropout
         (what AWD-LSTM's temporal and plain activation regularisers read)."""
         x = embedding_dropout(self.embedding, tokens, self.cfg.dropout_embedding, self.training)
@@ -93,8 +106,11 @@ class RNNLanguageModel(nn.Module):
     def activation_regularisers(self, raw: Tensor, dropped: Tensor) -> Tuple[Tensor, Tensor]:
         """(alpha * mean(dropped ** 2), beta * mean((raw[:, t] - raw[:, t - 1]) ** 2)), fp32."""
         ar = self.cfg.activation_reg * dropped.float().pow(2).mean()
-        tar = (self.cfg.temporal_activation_reg * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
-               if raw.size(1) > 1 else raw.new_zeros((), dtype=torch.float32))
+        tar = (
+            self.cfg.temporal_activation_reg * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
+            if raw.size(1) > 1
+            else raw.new_zeros((), dtype=torch.float32)
+        )
         return ar, tar
 
     def logits(self, features: Tensor) -> Tensor:

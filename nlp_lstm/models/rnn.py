@@ -36,8 +36,12 @@ def rnn_dtype(x: Tensor) -> torch.dtype:
     GPU whose PyTorch hands no bf16 RNN to cuDNN, bf16 becomes fp32 (TF32 where enabled):
     the alternative there is a slow step-by-step loop."""
     dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-    if (dtype == torch.bfloat16 and x.is_cuda and torch.backends.cudnn.enabled
-            and not cudnn_weights.runs_in_cudnn(dtype, x.device)):
+    if (
+        dtype == torch.bfloat16
+        and x.is_cuda
+        and torch.backends.cudnn.enabled
+        and not cudnn_weights.runs_in_cudnn(dtype, x.device)
+    ):
         return torch.float32
     return dtype
 
@@ -64,8 +68,12 @@ class RNNLayer(nn.Module):
         # Moved to a GPU: the parameters become views of one buffer in cuDNN's layout.
         out = super()._apply(fn, recurse)
         if cudnn_weights.usable(self.weight_ih):
-            cudnn_weights.flatten_in_place([self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh], self.cell,
-                                           self.input_size, self.hidden_size)
+            cudnn_weights.flatten_in_place(
+                [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh],
+                self.cell,
+                self.input_size,
+                self.hidden_size,
+            )
         return out
 
     def initial_state(self, batch_size: int, device, dtype=torch.float32) -> LayerState:
@@ -129,9 +137,17 @@ class StackedRNN(nn.Module):
     the last layer's size where it differs (AWD-LSTM's last layer has the embedding's size,
     so tied weights need no projection)."""
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int,
-                 dropout_hidden: float = 0.0, weight_drop: float = 0.0, locked_dropout: bool = True,
-                 last_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        dropout_hidden: float = 0.0,
+        weight_drop: float = 0.0,
+        locked_dropout: bool = True,
+        last_size: Optional[int] = None,
+    ) -> None:
         super().__init__()
         sizes = [hidden_size] * (num_layers - 1) + [last_size or hidden_size]
         self.layers = nn.ModuleList(

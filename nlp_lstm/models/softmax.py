@@ -81,7 +81,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # dtype while it is in cache, never as a second full-size pass.
             grad_weight = torch.empty(w.shape, dtype=weight_dtype, device=w.device)
             for j in range(0, w.size(0), VOCAB_CHUNK):
-                torch.mul(grad_logits[:, j:j + VOCAB_CHUNK].t() @ x, grad_output, out=grad_weight[j:j + VOCAB_CHUNK])
+                torch.mul(
+                    grad_logits[:, j : j + VOCAB_CHUNK].t() @ x, grad_output, out=grad_weight[j : j + VOCAB_CHUNK]
+                )
         if ctx.needs_input_grad[2]:
             grad_bias = grad_logits.sum(0, dtype=torch.float32).mul_(grad_output).to(bias_dtype)
         return grad_features, grad_weight, grad_bias, None, None
@@ -96,8 +98,8 @@ def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, targets
         total = torch.zeros((), dtype=torch.float32, device=features.device)
         chunk = row_chunk(x.device.type, w.size(0), training=False)
         for i in range(0, x.size(0), chunk):
-            logits = torch.addmm(b, x[i:i + chunk], w.t()).float()
-            total += F.cross_entropy(logits, targets[i:i + chunk], ignore_index=IGNORE_INDEX, reduction="sum")
+            logits = torch.addmm(b, x[i : i + chunk], w.t()).float()
+            total += F.cross_entropy(logits, targets[i : i + chunk], ignore_index=IGNORE_INDEX, reduction="sum")
         return total
     with torch.autocast(features.device.type, enabled=False):
         return _LinearCrossEntropy.apply(features, weight, bias, targets, dtype)
@@ -137,8 +139,7 @@ class AdaptiveSoftmax(nn.Module):
             clusters.append(tuple(t.pin_memory() for t in pair) if pin else pair)
         return clusters
 
-    def nll(self, features: Tensor, targets: Tensor,
-            clusters: Optional[List[Tuple[Tensor, Tensor]]] = None) -> Tensor:
+    def nll(self, features: Tensor, targets: Tensor, clusters: Optional[List[Tuple[Tensor, Tensor]]] = None) -> Tensor:
         """Summed NLL (fp32) of `targets` (IGNORE_INDEX scores nothing); `clusters` from
         cluster_rows (computed here, on the targets' device, when not given)."""
         a = self.adaptive

@@ -52,17 +52,28 @@ class NeighbourWordObjective(nn.Module):
             # Padding is ignored through the targets, not boolean indexing (a device sync).
             targets = targets.masked_fill(targets >= self.num_classes, UNK_INDEX).masked_fill(~mask, IGNORE_INDEX)
             logits = head(x).float()
-            return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                   ignore_index=IGNORE_INDEX, reduction="sum")
+            return F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
 
-        return (nll(self.next_word, states[..., :half], following)
-                + nll(self.previous_word, states[..., half:], preceding))
+        return nll(self.next_word, states[..., :half], following) + nll(
+            self.previous_word, states[..., half:], preceding
+        )
 
 
 class SequenceTagger(nn.Module):
-    def __init__(self, cfg, num_words: int, num_chars: int, num_tags: int, feature_sizes: Dict[str, int],
-                 crf_constraints: Optional[Dict[str, Tensor]] = None, lm: Optional[nn.Module] = None,
-                 lm_eos: int = 0, for_inference: bool = False) -> None:
+    def __init__(
+        self,
+        cfg,
+        num_words: int,
+        num_chars: int,
+        num_tags: int,
+        feature_sizes: Dict[str, int],
+        crf_constraints: Optional[Dict[str, Tensor]] = None,
+        lm: Optional[nn.Module] = None,
+        lm_eos: int = 0,
+        for_inference: bool = False,
+    ) -> None:
         """`for_inference`: leave out what only training uses (the auxiliary LM heads)."""
         super().__init__()
         self.cfg = cfg
@@ -80,7 +91,8 @@ class SequenceTagger(nn.Module):
         if self.char_encoder is not None:
             size += self.char_encoder.output_size
         self.feature_embeddings = nn.ModuleDict(
-            {name: nn.Embedding(n, cfg.feature_emb_size, padding_idx=0) for name, n in sorted(feature_sizes.items())})
+            {name: nn.Embedding(n, cfg.feature_emb_size, padding_idx=0) for name, n in sorted(feature_sizes.items())}
+        )
         size += cfg.feature_emb_size * len(feature_sizes)
         self.lm, self.lm_eos = lm, lm_eos
         self.base_input_size = size
@@ -107,15 +119,24 @@ class SequenceTagger(nn.Module):
                 for p in lm.parameters():
                     p.requires_grad_(False)
         self.input_dropout = SequenceDropout(cfg.dropout_input, cfg.locked_dropout)
-        self.encoder = BiRNN(cfg.cell, size, cfg.hidden_size, cfg.num_layers, cfg.dropout_hidden, cfg.locked_dropout,
-                             cfg.weight_drop, backward_input_size=backward_size)
+        self.encoder = BiRNN(
+            cfg.cell,
+            size,
+            cfg.hidden_size,
+            cfg.num_layers,
+            cfg.dropout_hidden,
+            cfg.locked_dropout,
+            cfg.weight_drop,
+            backward_input_size=backward_size,
+        )
         self.output_dropout = SequenceDropout(cfg.dropout_output, cfg.locked_dropout)
         self.emissions = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = CRF(num_tags, **(crf_constraints or {})) if cfg.head == "crf" else None
         self.neighbour_words = None
         if cfg.lm_loss_weight > 0 and not for_inference:
-            self.neighbour_words = NeighbourWordObjective(cfg.hidden_size, cfg.lm_loss_hidden,
-                                                          min(cfg.lm_loss_vocab, num_words))
+            self.neighbour_words = NeighbourWordObjective(
+                cfg.hidden_size, cfg.lm_loss_hidden, min(cfg.lm_loss_vocab, num_words)
+            )
 
     def forward(self, batch) -> Tensor:
         """Emission scores (B, T, num_tags)."""
@@ -160,7 +181,7 @@ class SequenceTagger(nn.Module):
         # [base | forward LM | backward LM]: the forward direction reads base + forward LM,
         # the backward direction base + backward LM (nothing of a forward-only LM).
         split = self.base_input_size + self.lm_size
-        x_backward = torch.cat([x[..., :self.base_input_size], x[..., split:]], dim=-1)
+        x_backward = torch.cat([x[..., : self.base_input_size], x[..., split:]], dim=-1)
         return self.encoder.forward_layers_out(x[..., :split], batch.lengths, x_backward)
 
     def train(self, mode: bool = True):
@@ -200,8 +221,12 @@ class SequenceTagger(nn.Module):
         if self.crf is not None:
             return self.crf.nll(emissions, batch.tags, batch.mask)
         targets = batch.tags.masked_fill(~batch.mask, IGNORE_INDEX)
-        return F.cross_entropy(emissions.float().reshape(-1, emissions.size(-1)), targets.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction="sum")
+        return F.cross_entropy(
+            emissions.float().reshape(-1, emissions.size(-1)),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
 
     @torch.no_grad()
     def decode(self, emissions: Tensor, batch) -> List[List[int]]:
@@ -222,8 +247,10 @@ class LayerMix(nn.Module):
         super().__init__()
         sizes = {layer.hidden_size for layer in lm.rnns[0].layers}
         if len(sizes) != 1:
-            raise ConfigError(f"config model.lm_features_layers=mix: the feature LM's layers differ in size "
-                              f"({sorted(sizes)}); use model.lm_features_layers=top")
+            raise ConfigError(
+                f"config model.lm_features_layers=mix: the feature LM's layers differ in size "
+                f"({sorted(sizes)}); use model.lm_features_layers=top"
+            )
         self.size, self.num_layers, self.num_directions = sizes.pop(), len(lm.rnns[0].layers), lm.num_directions
         self.weights = nn.Parameter(torch.zeros(self.num_layers))  # softmax(0) = an even mix to start
         self.scale = nn.Parameter(torch.ones(()))

@@ -32,8 +32,10 @@ ROUTES = {"/": "GET", "/health": "GET", "/metrics": "GET", "/tag": "POST", "/sco
 INLINE_TOKENIZING = 20_000  # characters (or sentences of tokens) a request is tokenized in on the event loop
 ROUTES_OF = {"tagger": ("/tag",), "lm": ("/score", "/generate")}
 # The page loads nothing from elsewhere, and the browser is told so.
-PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
-               "img-src data:; base-uri 'none'; form-action 'self'")
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src data:; base-uri 'none'; form-action 'self'"
+)
 
 
 class BodyTooLarge(Exception):
@@ -46,17 +48,30 @@ def check_servable(model) -> None:
     if isinstance(model, Tagger):
         missing = [name for name in model.vocabs.features if name not in model.feature_taggers]
         if missing:
-            raise NlpLstmError(f"this tagger reads input column(s) {', '.join(missing)} besides the words, and "
-                               f"requests hold words only: serve a tagger that predicts them (train it with "
-                               f"+model.feature_taggers.{missing[0]}=PATH) or one trained without them")
+            raise NlpLstmError(
+                f"this tagger reads input column(s) {', '.join(missing)} besides the words, and "
+                f"requests hold words only: serve a tagger that predicts them (train it with "
+                f"+model.feature_taggers.{missing[0]}=PATH) or one trained without them"
+            )
 
 
 def model_facts(model) -> Dict[str, Any]:
     if isinstance(model, Tagger):
-        return {"kind": "tagger", "model": repr(model), "labels": model.labels, "spans": model.scheme != "none",
-                "crf": model.model.crf is not None, "precision": model.precision}
-    return {"kind": "lm", "model": repr(model), "tokenizer": model.tokenizer.kind,
-            "vocabulary": model.tokenizer.vocab_size, "precision": "fp32"}
+        return {
+            "kind": "tagger",
+            "model": repr(model),
+            "labels": model.labels,
+            "spans": model.scheme != "none",
+            "crf": model.model.crf is not None,
+            "precision": model.precision,
+        }
+    return {
+        "kind": "lm",
+        "model": repr(model),
+        "tokenizer": model.tokenizer.kind,
+        "vocabulary": model.tokenizer.vocab_size,
+        "precision": "fp32",
+    }
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -84,9 +99,15 @@ def create_app(settings: ServeSettings, model=None) -> FastAPI:
     kind = "tagger" if isinstance(model, Tagger) else "lm"
     facts = model_facts(model)
     metrics = ServerMetrics()
-    batcher = Batcher(ModelWork(model, settings.max_batch_size), settings.max_batch_size,
-                      settings.max_batch_tokens, settings.max_wait_ms / 1000, settings.max_queue,
-                      on_batch=metrics.batch, on_depth=metrics.depth)
+    batcher = Batcher(
+        ModelWork(model, settings.max_batch_size),
+        settings.max_batch_size,
+        settings.max_batch_tokens,
+        settings.max_wait_ms / 1000,
+        settings.max_queue,
+        on_batch=metrics.batch,
+        on_depth=metrics.depth,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -123,11 +144,12 @@ def create_app(settings: ServeSettings, model=None) -> FastAPI:
     async def http_error(request, exc):
         message = exc.detail
         if exc.status_code == 404 and request.url.path in ROUTES:
-            message = f"this server holds a {'language model' if kind == 'lm' else 'tagger'}: it answers " \
-                      f"{', '.join(ROUTES_OF[kind])}, not {request.url.path}"
+            message = (
+                f"this server holds a {'language model' if kind == 'lm' else 'tagger'}: it answers "
+                f"{', '.join(ROUTES_OF[kind])}, not {request.url.path}"
+            )
         elif exc.status_code == 405:
-            message = f"{request.url.path} takes {ROUTES.get(request.url.path, 'another method')}, " \
-                      f"not {request.method}"
+            message = f"{request.url.path} takes {ROUTES.get(request.url.path, 'another method')}, not {request.method}"
         return error(exc.status_code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -143,8 +165,13 @@ def create_app(settings: ServeSettings, model=None) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", **facts, "queue": batcher.depth, "max_batch_size": settings.max_batch_size,
-                "max_wait_ms": settings.max_wait_ms}
+        return {
+            "status": "ok",
+            **facts,
+            "queue": batcher.depth,
+            "max_batch_size": settings.max_batch_size,
+            "max_wait_ms": settings.max_wait_ms,
+        }
 
     @app.get("/metrics")
     async def prometheus():
@@ -153,16 +180,24 @@ def create_app(settings: ServeSettings, model=None) -> FastAPI:
     @app.get("/")
     async def page():
         html = resources.files("nlp_lstm.serve").joinpath("page.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Content-Security-Policy": PAGE_POLICY,
-                                           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Security-Policy": PAGE_POLICY,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
 
     if kind == "tagger":
+
         @app.post("/tag")
         async def tag(request: Request):
             body = tag_request(await body_of(request))
             if (body.nbest or body.marginals) and model.model.crf is None:
-                raise BadRequest(f"{'nbest' if body.nbest else 'marginals'} need a CRF head; this tagger has a "
-                                 "softmax head")
+                raise BadRequest(
+                    f"{'nbest' if body.nbest else 'marginals'} need a CRF head; this tagger has a softmax head"
+                )
             # Tokenizing a large body is CPU work: off the event loop, which keeps answering others
             # (a short one costs less than the hop to a thread).
             if sum(map(len, body.texts or [])) + sum(map(len, body.tokens or [])) > INLINE_TOKENIZING:
@@ -172,6 +207,7 @@ def create_app(settings: ServeSettings, model=None) -> FastAPI:
             predictions = await answer(tag_kind(body), sentences, token_costs(sentences))
             return {"results": tag_results(body, sentences, predictions)}
     else:
+
         @app.post("/score")
         async def score(request: Request):
             texts = score_request(await body_of(request))
@@ -185,8 +221,12 @@ def create_app(settings: ServeSettings, model=None) -> FastAPI:
             return {"text": text}
 
     if settings.cors:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors), allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+        )
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
     return app
 

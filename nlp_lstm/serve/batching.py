@@ -46,6 +46,7 @@ class ModelFailure(Exception):
 @dataclass
 class _Job:
     """One request: its results fill in as its units are run."""
+
     kind: Hashable
     results: List[Any]
     remaining: int
@@ -62,9 +63,16 @@ class _Unit:
 
 
 class Batcher:
-    def __init__(self, run: RunBatch, max_batch_size: int, max_batch_tokens: int, max_wait_s: float,
-                 max_queue: int, on_batch: Optional[Callable[[int, int], None]] = None,
-                 on_depth: Optional[Callable[[int], None]] = None) -> None:
+    def __init__(
+        self,
+        run: RunBatch,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        max_wait_s: float,
+        max_queue: int,
+        on_batch: Optional[Callable[[int, int], None]] = None,
+        on_depth: Optional[Callable[[int], None]] = None,
+    ) -> None:
         self._run = run
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.max_wait_s, self.max_queue = max_wait_s, max_queue
@@ -96,8 +104,10 @@ class Batcher:
         """A future of the request's results (one per payload, in order). Raises QueueFull
         or TooManyUnits at once rather than let a request wait without bound."""
         if len(payloads) > self.max_queue:
-            raise TooManyUnits(f"the request holds {len(payloads)} sentences; the server takes at most "
-                               f"{self.max_queue} in one request (--max-queue): split it")
+            raise TooManyUnits(
+                f"the request holds {len(payloads)} sentences; the server takes at most "
+                f"{self.max_queue} in one request (--max-queue): split it"
+            )
         job = _Job(kind, [None] * len(payloads), len(payloads))
         if not payloads:
             job.future.set_result([])
@@ -107,8 +117,10 @@ class Batcher:
             if self._stopping:
                 raise QueueFull("the server is shutting down", 1)
             if len(self._units) + len(payloads) > self.max_queue:
-                raise QueueFull(f"the queue is full ({len(self._units)} of {self.max_queue} sentences waiting)",
-                                self._retry_after(len(self._units) + len(payloads)))
+                raise QueueFull(
+                    f"the queue is full ({len(self._units)} of {self.max_queue} sentences waiting)",
+                    self._retry_after(len(self._units) + len(payloads)),
+                )
             for index, (payload, cost) in enumerate(zip(payloads, costs)):
                 self._units.append(_Unit(job, index, payload, max(1, cost), now))
                 self._queued_cost += max(1, cost)
@@ -130,8 +142,11 @@ class Batcher:
                     return None
                 self._changed.wait()
             deadline = self._units[0].arrived + self.max_wait_s
-            while (not self._stopping and len(self._units) < self.max_batch_size
-                   and self._queued_cost < self.max_batch_tokens):
+            while (
+                not self._stopping
+                and len(self._units) < self.max_batch_size
+                and self._queued_cost < self.max_batch_tokens
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -163,8 +178,9 @@ class Batcher:
             for kind, units in by_kind.items():
                 self._run_units(kind, units)
             elapsed = max(time.monotonic() - started, 1e-6)
-            self._recent_rate = 0.8 * self._recent_rate + 0.2 * (len(batch) / elapsed) if self._recent_rate \
-                else len(batch) / elapsed
+            self._recent_rate = (
+                0.8 * self._recent_rate + 0.2 * (len(batch) / elapsed) if self._recent_rate else len(batch) / elapsed
+            )
 
     def _run_units(self, kind: Hashable, units: List[_Unit]) -> None:
         try:
@@ -192,5 +208,6 @@ class Batcher:
     @staticmethod
     def _fail(job: _Job) -> None:
         if not job.future.done():
-            job.future.set_exception(ModelFailure("the model failed on this request (the server's log has the "
-                                                  "traceback)"))
+            job.future.set_exception(
+                ModelFailure("the model failed on this request (the server's log has the traceback)")
+            )

@@ -27,16 +27,31 @@ class ServerMetrics:
         # In multiprocess mode values go to files whatever the registry; exposition reads them all.
         registry = None if self.multiprocess else CollectorRegistry()
         self._registry = registry
-        self.requests = Counter("nlp_lstm_requests_total", "HTTP requests answered, by route and status",
-                                ["route", "status"], registry=registry)
-        self.latency = Histogram("nlp_lstm_request_seconds", "Time from request to answer, by route", ["route"],
-                                 buckets=LATENCY_BUCKETS, registry=registry)
-        self.batch_sentences = Histogram("nlp_lstm_batch_sentences", "Units (sentences, texts, prompts) per "
-                                         "model batch", buckets=SENTENCE_BUCKETS, registry=registry)
-        self.batch_tokens = Histogram("nlp_lstm_batch_tokens", "Tokens per model batch", buckets=TOKEN_BUCKETS,
-                                      registry=registry)
-        self.queue_depth = Gauge("nlp_lstm_queue_depth", "Units waiting for the model",
-                                 multiprocess_mode="livesum", registry=registry)
+        self.requests = Counter(
+            "nlp_lstm_requests_total",
+            "HTTP requests answered, by route and status",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "nlp_lstm_request_seconds",
+            "Time from request to answer, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_sentences = Histogram(
+            "nlp_lstm_batch_sentences",
+            "Units (sentences, texts, prompts) per model batch",
+            buckets=SENTENCE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_tokens = Histogram(
+            "nlp_lstm_batch_tokens", "Tokens per model batch", buckets=TOKEN_BUCKETS, registry=registry
+        )
+        self.queue_depth = Gauge(
+            "nlp_lstm_queue_depth", "Units waiting for the model", multiprocess_mode="livesum", registry=registry
+        )
 
     def batch(self, sentences: int, tokens: int) -> None:
         self.batch_sentences.observe(sentences)

@@ -31,8 +31,9 @@ def run(settings: ServeSettings) -> None:
     log_config = {**uvicorn.config.LOGGING_CONFIG, "disable_existing_loggers": False}
     if settings.workers == 1:
         app = create_app(settings)
-        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=log_config,
-                                               server_header=False))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=settings.host, port=settings.port, log_config=log_config, server_header=False)
+        )
         _exit_zero_after_a_graceful_stop()
         server.run()
         return
@@ -43,5 +44,12 @@ def run(settings: ServeSettings) -> None:
         os.environ[ENVIRONMENT_KEY] = settings.to_json()
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
         _exit_zero_after_a_graceful_stop()
-        uvicorn.run("nlp_lstm.serve.app:app_from_environment", factory=True, host=settings.host,
-                    port=settings.port, workers=settings.workers, log_config=log_config, server_header=False)
+        uvicorn.run(
+            "nlp_lstm.serve.app:app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=log_config,
+            server_header=False,
+        )

@@ -45,8 +45,15 @@ def parse_json(body: bytes) -> Any:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
-            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _object(value: Any, fields: Dict[str, str]) -> Dict[str, Any]:
@@ -74,8 +81,9 @@ def _flag(body: Dict[str, Any], name: str) -> bool:
     return value
 
 
-def _integer(body: Dict[str, Any], name: str, default: Optional[int], low: Optional[int] = None,
-             high: Optional[int] = None) -> Optional[int]:
+def _integer(
+    body: Dict[str, Any], name: str, default: Optional[int], low: Optional[int] = None, high: Optional[int] = None
+) -> Optional[int]:
     value = body.get(name, default)
     if value is None:
         return None
@@ -96,15 +104,22 @@ def _number(body: Dict[str, Any], name: str, default: Optional[float]) -> Option
     return float(value)
 
 
-TAG_FIELDS = {"texts": "raw sentences", "tokens": "token lists", "split_sentences": "texts are paragraphs",
-              "nbest": "k best sequences", "marginals": "per-token tag probabilities"}
+TAG_FIELDS = {
+    "texts": "raw sentences",
+    "tokens": "token lists",
+    "split_sentences": "texts are paragraphs",
+    "nbest": "k best sequences",
+    "marginals": "per-token tag probabilities",
+}
 
 
 def tag_request(value: Any) -> TagRequest:
     body = _object(value, TAG_FIELDS)
     if ("texts" in body) == ("tokens" in body):
-        raise BadRequest('give either "texts" (raw sentences) or "tokens" (token lists), not '
-                         + ("both" if "texts" in body else "neither"))
+        raise BadRequest(
+            'give either "texts" (raw sentences) or "tokens" (token lists), not '
+            + ("both" if "texts" in body else "neither")
+        )
     texts = _strings(body["texts"], "texts") if "texts" in body else None
     tokens = None
     if "tokens" in body:
@@ -142,5 +157,11 @@ def generate_request(value: Any) -> GenerateRequest:
     top_p = _number(body, "top_p", None)
     if top_p is not None and not 0 < top_p <= 1:
         raise BadRequest(f"top_p must be in (0, 1]; got {top_p}")
-    return GenerateRequest(prompt, _integer(body, "max_tokens", 50, 1, MAX_GENERATE_TOKENS), temperature,
-                           _integer(body, "top_k", None, 1), top_p, _integer(body, "seed", None, 0, 2**63 - 1))
+    return GenerateRequest(
+        prompt,
+        _integer(body, "max_tokens", 50, 1, MAX_GENERATE_TOKENS),
+        temperature,
+        _integer(body, "top_k", None, 1),
+        top_p,
+        _integer(body, "seed", None, 0, 2**63 - 1),
+    )

@@ -31,13 +31,15 @@ def tag_units(request: TagRequest) -> List[InputSentence]:
     """The request's sentences, numbered as the lines of a file holding its inputs one per
     line (1-based), tokenized (and split) by the functions `nlp-lstm tag` reads text with."""
     if request.texts is not None:
-        return list(text_sentences(enumerate(request.texts, start=1),
-                                   split_sentences if request.split_sentences else None))
+        return list(
+            text_sentences(enumerate(request.texts, start=1), split_sentences if request.split_sentences else None)
+        )
     return [InputSentence(list(words), line=n) for n, words in enumerate(request.tokens, start=1)]
 
 
-def tag_results(request: TagRequest, sentences: Sequence[InputSentence],
-                predictions: Sequence[Prediction]) -> List[Any]:
+def tag_results(
+    request: TagRequest, sentences: Sequence[InputSentence], predictions: Sequence[Prediction]
+) -> List[Any]:
     """One result per input: the record `nlp-lstm tag --format jsonl` writes for its line,
     or with split_sentences the list of its sentences' records (a line may hold several)."""
     records = [jsonl_record(s, p, sentence_start=request.split_sentences) for s, p in zip(sentences, predictions)]
@@ -56,8 +58,11 @@ def token_costs(sentences: Sequence[InputSentence]) -> List[int]:
 def score_total(results: Sequence[Dict[str, float]]) -> Dict[str, float]:
     """All texts together, each scored alone: summed NLL over summed tokens."""
     nll, tokens = sum(r["nll"] for r in results), sum(r["tokens"] for r in results)
-    return {"nll": nll, "tokens": tokens, "loss": nll / tokens, "ppl": safe_exp(nll / tokens)} if tokens else \
-        {"nll": 0.0, "tokens": 0}
+    return (
+        {"nll": nll, "tokens": tokens, "loss": nll / tokens, "ppl": safe_exp(nll / tokens)}
+        if tokens
+        else {"nll": 0.0, "tokens": 0}
+    )
 
 
 class ModelWork:
@@ -70,8 +75,9 @@ class ModelWork:
         if kind[0] == "tag" and isinstance(self.model, Tagger):
             _, nbest, marginals = kind
             # spans=True as for `nlp-lstm tag --format jsonl`; one call sorts by length and runs the model
-            return self.model.predict_inputs(payloads, self.max_batch_size, spans=True, nbest=nbest,
-                                             marginals=marginals)
+            return self.model.predict_inputs(
+                payloads, self.max_batch_size, spans=True, nbest=nbest, marginals=marginals
+            )
         if kind[0] == "score" and isinstance(self.model, LanguageModel):
             return [self._score(text) for text in payloads]
         if kind[0] == "generate" and isinstance(self.model, LanguageModel):

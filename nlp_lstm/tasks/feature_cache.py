@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import torch
 from torch import Tensor
 
-from nlp_lstm.data.tagging_corpus import EncodedSentence
 from nlp_lstm.data.tagging_batch import batch_indices, collate
+from nlp_lstm.data.tagging_corpus import EncodedSentence
 
 log = logging.getLogger("nlp_lstm")
 
@@ -36,7 +36,7 @@ class FrozenFeatureCache:
             batch = collate([sentences[i] for i in indices]).to(device)
             states = model.lm_features(batch).cpu()
             for row, i in enumerate(indices):
-                state = states[row, :len(sentences[i].words)].clone()
+                state = states[row, : len(sentences[i].words)].clone()
                 size = state.numel() * state.element_size()
                 if self.used + size > self.budget_bytes:
                     full = True
@@ -46,9 +46,11 @@ class FrozenFeatureCache:
             if full:
                 break
         self.filled.add(split)
-        log.info(f"feature LM states cached for {len(self.states) - before:,} of {len(sentences):,} {split} "
-                 f"sentences ({self.used / 2**20:,.0f} MB in all; model.lm_features_cache_mb="
-                 f"{self.budget_bytes / 2**20:,.0f})")
+        log.info(
+            f"feature LM states cached for {len(self.states) - before:,} of {len(sentences):,} {split} "
+            f"sentences ({self.used / 2**20:,.0f} MB in all; model.lm_features_cache_mb="
+            f"{self.budget_bytes / 2**20:,.0f})"
+        )
 
     def lookup(self, split: str, indices: List[int]) -> Optional[Tensor]:
         """(B, T, D) states of these sentences, zero-padded, or None if one is not cached."""

@@ -40,9 +40,24 @@ log = logging.getLogger("nlp_lstm")
 # lm_loss_hidden only shape the training-only LM-cost heads, which start fresh anyway;
 # lm_loss_weight is not here: with feature-LM states, whether it is on decides the first
 # layer's input sizes (see SequenceTagger.lm_directions_split).
-PER_RUN = ("init_from", "dropout_embedding", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop",
-           "locked_dropout", "init_range", "activation_reg", "temporal_activation_reg", "word_dropout",
-           "word_vectors_freeze", "lm_fine_tune", "lm_features_cache_mb", "lm_loss_vocab", "lm_loss_hidden")
+PER_RUN = (
+    "init_from",
+    "dropout_embedding",
+    "dropout_input",
+    "dropout_hidden",
+    "dropout_output",
+    "weight_drop",
+    "locked_dropout",
+    "init_range",
+    "activation_reg",
+    "temporal_activation_reg",
+    "word_dropout",
+    "word_vectors_freeze",
+    "lm_fine_tune",
+    "lm_features_cache_mb",
+    "lm_loss_vocab",
+    "lm_loss_hidden",
+)
 
 
 def read_init_package(path: str, task: str) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
@@ -52,8 +67,10 @@ def read_init_package(path: str, task: str) -> Tuple[Dict[str, Any], Dict[str, t
         raise ConfigError(f"config model.init_from={path!r}: {exc}") from None
     if meta.get("task") != task:
         what = {"lm": "a language model", "tagging": "a tagger"}
-        raise ConfigError(f"config model.init_from={path!r}: {what.get(meta.get('task'), 'an unknown')} package; "
-                          f"task={task} needs {what[task]} package")
+        raise ConfigError(
+            f"config model.init_from={path!r}: {what.get(meta.get('task'), 'an unknown')} package; "
+            f"task={task} needs {what[task]} package"
+        )
     return meta, state_dict
 
 
@@ -61,16 +78,20 @@ def merged_model_config(run_cfg, package_model: Dict[str, Any]):
     """This run's model config with every key of the package's but those of PER_RUN."""
     known = {f.name for f in fields(run_cfg)}
     taken = {k: v for k, v in package_model.items() if k in known and k not in PER_RUN}
-    differing = [f"{k}={v!r} (this run: {getattr(run_cfg, k)!r})" for k, v in taken.items()
-                 if v != getattr(run_cfg, k) and not (k in ("word_vectors", "lm_features") and v is None)]
+    differing = [
+        f"{k}={v!r} (this run: {getattr(run_cfg, k)!r})"
+        for k, v in taken.items()
+        if v != getattr(run_cfg, k) and not (k in ("word_vectors", "lm_features") and v is None)
+    ]
     if differing:
         log.info(f"model.init_from: the package's architecture is used: {', '.join(differing)}")
     return replace(run_cfg, **taken)
 
 
 @torch.no_grad()
-def load_leading_weights(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], path: str,
-                         skip_prefix: str = "") -> None:
+def load_leading_weights(
+    model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], path: str, skip_prefix: str = ""
+) -> None:
     """Copy each package weight into the model: whole where the shapes agree, into the
     leading block where the model's tensor is larger (rows and columns of new vocabulary
     entries and tags come after the package's)."""
@@ -78,11 +99,15 @@ def load_leading_weights(model: torch.nn.Module, state_dict: Dict[str, torch.Ten
     missing = [k for k in own if k not in state_dict and not (skip_prefix and k.startswith(skip_prefix))]
     unexpected = [k for k in state_dict if k not in own]
     if missing or unexpected:
-        raise ConfigError(f"config model.init_from={path!r}: the package's weights do not fit this model "
-                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ConfigError(
+            f"config model.init_from={path!r}: the package's weights do not fit this model "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     for name, source in state_dict.items():
         target = own[name]
         if source.dim() != target.dim() or any(s > t for s, t in zip(source.shape, target.shape)):
-            raise ConfigError(f"config model.init_from={path!r}: weight {name} has shape {tuple(source.shape)}, "
-                              f"this model's is {tuple(target.shape)}")
+            raise ConfigError(
+                f"config model.init_from={path!r}: weight {name} has shape {tuple(source.shape)}, "
+                f"this model's is {tuple(target.shape)}"
+            )
         target[tuple(slice(0, s) for s in source.shape)] = source.to(target.dtype)

@@ -13,12 +13,12 @@ import torch
 from nlp_lstm.data.lm_batches import TrainStream, window_length
 from nlp_lstm.data.lm_corpus import LMCorpus, SplitStats, prepare_lm_corpus
 from nlp_lstm.data.tokenizers import Tokenizer, save_tokenizer
+from nlp_lstm.inference.lm_scoring import score_stream
 from nlp_lstm.models.generation import sample
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.rnn import detach_state, mask_state
 from nlp_lstm.package import save_package
 from nlp_lstm.tasks.init_from import load_leading_weights, merged_model_config, read_init_package
-from nlp_lstm.inference.lm_scoring import score_stream
 from nlp_lstm.training.distributed import SINGLE, DistInfo, sum_over_ranks
 from nlp_lstm.training.task import StepOutput, TrainingTask
 
@@ -45,8 +45,9 @@ class LanguageModelingTask(TrainingTask):
             tokenizer_dir = Path(cfg.model.init_from) / "tokenizer"
             if "tokenizer" in meta["configs"]:
                 cfg.tokenizer = type(cfg.tokenizer)(**meta["configs"]["tokenizer"])
-        self.corpus = corpus or prepare_lm_corpus(cfg.data, cfg.tokenizer, cfg.paths.data_dir, log=log.info,
-                                                  tokenizer_dir=tokenizer_dir)
+        self.corpus = corpus or prepare_lm_corpus(
+            cfg.data, cfg.tokenizer, cfg.paths.data_dir, log=log.info, tokenizer_dir=tokenizer_dir
+        )
         self.tokenizer: Tokenizer = self.corpus.tokenizer
         self.eos = self.tokenizer.eos_id
         self.model = RNNLanguageModel(cfg.model, self.tokenizer.vocab_size)
@@ -54,12 +55,22 @@ class LanguageModelingTask(TrainingTask):
             load_leading_weights(self.model, init_weights, cfg.model.init_from)
             log.info(f"model.init_from: weights and tokenizer from {cfg.model.init_from}")
         self.model.to(device)
-        self.streams = [TrainStream(self.corpus.ids["train"], self.eos, cfg.task.batch_size, reverse=d == 1,
-                                    rank=dist.rank, world_size=dist.world_size)
-                        for d in range(self.model.num_directions)]
+        self.streams = [
+            TrainStream(
+                self.corpus.ids["train"],
+                self.eos,
+                cfg.task.batch_size,
+                reverse=d == 1,
+                rank=dist.rank,
+                world_size=dist.world_size,
+            )
+            for d in range(self.model.num_directions)
+        ]
         if self.streams[0].left_out:
-            log.info(f"{self.streams[0].left_out} train tokens do not fill a row of task.batch_size="
-                     f"{cfg.task.batch_size} and are not trained on (evaluation scores every token)")
+            log.info(
+                f"{self.streams[0].left_out} train tokens do not fill a row of task.batch_size="
+                f"{cfg.task.batch_size} and are not trained on (evaluation scores every token)"
+            )
         self.window_rng = random.Random(cfg.seed)
         self.position = 0
         self.hidden = None
@@ -106,8 +117,12 @@ class LanguageModelingTask(TrainingTask):
         if not regularised:
             return StepOutput(loss=nll, nll_sum=nll.detach() * units, units=units)
         # The regularisers shape training only: nll_sum (train/loss, ppl) stays the NLL.
-        return StepOutput(loss=nll + ar + tar, nll_sum=nll.detach() * units, units=units,
-                          extras={"activation_reg": ar.detach(), "temporal_activation_reg": tar.detach()})
+        return StepOutput(
+            loss=nll + ar + tar,
+            nll_sum=nll.detach() * units,
+            units=units,
+            extras={"activation_reg": ar.detach(), "temporal_activation_reg": tar.detach()},
+        )
 
     def keep_step_state(self, keep) -> None:
         # A skipped step's carried hidden state may be NaN: those rows start afresh (zeros).
@@ -129,10 +144,21 @@ class LanguageModelingTask(TrainingTask):
 
     def evaluate(self, split: str) -> Dict[str, float]:
         stats: SplitStats = self.corpus.stats[split]
-        return score_stream(self.model, self.corpus.ids[split], self.eos, self.cfg.task.eval_batch_size,
-                            self.cfg.task.bptt, self.device, stats.words, stats.chars, self.tokenizer.kind,
-                            self.cfg.trainer.limit_eval_batches, self.dist.rank, self.dist.world_size,
-                            lambda sums: sum_over_ranks(sums, self.dist))
+        return score_stream(
+            self.model,
+            self.corpus.ids[split],
+            self.eos,
+            self.cfg.task.eval_batch_size,
+            self.cfg.task.bptt,
+            self.device,
+            stats.words,
+            stats.chars,
+            self.tokenizer.kind,
+            self.cfg.trainer.limit_eval_batches,
+            self.dist.rank,
+            self.dist.world_size,
+            lambda sums: sum_over_ranks(sums, self.dist),
+        )
 
     def describe(self, metrics: Dict[str, float]) -> str:
         keys = ("loss", "ppl", "word_ppl", "bpc", "ppl_forward", "ppl_backward")
@@ -140,8 +166,11 @@ class LanguageModelingTask(TrainingTask):
 
     # ------------------------------------------------------------- state
     def state_dict(self) -> Dict[str, Any]:
-        return {"position": self.position, "hidden": _state_to(self.hidden, "cpu") if self.hidden else None,
-                "window_rng": self.window_rng.getstate()}
+        return {
+            "position": self.position,
+            "hidden": _state_to(self.hidden, "cpu") if self.hidden else None,
+            "window_rng": self.window_rng.getstate(),
+        }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.position = state["position"]
@@ -150,9 +179,13 @@ class LanguageModelingTask(TrainingTask):
 
     # ------------------------------------------------------------- outputs
     def export(self, directory: Path) -> None:
-        save_package(directory, "lm", {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data,
-                                       "tokenizer": self.cfg.tokenizer},
-                     lambda d: save_tokenizer(self.tokenizer, d / "tokenizer"), self.model.state_dict())
+        save_package(
+            directory,
+            "lm",
+            {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data, "tokenizer": self.cfg.tokenizer},
+            lambda d: save_tokenizer(self.tokenizer, d / "tokenizer"),
+            self.model.state_dict(),
+        )
 
     def on_evaluation(self, monitor, step: int) -> None:
         if self.cfg.task.sample_tokens:
@@ -165,14 +198,24 @@ class LanguageModelingTask(TrainingTask):
         n = min(self.cfg.logger.projector_tokens, self.tokenizer.vocab_size)
         if n > 0:
             # Word and char vocabularies are ordered by train frequency after the two specials.
-            labels = [repr(t)[1:-1] if not t.strip() or "\t" in t else t
-                      for t in self.tokenizer.token_strings(range(n))]
+            labels = [
+                repr(t)[1:-1] if not t.strip() or "\t" in t else t for t in self.tokenizer.token_strings(range(n))
+            ]
             monitor.embedding(self.model.embedding.weight[:n], labels, step)
 
     def hparams(self) -> Dict[str, Any]:
         c = self.cfg
-        out = {"data": c.data.name, "tokenizer": c.tokenizer.kind, "vocab_size": self.tokenizer.vocab_size,
-               "optim": c.optim.name, "lr": c.optim.lr, "schedule": c.optim.schedule,
-               "batch_size": c.task.batch_size, "bptt": c.task.bptt, "precision": c.trainer.precision, "seed": c.seed}
+        out = {
+            "data": c.data.name,
+            "tokenizer": c.tokenizer.kind,
+            "vocab_size": self.tokenizer.vocab_size,
+            "optim": c.optim.name,
+            "lr": c.optim.lr,
+            "schedule": c.optim.schedule,
+            "batch_size": c.task.batch_size,
+            "bptt": c.task.bptt,
+            "precision": c.trainer.precision,
+            "seed": c.seed,
+        }
         out.update({f"model.{k}": v for k, v in vars(c.model).items()})
         return out

@@ -56,8 +56,9 @@ def load_feature_lm(path: str, device) -> LanguageModel:
     return load_config_package("model.lm_features", path, device, "lm")
 
 
-def load_feature_taggers(paths: Dict[str, str], feature_columns: Dict[str, int], device,
-                         train: Sequence[Sentence] = ()) -> Dict[str, Tagger]:
+def load_feature_taggers(
+    paths: Dict[str, str], feature_columns: Dict[str, int], device, train: Sequence[Sentence] = ()
+) -> Dict[str, Tagger]:
     """model.feature_taggers, each checked to be a tagger package for one of the model's
     input columns whose tags cover every value that column holds in `train` (a tagger of
     another kind, e.g. an NER tagger given for POS, would feed the model values it never
@@ -65,24 +66,35 @@ def load_feature_taggers(paths: Dict[str, str], feature_columns: Dict[str, int],
     taggers = {}
     for name, path in (paths or {}).items():
         if name not in (feature_columns or {}):
-            raise ConfigError(f"config model.feature_taggers.{name}: the model has no input column {name!r} "
-                              f"(data.feature_columns={dict(feature_columns or {})})")
+            raise ConfigError(
+                f"config model.feature_taggers.{name}: the model has no input column {name!r} "
+                f"(data.feature_columns={dict(feature_columns or {})})"
+            )
         tagger = load_config_package(f"model.feature_taggers.{name}", path, device, "tagger")
         labels = set(tagger.labels)
         misses = Counter(v for s in train for v in s.features.get(name, ()) if v not in labels)
         if misses:
             shown = ", ".join(f"{v!r} ({n} tokens)" for v, n in sorted(misses.items(), key=lambda x: (-x[1], x[0]))[:3])
-            raise ConfigError(f"config model.feature_taggers.{name}={path!r}: its tags do not cover the values of "
-                              f"column {name!r} in the train split: {len(misses)} value(s) it never predicts, "
-                              f"e.g. {shown}")
+            raise ConfigError(
+                f"config model.feature_taggers.{name}={path!r}: its tags do not cover the values of "
+                f"column {name!r} in the train split: {len(misses)} value(s) it never predicts, "
+                f"e.g. {shown}"
+            )
         taggers[name] = tagger
     return taggers
 
 
 # Keys of the shared model schema that only language models read: left out of a tagger's
 # HParams table.
-LM_ONLY_MODEL_KEYS = ("tie_weights", "last_layer_size", "softmax", "adaptive_cutoffs", "adaptive_div_value",
-                      "activation_reg", "temporal_activation_reg")
+LM_ONLY_MODEL_KEYS = (
+    "tie_weights",
+    "last_layer_size",
+    "softmax",
+    "adaptive_cutoffs",
+    "adaptive_div_value",
+    "activation_reg",
+    "temporal_activation_reg",
+)
 
 
 class TaggingTask(TrainingTask):
@@ -104,29 +116,41 @@ class TaggingTask(TrainingTask):
         if cfg.model.word_vectors and init_weights is None:
             self.vocabs, self.word_vectors = load_word_vectors(cfg.model, self.vocabs)
         if cfg.model.lm_features:  # a package's own copy when starting from one
-            self.feature_lm = (read_feature_lm(Path(cfg.model.init_from), device) if init_weights is not None
-                               else load_feature_lm(cfg.model.lm_features, device))
+            self.feature_lm = (
+                read_feature_lm(Path(cfg.model.init_from), device)
+                if init_weights is not None
+                else load_feature_lm(cfg.model.lm_features, device)
+            )
         else:
             self.feature_lm = None
-        self.feature_taggers = load_feature_taggers(cfg.model.feature_taggers, cfg.data.feature_columns, device,
-                                                    self.splits["train"])
+        self.feature_taggers = load_feature_taggers(
+            cfg.model.feature_taggers, cfg.data.feature_columns, device, self.splits["train"]
+        )
         lm_tokenizer = self.feature_lm.tokenizer if self.feature_lm else None
-        self.encoded = {s: [encode(x, self.vocabs, self.scheme, self.corpus_scheme, lm_tokenizer) for x in sents]
-                        for s, sents in self.splits.items()}
+        self.encoded = {
+            s: [encode(x, self.vocabs, self.scheme, self.corpus_scheme, lm_tokenizer) for x in sents]
+            for s, sents in self.splits.items()
+        }
         for split in ("valid", "test"):
             unknown = sum(1 for e in self.encoded.get(split, []) if e.tags is None)
             if unknown:
-                log.info(f"{split}: {unknown} sentence(s) hold a tag never seen in train; "
-                         f"it can never be predicted and is scored as an error")
+                log.info(
+                    f"{split}: {unknown} sentence(s) hold a tag never seen in train; "
+                    f"it can never be predicted and is scored as an error"
+                )
         sizes = ", ".join(f"{split} {len(sentences):,}" for split, sentences in self.splits.items())
-        log.info(f"tagging corpus {cfg.data.name}: sentences: {sizes}; {len(self.vocabs.words):,} words, "
-                 f"{len(self.vocabs.tags)} tags ({self.scheme})")
+        log.info(
+            f"tagging corpus {cfg.data.name}: sentences: {sizes}; {len(self.vocabs.words):,} words, "
+            f"{len(self.vocabs.tags)} tags ({self.scheme})"
+        )
         self.model = build_tagger(cfg.model, self.vocabs, self.scheme, self.feature_lm)
         if init_weights is not None:
             load_leading_weights(self.model, init_weights, cfg.model.init_from, skip_prefix=TRAINING_ONLY_PREFIX)
-        self.lm_cache = (FrozenFeatureCache(cfg.model.lm_features_cache_mb)
-                         if self.feature_lm is not None and not cfg.model.lm_fine_tune
-                         and cfg.model.lm_features_cache_mb > 0 else None)
+        self.lm_cache = (
+            FrozenFeatureCache(cfg.model.lm_features_cache_mb)
+            if self.feature_lm is not None and not cfg.model.lm_fine_tune and cfg.model.lm_features_cache_mb > 0
+            else None
+        )
         if self.word_vectors is not None:
             self._initialise_word_vectors()
         self.model.to(device)
@@ -142,25 +166,33 @@ class TaggingTask(TrainingTask):
         cfg, path = self.cfg, self.cfg.model.init_from
         for key in ("word_vectors", "lm_features"):
             if getattr(cfg.model, key):
-                raise ConfigError(f"config model.{key}={getattr(cfg.model, key)!r}: a run with model.init_from "
-                                  f"keeps the package's {key.replace('_', ' ')}; leave model.{key} unset")
+                raise ConfigError(
+                    f"config model.{key}={getattr(cfg.model, key)!r}: a run with model.init_from "
+                    f"keeps the package's {key.replace('_', ' ')}; leave model.{key} unset"
+                )
         meta, weights = read_init_package(path, "tagging")
         configs = meta["configs"]
         package_scheme = model_scheme(SimpleNamespace(**configs["task"]), SimpleNamespace(**configs["data"]))
         if package_scheme != self.scheme:
-            raise ConfigError(f"config task.train_scheme: the package at {path} predicts {package_scheme} tags, "
-                              f"this run {self.scheme}; set task.train_scheme={package_scheme}")
+            raise ConfigError(
+                f"config task.train_scheme: the package at {path} predicts {package_scheme} tags, "
+                f"this run {self.scheme}; set task.train_scheme={package_scheme}"
+            )
         # The package's feature taggers are its own copies (the paths it was trained with
         # may be gone); this run's, if any, are added or replace them.
-        packaged = {name: str(Path(path) / FEATURE_TAGGERS / name)
-                    for name in configs["model"].get("feature_taggers") or {}}
-        cfg.model = merged_model_config(cfg.model, {**configs["model"],
-                                                    "feature_taggers": {**packaged, **dict(cfg.model.feature_taggers)}})
+        packaged = {
+            name: str(Path(path) / FEATURE_TAGGERS / name) for name in configs["model"].get("feature_taggers") or {}
+        }
+        cfg.model = merged_model_config(
+            cfg.model, {**configs["model"], "feature_taggers": {**packaged, **dict(cfg.model.feature_taggers)}}
+        )
         vocabs = TaggingVocabs.load(Path(path))
         columns = sorted(dict(cfg.data.feature_columns or {}))
         if columns != sorted(vocabs.features):
-            raise ConfigError(f"config data.feature_columns: the package at {path} reads input column(s) "
-                              f"{sorted(vocabs.features)}, this run gives {columns}")
+            raise ConfigError(
+                f"config data.feature_columns: the package at {path} reads input column(s) "
+                f"{sorted(vocabs.features)}, this run gives {columns}"
+            )
         self.summary["init_from"] = {"path": str(path), **meta.get("info", {})}
         return weights, vocabs
 
@@ -168,13 +200,18 @@ class TaggingTask(TrainingTask):
         vectors = self.word_vectors
         has_vector = initialise_word_embedding(self.model.word_embedding.weight, self.vocabs, vectors)
         covered = coverage(self.encoded, has_vector)
-        self.summary["word_vectors"] = {**vectors.describe(), "vocabulary": len(self.vocabs.words),
-                                        "with_vector": int(has_vector.sum()),
-                                        **{f"coverage_{split}": round(c, 6) for split, c in covered.items()}}
-        log.info(f"word vectors {vectors.path} ({vectors.format}, {vectors.dim}d): {vectors.rows_read:,} rows read; "
-                 f"{int(has_vector.sum()):,} of {len(self.vocabs.words):,} vocabulary words have one "
-                 f"({len(vectors.new_words):,} added from the file); token coverage "
-                 + ", ".join(f"{split} {100 * c:.1f}%" for split, c in covered.items()))
+        self.summary["word_vectors"] = {
+            **vectors.describe(),
+            "vocabulary": len(self.vocabs.words),
+            "with_vector": int(has_vector.sum()),
+            **{f"coverage_{split}": round(c, 6) for split, c in covered.items()},
+        }
+        log.info(
+            f"word vectors {vectors.path} ({vectors.format}, {vectors.dim}d): {vectors.rows_read:,} rows read; "
+            f"{int(has_vector.sum()):,} of {len(self.vocabs.words):,} vocabulary words have one "
+            f"({len(vectors.new_words):,} added from the file); token coverage "
+            + ", ".join(f"{split} {100 * c:.1f}%" for split, c in covered.items())
+        )
 
     def _cached_lm_states(self, split: str, indices: List[int]):
         """The frozen feature LM's states for these sentences of `split` (None where not all
@@ -197,8 +234,9 @@ class TaggingTask(TrainingTask):
         world = self.dist.world_size
         # Data-parallel: global batches of batch_size * world sentences, rank r takes every
         # world-th sentence of each (the same batches one process with the global batch sees).
-        self.batches = batch_indices([len(s.words) for s in self.encoded["train"]], self.cfg.task.batch_size * world,
-                                     shuffle=True, rng=rng)
+        self.batches = batch_indices(
+            [len(s.words) for s in self.encoded["train"]], self.cfg.task.batch_size * world, shuffle=True, rng=rng
+        )
         self.epoch, self.position = epoch, 0
 
     def steps_done_in_epoch(self) -> int:
@@ -209,7 +247,7 @@ class TaggingTask(TrainingTask):
             return None
         global_batch = self.batches[self.position]
         self.position += 1
-        mine = global_batch[self.dist.rank::self.dist.world_size]
+        mine = global_batch[self.dist.rank :: self.dist.world_size]
         # The loss is the sum over this rank's sentences divided by the global batch's size:
         # DDP averages gradients over ranks, so the world size is multiplied back in. A rank
         # whose share of a short last batch is empty runs one sentence at weight zero.
@@ -225,7 +263,9 @@ class TaggingTask(TrainingTask):
         sentences = int(batch.lengths.numel()) if weight else 0
         batch = batch.to(self.device)
         nll, lm_nll = self.model.training_losses(batch)
-        return StepOutput(loss=(nll + lm_nll) * weight, nll_sum=nll.detach() * (weight > 0), units=sentences, tokens=tokens)
+        return StepOutput(
+            loss=(nll + lm_nll) * weight, nll_sum=nll.detach() * (weight > 0), units=sentences, tokens=tokens
+        )
 
     # ------------------------------------------------------------- evaluation
     def has_split(self, split: str) -> bool:
@@ -241,8 +281,9 @@ class TaggingTask(TrainingTask):
         if self.lm_cache is not None:
             for indices, batch in batches:
                 batch.lm_states = self._cached_lm_states(split, [rank + world * i for i in indices])
-        predicted, loss, scored = predict(self.model, mine, self.vocabs, self.cfg.task.eval_batch_size,
-                                          self.device, batches=batches)[:3]
+        predicted, loss, scored = predict(
+            self.model, mine, self.vocabs, self.cfg.task.eval_batch_size, self.device, batches=batches
+        )[:3]
         if self.dist.enabled:
             shares = gather_objects((predicted, loss, scored), self.dist)
             predicted = [None] * len(encoded)
@@ -275,19 +316,31 @@ class TaggingTask(TrainingTask):
         labels, matrix = self.last_confusion
         # The labels are every gold and predicted tag, so the matrix's final 'other' row and
         # column are empty: left out.
-        matrix = [row[:len(labels)] for row in matrix[:len(labels)]]
+        matrix = [row[: len(labels)] for row in matrix[: len(labels)]]
         # Figures in groups of their own after train/ and valid/: Time Series opens its first
         # two groups (sorted by name), which should be the curves.
         monitor.figure("valid_figures/confusion_matrix", figures.confusion_figure(labels, matrix), step)
-        monitor.table("valid/confusion_matrix", ["gold \\ predicted"] + labels,
-                      [[label] + list(row) for label, row in zip(labels, matrix)], step)
+        monitor.table(
+            "valid/confusion_matrix",
+            ["gold \\ predicted"] + labels,
+            [[label] + list(row) for label, row in zip(labels, matrix)],
+            step,
+        )
         if self.last_per_type:
             types = sorted(self.last_per_type)
-            monitor.figure("valid_figures/f1_per_type", figures.bar_figure(
-                types, [self.last_per_type[t] for t in types], "valid F1 per type", "F1"), step)
+            monitor.figure(
+                "valid_figures/f1_per_type",
+                figures.bar_figure(types, [self.last_per_type[t] for t in types], "valid F1 per type", "F1"),
+                step,
+            )
         if self.model.crf is not None:
-            monitor.figure("weights/crf_transitions", figures.transitions_figure(
-                self.vocabs.tags.get_itos(), self.model.crf.transitions.detach().float().cpu()), step)
+            monitor.figure(
+                "weights/crf_transitions",
+                figures.transitions_figure(
+                    self.vocabs.tags.get_itos(), self.model.crf.transitions.detach().float().cpu()
+                ),
+                step,
+            )
 
     # ------------------------------------------------------------- state
     def state_dict(self) -> Dict[str, Any]:
@@ -306,14 +359,25 @@ class TaggingTask(TrainingTask):
             for name, path in self.cfg.model.feature_taggers.items():
                 shutil.copytree(path, d / FEATURE_TAGGERS / name)
 
-        save_package(directory, "tagging", {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data},
-                     write_assets, {k: v for k, v in self.model.state_dict().items()
-                                    if not k.startswith(TRAINING_ONLY_PREFIX)},
-                     info=self.summary)
+        save_package(
+            directory,
+            "tagging",
+            {"model": self.cfg.model, "task": self.cfg.task, "data": self.cfg.data},
+            write_assets,
+            {k: v for k, v in self.model.state_dict().items() if not k.startswith(TRAINING_ONLY_PREFIX)},
+            info=self.summary,
+        )
 
     def hparams(self) -> Dict[str, Any]:
         c = self.cfg
-        out = {"data": c.data.name, "scheme": self.scheme, "optim": c.optim.name, "lr": c.optim.lr,
-               "batch_size": c.task.batch_size, "precision": c.trainer.precision, "seed": c.seed}
+        out = {
+            "data": c.data.name,
+            "scheme": self.scheme,
+            "optim": c.optim.name,
+            "lr": c.optim.lr,
+            "batch_size": c.task.batch_size,
+            "precision": c.trainer.precision,
+            "seed": c.seed,
+        }
         out.update({f"model.{k}": v for k, v in vars(c.model).items() if k not in LM_ONLY_MODEL_KEYS})
         return out

@@ -20,11 +20,18 @@ SPECIALS = 2  # <pad>, <unk>: never looked up in a vector file
 def load_word_vectors(model_cfg, vocabs: TaggingVocabs) -> Tuple[TaggingVocabs, WordVectors]:
     """The vectors of model.word_vectors for the train vocabulary, and the vocabulary
     extended with the file's most frequent words (model.word_vectors_max)."""
-    vectors = read_word_vectors(model_cfg.word_vectors, vocabs.words.get_itos()[SPECIALS:],
-                                model_cfg.word_vectors_format, model_cfg.word_vectors_max, vocabs.lowercase_words)
+    vectors = read_word_vectors(
+        model_cfg.word_vectors,
+        vocabs.words.get_itos()[SPECIALS:],
+        model_cfg.word_vectors_format,
+        model_cfg.word_vectors_max,
+        vocabs.lowercase_words,
+    )
     if vectors.dim != model_cfg.emb_size:
-        raise ConfigError(f"config model.emb_size={model_cfg.emb_size}: the vectors in {model_cfg.word_vectors} have "
-                          f"{vectors.dim} dimensions; set model.emb_size={vectors.dim}")
+        raise ConfigError(
+            f"config model.emb_size={model_cfg.emb_size}: the vectors in {model_cfg.word_vectors} have "
+            f"{vectors.dim} dimensions; set model.emb_size={vectors.dim}"
+        )
     return vocabs.with_words(vectors.new_words), vectors
 
 

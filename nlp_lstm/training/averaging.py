@@ -20,20 +20,31 @@ from torch.optim.swa_utils import AveragedModel
 log = logging.getLogger("nlp_lstm")
 
 
-def start_when_stalled(optim, averaged: Optional[AveragedModel], model: torch.nn.Module, earlier_losses: List[float],
-                       loss: float, step: int) -> Optional[AveragedModel]:
+def start_when_stalled(
+    optim,
+    averaged: Optional[AveragedModel],
+    model: torch.nn.Module,
+    earlier_losses: List[float],
+    loss: float,
+    step: int,
+) -> Optional[AveragedModel]:
     """NT-ASGD's trigger, after a scheduled evaluation: the average (a new one once the
     validation `loss` is worse than the best of the evaluations before the last
     `optim.nonmono`), else `averaged` as it was."""
-    if (optim.name == "ntasgd" and averaged is None and len(earlier_losses) > optim.nonmono
-            and loss > min(earlier_losses[:-optim.nonmono])):
+    if (
+        optim.name == "ntasgd"
+        and averaged is None
+        and len(earlier_losses) > optim.nonmono
+        and loss > min(earlier_losses[: -optim.nonmono])
+    ):
         log.info(f"NT-ASGD: validation stalled, averaging iterates from step {step}")
         return AveragedModel(model)
     return averaged
 
 
-def start_at_epoch(optim, averaged: Optional[AveragedModel], model: torch.nn.Module,
-                   epochs_done: int) -> Optional[AveragedModel]:
+def start_at_epoch(
+    optim, averaged: Optional[AveragedModel], model: torch.nn.Module, epochs_done: int
+) -> Optional[AveragedModel]:
     """`optim.average_from_epoch`, at the end of an epoch: the average (a new one, holding
     the weights the next epoch starts from, once that epoch is the configured one), else
     `averaged` as it was."""
@@ -63,7 +74,7 @@ def update_average(averaged: AveragedModel, model: torch.nn.Module, keep: Option
     n_new = n + add
     # 1 for the first iterate (an exact copy: lerp at weight 1 returns the end point),
     # 1/(n+1) after it, 0 where the step was skipped.
-    weight = (add.float() / n_new.clamp(min=1).float())
+    weight = add.float() / n_new.clamp(min=1).float()
     averaged_params = [p.detach() for p in averaged.module.parameters()]
     model_params = [p.detach() for p in model.parameters()]
     # A weight per tensor (an expanded view): the single-tensor-weight overload reads it on the host.

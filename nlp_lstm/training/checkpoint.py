@@ -57,8 +57,10 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
         with open(path, "rb") as handle:
             magic, header, body = handle.readline(), handle.readline(), handle.read()
     except FileNotFoundError:
-        raise NlpLstmError(f"{path}: no checkpoint to resume from (trainer.resume=true needs the "
-                           f"run dir of an earlier run: hydra.run.dir=<that dir>)") from None
+        raise NlpLstmError(
+            f"{path}: no checkpoint to resume from (trainer.resume=true needs the "
+            f"run dir of an earlier run: hydra.run.dir=<that dir>)"
+        ) from None
     except OSError as exc:
         raise NlpLstmError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
     fields = header.split()
@@ -71,9 +73,13 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     try:
         payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except Exception as exc:  # e.g. pickled code, which weights_only refuses to run
-        raise NlpLstmError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise NlpLstmError(
+            f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
     if payload.get("format") != CHECKPOINT_FORMAT:
-        raise NlpLstmError(f"{path}: checkpoint format {payload.get('format')!r}, this version reads {CHECKPOINT_FORMAT}")
+        raise NlpLstmError(
+            f"{path}: checkpoint format {payload.get('format')!r}, this version reads {CHECKPOINT_FORMAT}"
+        )
     return payload
 
 
@@ -103,7 +109,9 @@ def _read_marker(run_dir: Path) -> Dict[str, Any]:
         marker["config"]  # noqa: B018 (every marker has it)
         return marker
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise NlpLstmError(f"{path}: unreadable run marker ({type(exc).__name__}): delete the run dir to start afresh") from None
+        raise NlpLstmError(
+            f"{path}: unreadable run marker ({type(exc).__name__}): delete the run dir to start afresh"
+        ) from None
 
 
 def read_run_marker(run_dir: Path) -> Dict[str, Any]:
@@ -127,4 +135,5 @@ def check_same_run(saved: Dict[str, Any], new: Dict[str, Any]) -> None:
                 raise NlpLstmError(
                     f"config {group}.{key}={now.get(key)!r} differs from the run's {old.get(key)!r}: a resumed run "
                     f"trains what it started with (only trainer.* and logger.* may change); train something else "
-                    f"in a new hydra.run.dir")
+                    f"in a new hydra.run.dir"
+                )

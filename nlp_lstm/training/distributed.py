@@ -52,8 +52,10 @@ def init_from_env(device_setting: str) -> DistInfo:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = _uses_cuda(device_setting)
     if device_setting.startswith("cuda:"):
-        raise ConfigError(f"config trainer.device={device_setting!r}: under torchrun each rank takes "
-                          "cuda:LOCAL_RANK; use trainer.device=cuda")
+        raise ConfigError(
+            f"config trainer.device={device_setting!r}: under torchrun each rank takes "
+            "cuda:LOCAL_RANK; use trainer.device=cuda"
+        )
     if use_cuda:  # first: NCCL binds its communicator to the current device
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
@@ -138,8 +140,10 @@ def rank_share(task_state: Any, rng: Any, info: DistInfo, checkpoint_path: Path)
     many ranks; a single process writes them alone."""
     if isinstance(task_state, list):
         if len(task_state) != info.world_size:
-            raise NlpLstmError(f"{checkpoint_path}: written by {len(task_state)} processes; resume it with "
-                               f"the same number (torchrun --nproc_per_node={len(task_state)})")
+            raise NlpLstmError(
+                f"{checkpoint_path}: written by {len(task_state)} processes; resume it with "
+                f"the same number (torchrun --nproc_per_node={len(task_state)})"
+            )
         return task_state[info.rank], rng[info.rank]
     if info.enabled:
         raise NlpLstmError(f"{checkpoint_path}: written by a single process; resume it without torchrun")

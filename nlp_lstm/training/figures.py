@@ -40,8 +40,15 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]):
         for i in range(n):
             for j in range(n):
                 if counts[i, j]:
-                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7,
-                            color="white" if shares[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(counts[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if shares[i, j] > 0.5 else "black",
+                    )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of gold row")
     fig.tight_layout()
     return fig
@@ -56,8 +63,12 @@ def transitions_figure(tags: Sequence[str], transitions):
     bound = float(np.abs(finite).max()) if finite.size else 1.0
     n = len(tags)
     fig, ax = plt.subplots(figsize=(_side(n) + 1.2, _side(n)), dpi=100)
-    image = ax.imshow(np.clip(np.nan_to_num(scores, neginf=-bound, posinf=bound), -bound, bound),
-                      cmap="RdBu_r", vmin=-bound, vmax=bound)
+    image = ax.imshow(
+        np.clip(np.nan_to_num(scores, neginf=-bound, posinf=bound), -bound, bound),
+        cmap="RdBu_r",
+        vmin=-bound,
+        vmax=bound,
+    )
     ax.set_xticks(range(n), tags, rotation=90, fontsize=8)
     ax.set_yticks(range(n), tags, fontsize=8)
     ax.set_xlabel("to tag")

@@ -29,8 +29,7 @@ def _flatten(prefix: str, metrics: Dict[str, Any]) -> Dict[str, float]:
 
 
 class Monitor:
-    def __init__(self, run_dir: Path, tensorboard: bool, purge_step: Optional[int] = None,
-                 writes: bool = True) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool, purge_step: Optional[int] = None, writes: bool = True) -> None:
         """`writes=False` (data-parallel ranks other than 0): report nothing."""
         self.run_dir, self.writes = run_dir, writes
         tensorboard = tensorboard and writes
@@ -78,8 +77,13 @@ class Monitor:
         """The Custom Scalars tab: one chart per title, each overlaying its tags (train and
         valid loss on one chart). Tags are matched as regular expressions, so each is anchored."""
         if self.writer:
-            self.writer.add_custom_scalars({"training": {
-                title: ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]] for title, tags in charts.items()}})
+            self.writer.add_custom_scalars(
+                {
+                    "training": {
+                        title: ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]] for title, tags in charts.items()
+                    }
+                }
+            )
 
     def figure(self, tag: str, figure, step: int) -> None:
         """A matplotlib figure in the Images tab (closed once written)."""
@@ -102,12 +106,17 @@ class Monitor:
         rows = matrix.detach().float().cpu().tolist()
         atomic_write_text(folder / "tensors.tsv", "".join("\t".join(f"{x:.6g}" for x in row) + "\n" for row in rows))
         # the metadata column: one line per row, tabs and newlines in a token would break it
-        atomic_write_text(folder / "metadata.tsv",
-                          "".join(str(label).replace("\t", " ").replace("\n", " ") + "\n" for label in labels))
+        atomic_write_text(
+            folder / "metadata.tsv",
+            "".join(str(label).replace("\t", " ").replace("\n", " ") + "\n" for label in labels),
+        )
         config = projector.ProjectorConfig()
         entry = config.embeddings.add()
-        entry.tensor_name, entry.tensor_path, entry.metadata_path = f"{tag} (step {step})", f"{tag}/tensors.tsv", \
-            f"{tag}/metadata.tsv"
+        entry.tensor_name, entry.tensor_path, entry.metadata_path = (
+            f"{tag} (step {step})",
+            f"{tag}/tensors.tsv",
+            f"{tag}/metadata.tsv",
+        )
         projector.visualize_embeddings(str(self.log_dir), config)
 
     def hparams(self, hparams: Dict[str, Any], final_metrics: Dict[str, float]) -> None:

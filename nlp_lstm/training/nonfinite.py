@@ -58,7 +58,8 @@ class NonfiniteSteps:
     def read(self) -> NonfiniteReport:
         """The counters since the last read, in one device-to-host copy; then restarts them."""
         skipped, run, longest, first, was_loss = torch.stack(
-            [self.skipped, self.run, self.longest, self.first_step, self.first_was_loss]).tolist()
+            [self.skipped, self.run, self.longest, self.first_step, self.first_was_loss]
+        ).tolist()
         self.skipped.zero_()
         self.longest.fill_(run)  # a run that goes on counts from where it is
         self.first_step.fill_(-1)
@@ -69,8 +70,12 @@ def without_skipped(out: StepOutput, keep: Tensor) -> StepOutput:
     """The step's output as the running averages count it: a skipped step adds no loss and
     no regulariser values, and `kept` says which steps counted."""
     zero = torch.zeros((), device=out.nll_sum.device)
-    return dataclasses.replace(out, nll_sum=torch.where(keep, out.nll_sum, zero), kept=keep,
-                               extras={k: torch.where(keep, v, zero) for k, v in out.extras.items()})
+    return dataclasses.replace(
+        out,
+        nll_sum=torch.where(keep, out.nll_sum, zero),
+        kept=keep,
+        extras={k: torch.where(keep, v, zero) for k, v in out.extras.items()},
+    )
 
 
 def stop_or_warn(report: NonfiniteReport, trainer_cfg, skipped_so_far: int) -> None:
@@ -79,12 +84,15 @@ def stop_or_warn(report: NonfiniteReport, trainer_cfg, skipped_so_far: int) -> N
     t = trainer_cfg
     what = f"non-finite {'loss' if report.first_was_loss else 'gradient'} at step {report.first_step}"
     if t.nonfinite == "stop":
-        raise NlpLstmError(f"{what} (trainer.nonfinite=stop): lower optim.lr, set optim.clip_grad_norm, "
-                           "or check the data")
+        raise NlpLstmError(
+            f"{what} (trainer.nonfinite=stop): lower optim.lr, set optim.clip_grad_norm, or check the data"
+        )
     if report.longest_run >= t.max_nonfinite_steps:
-        raise NlpLstmError(f"{what}: {report.longest_run} non-finite steps in a row "
-                           f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
-                           "lower optim.lr or set optim.clip_grad_norm")
+        raise NlpLstmError(
+            f"{what}: {report.longest_run} non-finite steps in a row "
+            f"(trainer.max_nonfinite_steps={t.max_nonfinite_steps}); the model has diverged: "
+            "lower optim.lr or set optim.clip_grad_norm"
+        )
     log.warning(f"{what}: {report.skipped} step(s) skipped since the last report ({skipped_so_far} so far)")
 
 

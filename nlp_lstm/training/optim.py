@@ -21,8 +21,9 @@ def build_optimizer(cfg, params: Iterable[torch.nn.Parameter]) -> torch.optim.Op
     if cfg.name in ("sgd", "ntasgd"):
         # NT-ASGD (Merity et al. 2017) is SGD whose iterates are averaged once validation
         # stalls; the averaging lives in training/averaging.py (an AveragedModel).
-        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                    fused=fused)
+        optimizer = torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused
+        )
         if cfg.momentum and fused:
             # Fused SGD makes its momentum buffers uninitialised on the first step and fills
             # them in the kernel, which a skipped (found_inf) first step never runs: garbage
@@ -31,8 +32,7 @@ def build_optimizer(cfg, params: Iterable[torch.nn.Parameter]) -> torch.optim.Op
             for p in params:
                 optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return optimizer
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-                             fused=fused)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=fused)
 
 
 def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: Optional[int], monitor_mode: str = "min"):
@@ -41,8 +41,9 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: Optional
     if cfg.schedule == "none":
         return None, None
     if cfg.schedule == "plateau":
-        return ReduceLROnPlateau(optimizer, mode=monitor_mode, factor=cfg.plateau_factor,
-                                 patience=cfg.plateau_patience, min_lr=cfg.min_lr), "eval"
+        return ReduceLROnPlateau(
+            optimizer, mode=monitor_mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+        ), "eval"
     if cfg.schedule == "exponential":
         # Zaremba et al. (2014): constant lr, then multiplied by decay_factor after every
         # epoch from decay_start_epoch on (epochs counted from 1).
@@ -51,7 +52,9 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: Optional
 
         return LambdaLR(optimizer, epoch_factor), "epoch"
     if not total_steps:
-        raise ConfigError("config optim.schedule=cosine: needs trainer.max_steps or trainer.max_epochs to know its length")
+        raise ConfigError(
+            "config optim.schedule=cosine: needs trainer.max_steps or trainer.max_epochs to know its length"
+        )
     floor = cfg.min_lr / cfg.lr
 
     def factor(step: int) -> float:

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 
-def step_optimizer(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, keep: Optional[Tensor],
-                   lr_scale: float) -> None:
+def step_optimizer(
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, keep: Optional[Tensor], lr_scale: float
+) -> None:
     """One update; `keep` is the step's non-finite verdict (None: unchecked), `lr_scale`
     the task's factor on the learning rate for this batch (variable-length BPTT)."""
     if lr_scale != 1.0:

@@ -33,8 +33,11 @@ def terminal_logging(bar_shown: bool):
         yield
         return
 
-    loggers = [logger for logger in (logging.getLogger(), logging.getLogger("nlp_lstm"))
-               if any(type(h) is logging.StreamHandler for h in logger.handlers)]
+    loggers = [
+        logger
+        for logger in (logging.getLogger(), logging.getLogger("nlp_lstm"))
+        if any(type(h) is logging.StreamHandler for h in logger.handlers)
+    ]
     before = {h for logger in loggers for h in logger.handlers}
     with logging_redirect_tqdm(loggers=loggers):
         for logger in loggers:
@@ -48,14 +51,23 @@ def epoch_bar(epoch: int, steps_per_epoch: int, steps_done: int, shown: bool) ->
     """The bar of epoch `epoch` (0-based), from the steps already done (a resume). Only on
     a terminal, where each epoch's finished bar stays on screen; in a log file (no
     terminal) the progress lines say the same."""
-    return tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}", unit="step", initial=steps_done,
-                disable=not shown, dynamic_ncols=True, leave=True, mininterval=0.5)
+    return tqdm(
+        total=steps_per_epoch,
+        desc=f"epoch {epoch + 1}",
+        unit="step",
+        initial=steps_done,
+        disable=not shown,
+        dynamic_ncols=True,
+        leave=True,
+        mininterval=0.5,
+    )
 
 
 @dataclass
 class LogWindow:
     """The steps since the last progress line. Their sums stay tensors on the device where
     the steps make tensors, so adding a step reads nothing back; the line reads them once."""
+
     nll: Any = 0.0  # summed loss of the steps not skipped
     units: int = 0
     kept_units: Any = 0  # units of the steps not skipped (a tensor under trainer.nonfinite)
@@ -82,16 +94,20 @@ class LogWindow:
 
 
 def bar_postfix(metrics: Dict[str, float], unit: str, skipped_steps: int) -> Dict[str, Any]:
-    shown: Dict[str, Any] = {k: f"{v:.4g}" for k, v in metrics.items()
-                             if k not in ("grad_norm", "skipped_steps") and not k.endswith("_per_sec")}
+    shown: Dict[str, Any] = {
+        k: f"{v:.4g}"
+        for k, v in metrics.items()
+        if k not in ("grad_norm", "skipped_steps") and not k.endswith("_per_sec")
+    }
     shown[f"{unit}/s"] = f"{metrics[f'{unit}_per_sec']:,.0f}"
     if skipped_steps:
         shown["skipped"] = skipped_steps
     return shown
 
 
-def progress_line(state: TrainerState, metrics: Dict[str, float], unit: str, steps_done: int,
-                  steps_per_epoch: int) -> str:
+def progress_line(
+    state: TrainerState, metrics: Dict[str, float], unit: str, steps_done: int, steps_per_epoch: int
+) -> str:
     """`step 1,200 | epoch 3 40% | loss 4.812 ppl 123 | lr 20 | 41,230 tokens/s`"""
     epoch = f"epoch {state.epoch + 1}" + (f" {100 * steps_done // max(1, steps_per_epoch)}%" if steps_per_epoch else "")
     quality = " ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "ppl", "bpc", "acc") if k in metrics)

@@ -52,8 +52,7 @@ class TrainingTask(ABC):
         """The next training batch, or None at the end of the epoch."""
 
     @abstractmethod
-    def training_step(self, batch: Any) -> StepOutput:
-        ...
+    def training_step(self, batch: Any) -> StepOutput: ...
 
     def keep_step_state(self, keep: Tensor) -> None:
         """Where `keep` (a 0-d bool tensor on the device: no sync) is false, the last training
@@ -64,20 +63,17 @@ class TrainingTask(ABC):
         return 1.0
 
     @abstractmethod
-    def evaluate(self, split: str) -> Dict[str, float]:
-        ...
+    def evaluate(self, split: str) -> Dict[str, float]: ...
 
     @abstractmethod
-    def has_split(self, split: str) -> bool:
-        ...
+    def has_split(self, split: str) -> bool: ...
 
     @abstractmethod
     def state_dict(self) -> Dict[str, Any]:
         """Data position and carried state, for exact resume."""
 
     @abstractmethod
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        ...
+    def load_state_dict(self, state: Dict[str, Any]) -> None: ...
 
     @abstractmethod
     def export(self, directory: Path) -> None:

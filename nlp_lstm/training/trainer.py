@@ -55,8 +55,15 @@ class TrainingInterrupted(NlpLstmError):
 
 
 class Trainer:
-    def __init__(self, cfg, task: TrainingTask, run_dir: Path, device: torch.device,
-                 run_config: Optional[Dict[str, Any]] = None, dist: DistInfo = SINGLE) -> None:
+    def __init__(
+        self,
+        cfg,
+        task: TrainingTask,
+        run_dir: Path,
+        device: torch.device,
+        run_config: Optional[Dict[str, Any]] = None,
+        dist: DistInfo = SINGLE,
+    ) -> None:
         self.cfg, self.tcfg, self.task, self.dist = cfg, cfg.trainer, task, dist
         self.run_dir, self.device = Path(run_dir), device
         self.model = task.model
@@ -132,16 +139,21 @@ class Trainer:
         if self.tcfg.resume and not self.checkpoint_path.exists() and run_started(self.run_dir):
             # Killed before its first checkpoint: a requeued job passes the same command.
             check_same_run(read_run_marker(self.run_dir), self.run_config)
-            log.warning(f"{self.checkpoint_path}: no checkpoint yet (the run stopped before its first one): "
-                        "starting the run from the beginning")
+            log.warning(
+                f"{self.checkpoint_path}: no checkpoint yet (the run stopped before its first one): "
+                "starting the run from the beginning"
+            )
         elif self.tcfg.resume:
             self._restore()
             finished = self._already_finished()
             if finished is not None:
                 return finished
-        self.monitor = Monitor(self.run_dir, self.cfg.logger.tensorboard,
-                               purge_step=self.state.step + 1 if self.tcfg.resume else None,
-                               writes=self.dist.is_main)
+        self.monitor = Monitor(
+            self.run_dir,
+            self.cfg.logger.tensorboard,
+            purge_step=self.state.step + 1 if self.tcfg.resume else None,
+            writes=self.dist.is_main,
+        )
         self._params = sum(p.numel() for p in self.model.parameters())
         log.info(f"model: {self._params:,} parameters on {self.device}")
         if not self.task.has_split("test"):
@@ -168,16 +180,19 @@ class Trainer:
         reason = self.state.budget_reached(self.tcfg)
         if metrics is None or reason is None:
             return None
-        log.info(f"{self.run_dir}: the run is complete ({reason} reached at step {self.state.step}); "
-                 f"raise trainer.max_steps, max_epochs or max_time to train it further")
+        log.info(
+            f"{self.run_dir}: the run is complete ({reason} reached at step {self.state.step}); "
+            f"raise trainer.max_steps, max_epochs or max_time to train it further"
+        )
         return run_result(self.task, metrics["best_valid"], metrics.get("test"), metrics["train"])
 
     def _interrupt(self) -> None:
         self.save_checkpoint()
         self._write_metrics(status="interrupted")
         self.monitor.flush()
-        raise TrainingInterrupted(f"{self.signals.received} at step {self.state.step}: checkpoint saved to "
-                                  f"{self.checkpoint_path}")
+        raise TrainingInterrupted(
+            f"{self.signals.received} at step {self.state.step}: checkpoint saved to {self.checkpoint_path}"
+        )
 
     def _train_until_done(self) -> None:
         s, t = self.state, self.tcfg
@@ -188,7 +203,8 @@ class Trainer:
         while True:
             s.wall_time = wall_at_start + time.perf_counter() - loop_start
             reason, checkpoint_due = self._stop_reason(
-                checkpoint_due=time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60)
+                checkpoint_due=time.monotonic() - last_checkpoint >= t.checkpoint_every_minutes * 60
+            )
             if reason:
                 if reason != "signal":
                     s.stop_reason = reason
@@ -313,8 +329,9 @@ class Trainer:
             metrics["grad_norm"] = float(grad_norm)
         self.monitor.scalars("train", metrics, s.step)
         bar.set_postfix(bar_postfix(metrics, self.task.unit, s.skipped_steps), refresh=False)
-        progress_log.info(progress_line(s, metrics, self.task.unit, self.task.steps_done_in_epoch(),
-                                        self.task.steps_per_epoch()))
+        progress_log.info(
+            progress_line(s, metrics, self.task.unit, self.task.steps_done_in_epoch(), self.task.steps_per_epoch())
+        )
 
     # ------------------------------------------------------------------ evaluation
     def _score_valid(self) -> Tuple[Dict[str, Any], bool]:
@@ -322,8 +339,10 @@ class Trainer:
         become the best model and the model package."""
         s = self.state
         self.read_step_flags()
-        with (averaging.evaluation_weights(self.model, self.averaged),
-              autocast_context(self.device, self.tcfg.precision)):
+        with (
+            averaging.evaluation_weights(self.model, self.averaged),
+            autocast_context(self.device, self.tcfg.precision),
+        ):
             metrics = self.task.evaluate("valid")
             improved = self.best_model.offer(metrics, s.best)
             self.task.on_evaluation(self.monitor, s.step)
@@ -332,8 +351,16 @@ class Trainer:
 
     def _record_valid(self, metrics: Dict[str, Any], improved: bool, where: str, **entry) -> None:
         s = self.state
-        s.history.append({"epoch": s.epoch, "step": s.step, "wall_time_s": round(s.wall_time, 2),
-                          "lr": self.optimizer.param_groups[0]["lr"], "valid": metrics, **entry})
+        s.history.append(
+            {
+                "epoch": s.epoch,
+                "step": s.step,
+                "wall_time_s": round(s.wall_time, 2),
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "valid": metrics,
+                **entry,
+            }
+        )
         log.info(f"{where} valid: {self.task.describe(metrics)}" + ("  (best)" if improved else ""))
 
     def _evaluate(self) -> None:
@@ -346,8 +373,9 @@ class Trainer:
         previous = [h["valid"]["loss"] for h in s.history]
         if self.schedule_when == "eval":
             self.scheduler.step(metrics[self.task.monitor_key])
-        self.averaged = averaging.start_when_stalled(self.cfg.optim, self.averaged, self.model, previous,
-                                                     metrics["loss"], s.step)
+        self.averaged = averaging.start_when_stalled(
+            self.cfg.optim, self.averaged, self.model, previous, metrics["loss"], s.step
+        )
         if improved:
             s.best, s.best_step, s.evals_since_best = metrics, s.step, 0
         else:
@@ -372,12 +400,18 @@ class Trainer:
     # ------------------------------------------------------------------ end of run
     def _write_metrics(self, status: str, **extra) -> None:
         s = self.state
-        self.monitor.write_metrics({
-            "status": status, "best_valid": s.best, "best_step": s.best_step, **extra,
-            "train": train_summary(s, self.task.unit, self.dist.world_size), "params": self._params,
-            "history": s.history,
-            **({"data": self.task.data_summary()} if self.task.data_summary() else {}),
-        })
+        self.monitor.write_metrics(
+            {
+                "status": status,
+                "best_valid": s.best,
+                "best_step": s.best_step,
+                **extra,
+                "train": train_summary(s, self.task.unit, self.dist.world_size),
+                "params": self._params,
+                "history": s.history,
+                **({"data": self.task.data_summary()} if self.task.data_summary() else {}),
+            }
+        )
 
     def _finish(self) -> Dict[str, Any]:
         s = self.state
@@ -391,6 +425,8 @@ class Trainer:
         self.task.on_finish(self.monitor, s.step)
         self.monitor.hparams(self.task.hparams(), best_model_numbers(best_valid, test, self.task.headline_keys))
         self._write_metrics(status="completed", **({"test": test} if test is not None else {}))
-        log.info(f"best valid: {self.task.describe(best_valid)}" + (f" | test: {self.task.describe(test)}" if test else ""))
+        log.info(
+            f"best valid: {self.task.describe(best_valid)}" + (f" | test: {self.task.describe(test)}" if test else "")
+        )
         log.info(f"model package: {self.model_dir}")
         return run_result(self.task, best_valid, test, train_summary(s, self.task.unit, self.dist.world_size))

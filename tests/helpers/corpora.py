@@ -30,10 +30,17 @@ def write_lines(path: Path, lines: List[str]) -> Path:
 
 
 TINY_MODEL = [
-    "model.emb_size=16", "model.hidden_size=24", "model.num_layers=2",
-    "task.batch_size=4", "task.bptt=8", "task.eval_batch_size=3", "task.sample_tokens=10",
-    "logger.histogram_every_n_steps=5", "logger.projector_tokens=20",
-    "trainer.progress_bar=false", "trainer.log_every_n_steps=2",
+    "model.emb_size=16",
+    "model.hidden_size=24",
+    "model.num_layers=2",
+    "task.batch_size=4",
+    "task.bptt=8",
+    "task.eval_batch_size=3",
+    "task.sample_tokens=10",
+    "logger.histogram_every_n_steps=5",
+    "logger.projector_tokens=20",
+    "trainer.progress_bar=false",
+    "trainer.log_every_n_steps=2",
     "trainer.num_threads=1",  # tiny models: more threads only add synchronisation
     # The LM default is auto (bf16 on a CPU with bf16 units); the tests recompute numbers in
     # fp32 and must not depend on the machine. test_config checks the default itself.
@@ -42,5 +49,9 @@ TINY_MODEL = [
 
 
 def text_data_overrides(corpus) -> List[str]:
-    return ["data=text", f"data.train={corpus['train']}", f"data.valid={corpus['valid']}",
-            f"data.test={corpus['test']}"]
+    return [
+        "data=text",
+        f"data.train={corpus['train']}",
+        f"data.valid={corpus['valid']}",
+        f"data.test={corpus['test']}",
+    ]

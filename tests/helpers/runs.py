@@ -37,21 +37,34 @@ TRAIN_PY = ROOT / "train.py"
 
 # --- python train.py --------------------------------------------------------------------------
 
-def train_py(argv: Sequence[str], data_dir: Optional[Path] = None, timeout: int = 300, process: bool = False,
-             env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+
+def train_py(
+    argv: Sequence[str],
+    data_dir: Optional[Path] = None,
+    timeout: int = 300,
+    process: bool = False,
+    env: Optional[Dict[str, str]] = None,
+) -> subprocess.CompletedProcess:
     """`python train.py ARGV` (any command line: a run, a sweep, --help) from the checkout,
     with NLP_LSTM_DATA_DIR=data_dir."""
     env = {**(env or {}), **({"NLP_LSTM_DATA_DIR": str(data_dir)} if data_dir is not None else {})}
     if process:
-        return subprocess.run([sys.executable, str(TRAIN_PY), *argv], cwd=ROOT, env={**os.environ, **env},
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, str(TRAIN_PY), *argv],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     from nlp_lstm.train_entry import main
 
     return in_process(main, [str(TRAIN_PY), *argv], env=env, timeout=timeout)
 
 
-def run_train(run_dir: Path, overrides: List[str], data_dir: Path, timeout: int = 300, check: bool = True,
-              process: bool = False) -> subprocess.CompletedProcess:
+def run_train(
+    run_dir: Path, overrides: List[str], data_dir: Path, timeout: int = 300, check: bool = True, process: bool = False
+) -> subprocess.CompletedProcess:
     """`python train.py hydra.run.dir=RUN_DIR OVERRIDES` as a user would run it; with `check`,
     a failed run fails the test with the end of its stderr."""
     proc = train_py([f"hydra.run.dir={run_dir}", *overrides], data_dir, timeout=timeout, process=process)
@@ -60,21 +73,35 @@ def run_train(run_dir: Path, overrides: List[str], data_dir: Path, timeout: int 
     return proc
 
 
-def run_train_process(run_dir: Path, overrides: List[str], data_dir: Path, timeout: int = 300,
-                      check: bool = True) -> subprocess.CompletedProcess:
+def run_train_process(
+    run_dir: Path, overrides: List[str], data_dir: Path, timeout: int = 300, check: bool = True
+) -> subprocess.CompletedProcess:
     """run_train in a new `python` process."""
     return run_train(run_dir, overrides, data_dir, timeout=timeout, check=check, process=True)
 
 
 # --- nlp-lstm -------------------------------------------------------------------------------------
 
-def run_cli(args: List[str], stdin: Optional[str] = None, timeout: int = 120, process: bool = False,
-            env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+
+def run_cli(
+    args: List[str],
+    stdin: Optional[str] = None,
+    timeout: int = 120,
+    process: bool = False,
+    env: Optional[Dict[str, str]] = None,
+) -> subprocess.CompletedProcess:
     """`python -m nlp_lstm.cli ARGS` (the `nlp-lstm` command) from the checkout, `stdin` its
     input (none: empty), `env` added to the environment."""
     if process:
-        return subprocess.run([sys.executable, "-m", "nlp_lstm.cli", *args], cwd=ROOT, capture_output=True,
-                              text=True, input=stdin, timeout=timeout, env={**os.environ, **(env or {})})
+        return subprocess.run(
+            [sys.executable, "-m", "nlp_lstm.cli", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
     from nlp_lstm import cli
 
     program = Path(cli.__file__)  # what `python -m nlp_lstm.cli` runs: a package's __main__.py
@@ -82,13 +109,15 @@ def run_cli(args: List[str], stdin: Optional[str] = None, timeout: int = 120, pr
     return in_process(lambda: cli.main(list(args)), [str(program), *args], env=env, stdin=stdin, timeout=timeout)
 
 
-def run_cli_process(args: List[str], stdin: Optional[str] = None, timeout: int = 120,
-                    env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+def run_cli_process(
+    args: List[str], stdin: Optional[str] = None, timeout: int = 120, env: Optional[Dict[str, str]] = None
+) -> subprocess.CompletedProcess:
     """run_cli in a new `python` process."""
     return run_cli(args, stdin=stdin, timeout=timeout, process=True, env=env)
 
 
 # --- the trainer, driven step by step -----------------------------------------------------------
+
 
 def step_trainer(tmp_path: Path, overrides: List[str], device: str = "cpu"):
     """(Trainer, task) built in process as train.py builds them, the task at its first
@@ -106,14 +135,20 @@ def step_trainer(tmp_path: Path, overrides: List[str], device: str = "cpu"):
 
 # --- a process's worth of state, in this process --------------------------------------------------
 
+
 class _Timeout(BaseException):
     """Raised by the alarm: a BaseException, so that no `except Exception` of the run (Hydra
     reports those and exits 1) takes it for the run's own failure."""
 
 
-def in_process(entry: Callable[[], object], argv: List[str], env: Optional[Dict[str, str]] = None,
-               stdin: Optional[str] = None, timeout: Optional[float] = None,
-               cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def in_process(
+    entry: Callable[[], object],
+    argv: List[str],
+    env: Optional[Dict[str, str]] = None,
+    stdin: Optional[str] = None,
+    timeout: Optional[float] = None,
+    cwd: Path = ROOT,
+) -> subprocess.CompletedProcess:
     """`entry()` as the body of a process started as `python ARGV` in `cwd` (sys.argv = argv,
     `env` added to the environment): its return value or SystemExit is the exit
     status as Python gives it (None 0, an int itself, anything else printed to stderr and
@@ -178,10 +213,13 @@ def _process_warnings():
 
     with warnings.catch_warnings():
         warnings.resetwarnings()
-        for action, category, module in (("default", DeprecationWarning, "__main__"),
-                                         ("ignore", DeprecationWarning, ""),
-                                         ("ignore", PendingDeprecationWarning, ""),
-                                         ("ignore", ImportWarning, ""), ("ignore", ResourceWarning, "")):
+        for action, category, module in (
+            ("default", DeprecationWarning, "__main__"),
+            ("ignore", DeprecationWarning, ""),
+            ("ignore", PendingDeprecationWarning, ""),
+            ("ignore", ImportWarning, ""),
+            ("ignore", ResourceWarning, ""),
+        ):
             warnings.filterwarnings(action, category=category, module=module, append=True)
         warnings.showwarning = show
         yield
@@ -255,8 +293,10 @@ class _SavedState:
         self.numpy_random = np.random.get_state()
         self.torch_random = torch.random.get_rng_state()
         self.threads = torch.get_num_threads()
-        self.deterministic = (torch.are_deterministic_algorithms_enabled(),
-                              torch.is_deterministic_algorithms_warn_only_enabled())
+        self.deterministic = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
         self.cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
         self.dtype = torch.get_default_dtype()
         self.grad = torch.is_grad_enabled()

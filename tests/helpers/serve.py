@@ -54,9 +54,12 @@ class ServeProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"nlp_lstm_serve_{self.port}.log", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "nlp_lstm.cli", "serve", str(model),
-                                      "--port", str(self.port), *options],
-                                     cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nlp_lstm.cli", "serve", str(model), "--port", str(self.port), *options],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

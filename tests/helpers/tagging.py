@@ -43,20 +43,38 @@ def write_conll(path: Path, n: int, seed: int, separator: str = " ", docstart: b
 
 def tagging_corpus(directory: Path) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
-    return {"train": write_conll(directory / "train.txt", 300, 1, docstart=True),
-            "valid": write_conll(directory / "dev.txt", 40, 2, separator="\t"),
-            "test": write_conll(directory / "test.txt", 40, 3)}
+    return {
+        "train": write_conll(directory / "train.txt", 300, 1, docstart=True),
+        "valid": write_conll(directory / "dev.txt", 40, 2, separator="\t"),
+        "test": write_conll(directory / "test.txt", 40, 3),
+    }
 
 
-TINY_TAGGER = ["model.emb_size=16", "model.hidden_size=16", "model.char_emb_size=8", "model.char_hidden_size=8",
-               "model.feature_emb_size=4", "task.batch_size=16", "trainer.progress_bar=false",
-               "trainer.log_every_n_steps=5", "trainer.num_threads=1", "optim.lr=0.01"]
+TINY_TAGGER = [
+    "model.emb_size=16",
+    "model.hidden_size=16",
+    "model.char_emb_size=8",
+    "model.char_hidden_size=8",
+    "model.feature_emb_size=4",
+    "task.batch_size=16",
+    "trainer.progress_bar=false",
+    "trainer.log_every_n_steps=5",
+    "trainer.num_threads=1",
+    "optim.lr=0.01",
+]
 
 
 def conll_overrides(corpus: dict, pos_feature: bool = False) -> List[str]:
     """Chunking from column 2; with `pos_feature`, the POS column 1 is an input feature."""
-    out = ["task=tagging", "data=conll", f"data.train={corpus['train']}", f"data.valid={corpus['valid']}",
-           f"data.test={corpus['test']}", "data.word_column=0", "data.tag_column=2"]
+    out = [
+        "task=tagging",
+        "data=conll",
+        f"data.train={corpus['train']}",
+        f"data.valid={corpus['valid']}",
+        f"data.test={corpus['test']}",
+        "data.word_column=0",
+        "data.tag_column=2",
+    ]
     return out + (["+data.feature_columns.pos=1"] if pos_feature else [])
 
 

@@ -26,16 +26,22 @@ def files(tmp_path_factory):
 
 def test_every_command_refuses_a_missing_or_wrong_model_dir(files):
     text = str(files / "blank.txt")
-    for model, needle in ((str(files / "nowhere"), "no such model directory"),
-                          (str(files / "not_a_package"), "missing package.json")):
+    for model, needle in (
+        (str(files / "nowhere"), "no such model directory"),
+        (str(files / "not_a_package"), "missing package.json"),
+    ):
         for args in (["generate", model], ["score", model, text], ["evaluate", model], ["tag", model, "-"]):
             _assert_one_line_error(run_cli(args, stdin="The cat .\n"), model, needle)
 
 
 def test_lm_commands_refuse_missing_empty_and_undecodable_files(trained_lm, files):
     model = str(trained_lm["run_dir"] / "model")
-    for name, needle in (("nope.txt", "no such text file"), ("empty.txt", "is empty"), ("blank.txt", "is empty"),
-                         ("latin1.txt", "latin1.txt:1: not valid UTF-8 (byte 0xe9)")):
+    for name, needle in (
+        ("nope.txt", "no such text file"),
+        ("empty.txt", "is empty"),
+        ("blank.txt", "is empty"),
+        ("latin1.txt", "latin1.txt:1: not valid UTF-8 (byte 0xe9)"),
+    ):
         _assert_one_line_error(run_cli(["score", model, str(files / name)]), name, needle)
 
 
@@ -45,27 +51,29 @@ def test_a_language_model_is_not_a_tagger_and_a_missing_split_is_named(trained_l
     _assert_one_line_error(run_cli(["tag", model, "-"], stdin="The cat .\n", process=True), model, "not a tagger")
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["generate"], "the following arguments are required: model"),
-    (["generate", "M", "--top-p", "1.5"], "--top-p"),
-    (["generate", "M", "--max-tokens", "0"], "--max-tokens"),
-    (["generate", "M", "--temperature", "-1"], "--temperature"),
-    (["score", "M", "F", "--batch-size", "zero"], "--batch-size"),
-    (["tag", "M", "--format", "xml"], "--format"),
-    (["evaluate", "M", "--split", "dev"], "--split"),
-    (["bench", "--steps", "0"], "--steps"),
-    (["data", "fetch"], "name"),
-    (["frobnicate"], "frobnicate"),
-    ([], "command"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["generate"], "the following arguments are required: model"),
+        (["generate", "M", "--top-p", "1.5"], "--top-p"),
+        (["generate", "M", "--max-tokens", "0"], "--max-tokens"),
+        (["generate", "M", "--temperature", "-1"], "--temperature"),
+        (["score", "M", "F", "--batch-size", "zero"], "--batch-size"),
+        (["tag", "M", "--format", "xml"], "--format"),
+        (["evaluate", "M", "--split", "dev"], "--split"),
+        (["bench", "--steps", "0"], "--steps"),
+        (["data", "fetch"], "name"),
+        (["frobnicate"], "frobnicate"),
+        ([], "command"),
+    ],
+)
 def test_bad_flags_are_one_line(args, needle):
     _assert_one_line_error(run_cli(args), needle)
 
 
 def test_data_commands_name_an_unknown_corpus(tmp_path):
     for sub in ("fetch", "stats"):
-        _assert_one_line_error(run_cli(["data", sub, "no_such_corpus", "--data-dir", str(tmp_path)]),
-                               "no_such_corpus")
+        _assert_one_line_error(run_cli(["data", sub, "no_such_corpus", "--data-dir", str(tmp_path)]), "no_such_corpus")
 
 
 def test_bench_with_a_bad_override_is_one_line():

@@ -31,12 +31,18 @@ print("metrics still", open(metrics).read().replace("\n", " "))
 
 def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path):
     checkpoint, metrics = tmp_path / "last.pt", tmp_path / "metrics.json"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(checkpoint), str(metrics)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(checkpoint), str(metrics)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
-    assert out[0] == (f"checkpoint ERROR {checkpoint}: cannot write (File too large); "
-                      "the previous version, if any, is intact")
+    assert out[0] == (
+        f"checkpoint ERROR {checkpoint}: cannot write (File too large); the previous version, if any, is intact"
+    )
     assert out[1].startswith(f"metrics ERROR {metrics}: cannot write (File too large)")
     assert out[2] == "checkpoint still [1.0, 1.0, 1.0, 1.0]"
     assert '"step": 1' in out[3]

@@ -34,9 +34,28 @@ def _assert_names_the_place(error: DataError, path: Path, n_lines: int) -> None:
 
 
 # Bytes that look like text, with the troublemakers mixed in.
-text_bytes = st.lists(st.sampled_from([b"a", b"word", b" ", b"\t", b"\n", b"\r\n", b"\r", b"\xef\xbb\xbf",
-                                       b"\xff", b"\xc3\xa9", b"\xc3", b"\x00", b"\x0c", b"\xe2\x80\xa8", b"#"]),
-                      max_size=60).map(b"".join)
+text_bytes = st.lists(
+    st.sampled_from(
+        [
+            b"a",
+            b"word",
+            b" ",
+            b"\t",
+            b"\n",
+            b"\r\n",
+            b"\r",
+            b"\xef\xbb\xbf",
+            b"\xff",
+            b"\xc3\xa9",
+            b"\xc3",
+            b"\x00",
+            b"\x0c",
+            b"\xe2\x80\xa8",
+            b"#",
+        ]
+    ),
+    max_size=60,
+).map(b"".join)
 
 
 @FUZZ
@@ -60,10 +79,26 @@ def test_plain_text_readers_agree_or_name_the_line(data):
     assert len(lines) == text.count("\n") + (0 if text.endswith("\n") else 1)  # no line lost
 
 
-conll_bytes = st.lists(st.sampled_from([b"The DT B-NP", b"cat NN I-NP", b"sat VBD B-VP", b"-DOCSTART- -X- O",
-                                        b"extra col umns here", b"two cols", b"\t", b" ", b"\n", b"\n", b"\n",
-                                        b"\xff", b"\xc3\xa9t\xc3\xa9 NN O"]),
-                       max_size=40).map(b"".join)
+conll_bytes = st.lists(
+    st.sampled_from(
+        [
+            b"The DT B-NP",
+            b"cat NN I-NP",
+            b"sat VBD B-VP",
+            b"-DOCSTART- -X- O",
+            b"extra col umns here",
+            b"two cols",
+            b"\t",
+            b" ",
+            b"\n",
+            b"\n",
+            b"\n",
+            b"\xff",
+            b"\xc3\xa9t\xc3\xa9 NN O",
+        ]
+    ),
+    max_size=40,
+).map(b"".join)
 
 
 @FUZZ
@@ -76,17 +111,25 @@ def test_conll_reader_keeps_every_token_or_names_the_line(data, columns):
     except DataError as error:
         _assert_names_the_place(error, path, data.count(b"\n") + 1)
         return
-    token_lines = [line for line in data.decode("utf-8").removeprefix("\ufeff").split("\n")
-                   if line.split() and line.split()[0] != "-DOCSTART-"]
+    token_lines = [
+        line
+        for line in data.decode("utf-8").removeprefix("\ufeff").split("\n")
+        if line.split() and line.split()[0] != "-DOCSTART-"
+    ]
     assert sum(len(s.words) for s in sentences) == len(token_lines)  # nothing dropped
     assert all(len(s.words) == len(s.tags) > 0 for s in sentences)
 
 
 conllu_line = st.one_of(
-    st.sampled_from([b"# sent_id = 1", b"", b"", b"1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_", b"3.1\tx\t_\t_\t_\t_\t_\t_\t_\t_"]),
-    st.builds(lambda i, w, u: b"\t".join([i, w, b"_", u, b"_", b"_", b"_", b"_", b"_", b"_"]),
-              st.sampled_from([b"1", b"2", b"x", b"10"]), st.sampled_from([b"The", b"\xc3\xa9t\xc3\xa9", b"\xff"]),
-              st.sampled_from([b"DET", b"NOUN"])),
+    st.sampled_from(
+        [b"# sent_id = 1", b"", b"", b"1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_", b"3.1\tx\t_\t_\t_\t_\t_\t_\t_\t_"]
+    ),
+    st.builds(
+        lambda i, w, u: b"\t".join([i, w, b"_", u, b"_", b"_", b"_", b"_", b"_", b"_"]),
+        st.sampled_from([b"1", b"2", b"x", b"10"]),
+        st.sampled_from([b"The", b"\xc3\xa9t\xc3\xa9", b"\xff"]),
+        st.sampled_from([b"DET", b"NOUN"]),
+    ),
     st.sampled_from([b"1\tonly\tthree", b"1 The _ DET _ _ _ _ _ _"]),
 )
 
@@ -100,16 +143,53 @@ def test_conllu_reader_keeps_every_word_or_names_the_line(data):
     except DataError as error:
         _assert_names_the_place(error, path, data.count(b"\n") + 1)
         return
-    words = [line for line in data.decode("utf-8").split("\n")
-             if line.strip() and not line.startswith("#") and line.split("\t")[0].isdigit()]
+    words = [
+        line
+        for line in data.decode("utf-8").split("\n")
+        if line.strip() and not line.startswith("#") and line.split("\t")[0].isdigit()
+    ]
     assert sum(len(s.words) for s in sentences) == len(words)
 
 
-KEYS = ["model.hidden_size", "model.dropout_input", "model.cell", "optim.lr", "optim.name", "task.bptt",
-        "trainer.max_epochs", "trainer.precision", "tokenizer.kind", "model.nonexistent", "data", "model",
-        "experiment", "trainer.nonfinite", "model.adaptive_cutoffs", "model.softmax"]
-VALUES = ["0", "-1", "1", "0.5", "2.0", "abc", "null", "[1,2]", "[]", "lstm", "gru", "bf16", "small",
-          "wt2_small", "adaptive", "'x y'", "1e-3", "true", "{a: 1}"]
+KEYS = [
+    "model.hidden_size",
+    "model.dropout_input",
+    "model.cell",
+    "optim.lr",
+    "optim.name",
+    "task.bptt",
+    "trainer.max_epochs",
+    "trainer.precision",
+    "tokenizer.kind",
+    "model.nonexistent",
+    "data",
+    "model",
+    "experiment",
+    "trainer.nonfinite",
+    "model.adaptive_cutoffs",
+    "model.softmax",
+]
+VALUES = [
+    "0",
+    "-1",
+    "1",
+    "0.5",
+    "2.0",
+    "abc",
+    "null",
+    "[1,2]",
+    "[]",
+    "lstm",
+    "gru",
+    "bf16",
+    "small",
+    "wt2_small",
+    "adaptive",
+    "'x y'",
+    "1e-3",
+    "true",
+    "{a: 1}",
+]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,8 +22,14 @@ def test_signal_checkpoints_flushes_and_prints_the_resume_command(tmp_path, text
     run_dir = tmp_path / "run"
     env = {**os.environ, "NLP_LSTM_DATA_DIR": str(tmp_path / "data")}
     overrides = text_data_overrides(text_corpus) + TINY_MODEL + ["trainer.max_epochs=200", "trainer.max_time=null"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (run_dir / "metrics.json").exists() and time.monotonic() < deadline:  # first epoch done
         time.sleep(0.1)

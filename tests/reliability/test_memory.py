@@ -14,12 +14,24 @@ from nlp_lstm.training.trainer import Trainer
 def test_resident_memory_does_not_grow_over_thousands_of_steps(tmp_path):
     d = tmp_path / "corpus"
     d.mkdir()
-    corpus = {s: write_lines(d / f"{s}.txt", make_lines(n, seed)) for s, n, seed in
-              (("train", 3000, 1), ("valid", 50, 2), ("test", 50, 3))}
-    cfg = compose_config(text_data_overrides(corpus) + TINY_MODEL + [
-        f"paths.data_dir={tmp_path / 'data'}", "trainer.max_steps=1200", "trainer.max_epochs=null",
-        "trainer.max_time=null", "logger.tensorboard=false", "logger.histogram_every_n_steps=0",
-        "trainer.log_every_n_steps=10"], tmp_path / "run")
+    corpus = {
+        s: write_lines(d / f"{s}.txt", make_lines(n, seed))
+        for s, n, seed in (("train", 3000, 1), ("valid", 50, 2), ("test", 50, 3))
+    }
+    cfg = compose_config(
+        text_data_overrides(corpus)
+        + TINY_MODEL
+        + [
+            f"paths.data_dir={tmp_path / 'data'}",
+            "trainer.max_steps=1200",
+            "trainer.max_epochs=null",
+            "trainer.max_time=null",
+            "logger.tensorboard=false",
+            "logger.histogram_every_n_steps=0",
+            "trainer.log_every_n_steps=10",
+        ],
+        tmp_path / "run",
+    )
     torch.manual_seed(0)
     task = build_task(cfg, torch.device("cpu"))
     trainer = Trainer(cfg, task, tmp_path / "run", torch.device("cpu"))

@@ -22,15 +22,27 @@ def _corpus(tmp_path):
     train = make_lines(300, 1)
     for i in (40, 160, 250):
         train[i] = f"the {FAULT_WORD} sat on the mat ."
-    return {"train": write_lines(d / "train.txt", train), "valid": write_lines(d / "valid.txt", make_lines(50, 2)),
-            "test": write_lines(d / "test.txt", make_lines(50, 3))}
+    return {
+        "train": write_lines(d / "train.txt", train),
+        "valid": write_lines(d / "valid.txt", make_lines(50, 2)),
+        "test": write_lines(d / "test.txt", make_lines(50, 3)),
+    }
 
 
 def _trainer(tmp_path, *overrides):
     corpus = _corpus(tmp_path)
-    cfg = compose_config(["data=text", *(f"data.{s}={p}" for s, p in corpus.items()), *TINY_MODEL,
-                   f"paths.data_dir={tmp_path / 'data'}", "trainer.max_time=null",
-                   "logger.tensorboard=false", *overrides], tmp_path / "run")
+    cfg = compose_config(
+        [
+            "data=text",
+            *(f"data.{s}={p}" for s, p in corpus.items()),
+            *TINY_MODEL,
+            f"paths.data_dir={tmp_path / 'data'}",
+            "trainer.max_time=null",
+            "logger.tensorboard=false",
+            *overrides,
+        ],
+        tmp_path / "run",
+    )
     torch.manual_seed(0)
     task = build_task(cfg, torch.device("cpu"))
     # The fault: an overflowed embedding row, as a bad initialisation or an fp16 overflow leaves.
@@ -119,9 +131,15 @@ def test_a_skipped_step_does_not_advance_the_per_step_schedule(tmp_path, log_eve
     schedule's clock is put back when the counters are read: every step with a log line
     each step, else at the next log line, checkpoint or evaluation (here the last one)."""
     steps = 30
-    trainer, _ = _trainer(tmp_path, "optim=adamw", "optim.schedule=cosine", "optim.warmup_steps=100",
-                          f"trainer.max_steps={steps}", f"trainer.log_every_n_steps={log_every}",
-                          "trainer.val_check_interval=null")
+    trainer, _ = _trainer(
+        tmp_path,
+        "optim=adamw",
+        "optim.schedule=cosine",
+        "optim.warmup_steps=100",
+        f"trainer.max_steps={steps}",
+        f"trainer.log_every_n_steps={log_every}",
+        "trainer.val_check_interval=null",
+    )
     lrs, kept = [], []
     step_once = trainer.train_step
 
@@ -164,7 +182,10 @@ def test_nonfinite_stop_policy_names_the_step(tmp_path):
 
 def test_too_many_nonfinite_steps_in_a_row_stop_the_run(tmp_path):
     trainer, _ = _trainer(tmp_path, "trainer.max_nonfinite_steps=1", "trainer.max_epochs=1")
-    with pytest.raises(NlpLstmError, match=r"1 non-finite steps in a row \(trainer.max_nonfinite_steps=1\); "
-                                           r"the model has diverged"):
+    with pytest.raises(
+        NlpLstmError,
+        match=r"1 non-finite steps in a row \(trainer.max_nonfinite_steps=1\); "
+        r"the model has diverged",
+    ):
         trainer.fit()
     assert not (tmp_path / "run" / "model").exists()
