@@ -54,15 +54,16 @@ class _Emissions(nn.Module):
         # Padding words get one (padding) character so every row has a length; their
         # outputs never reach a real word (see BiRNN) and are dropped by the decoder.
         char_lengths = (flat_chars > 0).sum(1).clamp(min=1)
+        # tags and has_gold: any tensors of their shapes (the graph computes emissions only)
         inputs = TaggingBatch(
-            words,
-            flat_chars,
-            char_lengths,
-            dict(zip(self.feature_names, features)),
-            words,
-            mask,
-            lengths,
-            mask[:, 0],
+            words=words,
+            chars=flat_chars,
+            char_lengths=char_lengths,
+            features=dict(zip(self.feature_names, features)),
+            tags=words,
+            mask=mask,
+            lengths=lengths,
+            has_gold=mask[:, 0],
             word_positions=torch.arange(batch * length, device=words.device),
         )
         return self.model(inputs)
