@@ -12,11 +12,24 @@ from typing import List
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nlp_lstm.config import Config, register_configs, validate
+from nlp_lstm.config import (
+    Config,
+    DataConfig,
+    LMTaskConfig,
+    LoggerConfig,
+    ModelConfig,
+    OptimConfig,
+    TaggerModelConfig,
+    TaggingDataConfig,
+    TaggingTaskConfig,
+    TokenizerConfig,
+    TrainerConfig,
+)
 from nlp_lstm.errors import ConfigError, NlpLstmError
 
 
@@ -114,3 +127,50 @@ def _composition_error(overrides: List[str], exc: Exception) -> str:
 def _first_line(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def register_configs() -> None:
+    """Register the schemas that conf/*.yaml extend (`defaults: [<group>_schema]`)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="task", name="lm_schema", node=LMTaskConfig)
+    cs.store(group="task", name="tagging_schema", node=TaggingTaskConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="data", name="tagging_data_schema", node=TaggingDataConfig)
+    cs.store(group="tokenizer", name="tokenizer_schema", node=TokenizerConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="model", name="tagger_schema", node=TaggerModelConfig)
+    cs.store(group="optim", name="optim_schema", node=OptimConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+
+
+def check_known_keys(node: DictConfig, prefix: str = "") -> None:
+    """Every key of a schema-typed node must be one of its schema's fields.
+
+    Struct mode already refuses a misspelt key set without `+`; a key added with `+`, `++`
+    or by a user's own config file bypasses it (Hydra opens the node to add it) and
+    `to_object` would drop it silently, training something other than what was asked.
+    """
+    schema = OmegaConf.get_type(node)
+    fields = getattr(schema, "__dataclass_fields__", None)
+    for key in node.keys():
+        name = f"{prefix}{key}"
+        if fields is not None and key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(sorted(fields))}"
+            raise ConfigError(f"config {name}: no such key in {prefix.rstrip('.') or 'the config'} ({hint})")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            check_known_keys(child, f"{name}.")
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Build the dataclasses (running every `__post_init__` check) from a composed config."""
+    check_known_keys(cfg)
+    try:
+        return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:
+        # e.g. a MISSING value: name the key in one line.
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"config {key}: {str(exc).splitlines()[0]}") from None

@@ -20,8 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from nlp_lstm.compose import CONFIG_DIR, compose, compose_config
-from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig, register_configs, validate
+from nlp_lstm.compose import CONFIG_DIR, compose, compose_config, register_configs, validate
+from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig
 from nlp_lstm.device import resolve_device, resolve_precision
 from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import check_writable_dir

@@ -7,14 +7,13 @@ from omegaconf.errors import ValidationError
 
 from helpers.paths import ROOT
 from helpers.runs import run_train
+from nlp_lstm.compose import register_configs, validate
 from nlp_lstm.config import (
     Config,
     LMTaskConfig,
     TaggerModelConfig,
     TaggingDataConfig,
     TaggingTaskConfig,
-    register_configs,
-    validate,
 )
 from nlp_lstm.errors import ConfigError
 
