@@ -110,6 +110,21 @@ def test_a_tagger_that_needs_an_input_column_is_refused_in_one_line(tmp_path):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+def rendered_dom(url: str, profile_dir) -> str:
+    """The page's DOM after headless Chromium has run its scripts (up to 10 s of page time)."""
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={profile_dir}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        url,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render the page")
 def test_the_page_shows_the_text_with_its_spans_labelled_in_a_browser(trained_tagger, tmp_path):
     from helpers.serve import thread_server
@@ -120,21 +135,7 @@ def test_the_page_shows_the_text_with_its_spans_labelled_in_a_browser(trained_ta
     spans = nlp_lstm.load(trained_tagger["run_dir"] / "model", device="cpu").spans([text])[0]
     app = create_app(ServeSettings(model=str(trained_tagger["run_dir"] / "model"), device="cpu"))
     with thread_server(app) as url:
-        dom = subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                f"--user-data-dir={tmp_path}",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-                f"{url}/?text=Alice%20likes%20the%20red%20house%20.",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
+        dom = rendered_dom(f"{url}/?text=Alice%20likes%20the%20red%20house%20.", tmp_path)
     assert spans  # the chunker finds chunks here: the page must show each of them, labelled
     for span in spans:
         mark = (
@@ -154,20 +155,6 @@ def test_an_lm_page_scores_the_linked_text_in_a_browser(trained_lm, tmp_path):
     model = trained_lm["run_dir"] / "model"
     ppl = nlp_lstm.load(model, device="cpu").score_lines(["the cat sat on the mat ."], 10)["ppl"]
     with thread_server(create_app(ServeSettings(model=str(model), device="cpu"))) as url:
-        dom = subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                f"--user-data-dir={tmp_path}",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-                f"{url}/?text=the%20cat%20sat%20on%20the%20mat%20.",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
+        dom = rendered_dom(f"{url}/?text=the%20cat%20sat%20on%20the%20mat%20.", tmp_path)
     assert '<table id="scores">' in dom, dom[-3000:]
     assert f'<td>the cat sat on the mat .</td><td class="number">8</td><td class="number">{ppl:.2f}</td>' in dom
