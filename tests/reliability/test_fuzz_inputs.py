@@ -2,8 +2,10 @@
 end with the project's own error naming the place, or with data that lost nothing; never
 another exception, a hang, or silently dropped tokens."""
 
+import contextlib
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -17,11 +19,16 @@ from nlp_lstm.train_entry import compose_config
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _write(data: bytes) -> Path:
+@contextlib.contextmanager
+def _written(data: bytes) -> Iterator[Path]:
+    """The bytes in a temporary file, removed afterwards (hypothesis calls a test hundreds of times)."""
     handle = tempfile.NamedTemporaryFile(prefix="fuzz-", suffix=".txt", delete=False)
     handle.write(data)
     handle.close()
-    return Path(handle.name)
+    try:
+        yield Path(handle.name)
+    finally:
+        Path(handle.name).unlink()
 
 
 def _assert_names_the_place(error: DataError, path: Path, n_lines: int) -> None:
@@ -61,7 +68,11 @@ text_bytes = st.lists(
 @FUZZ
 @given(text_bytes)
 def test_plain_text_readers_agree_or_name_the_line(data):
-    path = _write(data)
+    with _written(data) as path:
+        _check_plain(data, path)
+
+
+def _check_plain(data, path: Path) -> None:
     try:
         lines = read_lines(path)
     except DataError as error:
@@ -104,7 +115,11 @@ conll_bytes = st.lists(
 @FUZZ
 @given(conll_bytes, st.sampled_from([(0, -1), (0, 2), (1, 2), (0, 5)]))
 def test_conll_reader_keeps_every_token_or_names_the_line(data, columns):
-    path = _write(data)
+    with _written(data) as path:
+        _check_conll(data, columns, path)
+
+
+def _check_conll(data, columns, path: Path) -> None:
     word_column, tag_column = columns
     try:
         sentences = read_conll(path, word_column=word_column, tag_column=tag_column)
@@ -137,7 +152,11 @@ conllu_line = st.one_of(
 @FUZZ
 @given(st.lists(conllu_line, max_size=25).map(b"\n".join))
 def test_conllu_reader_keeps_every_word_or_names_the_line(data):
-    path = _write(data)
+    with _written(data) as path:
+        _check_conllu(data, path)
+
+
+def _check_conllu(data, path: Path) -> None:
     try:
         sentences = read_conllu(path)
     except DataError as error:
