@@ -3,6 +3,7 @@ helpers the tests import live in the helpers package (tests/helpers/)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,13 @@ from helpers.runs import run_train
 # busy elsewhere (on 2 cores, tests/test_tag_files.py, test_crf.py, test_gru_cpu.py and
 # test_cli.py took 360 s instead of 60 s).
 torch.set_num_threads(1)
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject's addopts): one worker per core, at most 4. Each worker trains its
+    own session fixtures, and the tests that time signals and servers need the machine to be
+    not too oversubscribed."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 @pytest.fixture

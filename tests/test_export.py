@@ -47,14 +47,16 @@ def inputs_from_tagger_json(meta, sentences, columns):
 
 
 # Every preset's kind: no input columns (conll2000_pos, ud_ewt_upos, wnut17_ner), a POS
-# column (conll2000_chunk), GRU with character LSTM, a softmax head.
+# column (conll2000_chunk), GRU with character LSTM, a softmax head. An export takes 10-20 s:
+# the default suite runs the two that between them cover LSTM and GRU, CRF and softmax, with
+# and without a column; the other two are slow.
 @pytest.mark.parametrize(
     "pos, extra",
     [
-        (False, ["model.cell=lstm"]),
+        pytest.param(False, ["model.cell=lstm"], marks=pytest.mark.slow),
         (True, ["model.cell=lstm"]),
         (False, ["model.cell=gru", "model.char_features=lstm", "model.head=softmax"]),
-        (True, ["model.cell=gru", "model.head=softmax"]),
+        pytest.param(True, ["model.cell=gru", "model.head=softmax"], marks=pytest.mark.slow),
     ],
     ids=["no-columns", "pos-column", "gru-charlstm-softmax", "gru-softmax-pos"],
 )

@@ -211,7 +211,8 @@ VALUES = [
 ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 25 compositions (about 0.3 s each) of up to three overrides from 16 keys and 19 values.
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(VALUES)), max_size=3, unique_by=lambda kv: kv[0]))
 def test_config_loader_accepts_or_names_the_key(pairs):
     overrides = [f"{key}={value}" for key, value in pairs]
