@@ -36,7 +36,9 @@ def test_score_stream_scores_every_token_whatever_the_batch_size():
     x = torch.tensor([[1] + ids[:-1].tolist()])
     features, _ = model.eval()(x, model.initial_state(1)[0])
     nll, _ = model.nll(features, torch.tensor([ids.tolist()]))
-    assert score_stream(model, ids, 1, 1, 6, torch.device("cpu"))["loss"] == pytest.approx(float(nll) / 97, rel=1e-5)
+    assert score_stream(model, ids, 1, 1, 6, torch.device("cpu"))["loss"] == pytest.approx(
+        float(nll.detach()) / 97, rel=1e-5
+    )
 
 
 def test_bidirectional_scores_report_both_directions():

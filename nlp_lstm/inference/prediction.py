@@ -106,9 +106,9 @@ def span_confidences(
     if model.crf is not None:
         log_probs = model.crf.segment_log_probs(emissions, batch.mask, requests)
     else:
-        token = torch.log_softmax(emissions.float(), dim=-1).cpu()
+        token = torch.log_softmax(emissions.float(), dim=-1).cpu().numpy()
         log_probs = [
-            [float(sum(token[b, start + k, t] for k, t in enumerate(ids))) for start, ids in row]
+            [float(token[b, range(start, start + len(ids)), ids].sum()) for start, ids in row]
             for b, row in enumerate(requests)
         ]
     return [

@@ -254,15 +254,23 @@ class CRF(nn.Module):
         betas = _backward_algorithm(em, trans, end, mask)
         log_z = torch.logsumexp(alphas[-1] + end, dim=-1)  # alpha keeps its last real value past the end
         alphas, betas, em, trans, log_z = (t.cpu() for t in (alphas, betas, em, trans, log_z))
-        out = []
-        for b, requests in enumerate(segments):
-            row = []
-            for s, ids in requests:
-                score = alphas[s, b, ids[0]] + betas[s + len(ids) - 1, b, ids[-1]]
-                for k in range(1, len(ids)):
-                    score = score + trans[ids[k - 1], ids[k]] + em[b, s + k, ids[k]]
-                row.append(float(score - log_z[b]))
-            out.append(row)
+        # Every segment at once, by index (a Python loop of tensor reads per tag took a fifth
+        # of a chunker's prediction time): the ends, then each inner step added to its segment.
+        ends = [(b, s, ids) for b, requests in enumerate(segments) for s, ids in requests]
+        if not ends:
+            return [[] for _ in segments]
+        b, s, first, last_at, last = (
+            torch.tensor(column) for column in zip(*((b, s, ids[0], s + len(ids) - 1, ids[-1]) for b, s, ids in ends))
+        )
+        scores = alphas[s, b, first] + betas[last_at, b, last] - log_z[b]
+        steps = [(i, b, s + k, ids[k - 1], ids[k]) for i, (b, s, ids) in enumerate(ends) for k in range(1, len(ids))]
+        if steps:
+            segment, sb, position, previous, tag = (torch.tensor(column) for column in zip(*steps))
+            scores.index_add_(0, segment, trans[previous, tag] + em[sb, position, tag])
+        flat, out = scores.tolist(), []
+        for requests in segments:
+            out.append(flat[: len(requests)])
+            flat = flat[len(requests) :]
         return out
 
     @torch.no_grad()
