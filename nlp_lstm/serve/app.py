@@ -189,6 +189,9 @@ def create_app(settings: ServeSettings, model=None) -> FastAPI:
             },
         )
 
+    # The answers are built of plain JSON types already: a JSONResponse writes them with
+    # json.dumps, where a returned dict would first go through FastAPI's jsonable_encoder
+    # (a third of the event loop's time under load).
     if kind == "tagger":
 
         @app.post("/tag")
@@ -205,20 +208,20 @@ def create_app(settings: ServeSettings, model=None) -> FastAPI:
             else:
                 sentences = tag_units(body)
             predictions = await answer(tag_kind(body), sentences, token_costs(sentences))
-            return {"results": tag_results(body, sentences, predictions)}
+            return JSONResponse({"results": tag_results(body, sentences, predictions)})
     else:
 
         @app.post("/score")
         async def score(request: Request):
             texts = score_request(await body_of(request))
             results = await answer(("score",), texts, [len(t.split()) + 1 for t in texts])
-            return {"results": results, "total": score_total(results)}
+            return JSONResponse({"results": results, "total": score_total(results)})
 
         @app.post("/generate")
         async def generate(request: Request):
             body = generate_request(await body_of(request))
             (text,) = await answer(("generate",), [body], [body.max_tokens])
-            return {"text": text}
+            return JSONResponse({"text": text})
 
     if settings.cors:
         app.add_middleware(
