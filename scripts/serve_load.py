@@ -85,7 +85,10 @@ def in_process(model_path: str, kind: str, precision: str, sentences: List[str])
 def answer_is_right(kind: str, answer: Dict[str, Any], expected: Any) -> bool:
     if kind == "tagger":
         return [t["tag"] for t in answer["results"][0]["tokens"]] == expected
-    return math.isclose(answer["results"][0]["ppl"], expected, rel_tol=1e-6)
+    # fp32 sums taken in another order differ in the 7th digit: a server with --workers K runs
+    # each process on its share of the threads (1 of 2 here), this process on all of them
+    # (PTB test scored both ways: at most 1.1e-6 apart).
+    return math.isclose(answer["results"][0]["ppl"], expected, rel_tol=1e-5)
 
 
 async def load_row(
