@@ -26,10 +26,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
 from nlp_lstm.data.tagging_batch import batch_indices, collate
-from nlp_lstm.device import autocast_context, resolve_device, resolve_precision
+from nlp_lstm.device import autocast_context, resolve_device
 from nlp_lstm.inference.prediction import predict
 from nlp_lstm.models.rnn import detach_state
 from nlp_lstm.train_entry import build_task, compose_config, configure_torch
+from nlp_lstm.training.precision_choice import training_precision
 from nlp_lstm.training.trainer import Trainer
 
 
@@ -353,8 +354,9 @@ def run_bench(
         config = compose_config(overrides, run_dir)
         configure_torch(config)
         device = resolve_device(config.trainer.device, "config trainer.device")
-        config.trainer.precision = resolve_precision(config.trainer.precision, device)  # as train.py does
         task = build_task(config, device)
+        if config.trainer.precision == "auto":  # as train.py resolves it
+            config.trainer.precision = training_precision(task, device)
         trainer = Trainer(config, task, Path(run_dir), device)
         bench = _bench_lm if config.task.name == "lm" else _bench_tagging
         precision = config.trainer.precision if reference_precision == "same" else "fp32"

@@ -1,12 +1,15 @@
-"""Where a model runs: the device (`auto`: cuda, then mps, then cpu) and the precision
-(`auto`: bf16 where the hardware computes it natively, else fp32), for training and use alike.
+"""Where a model runs: the device (`auto`: cuda, then mps, then cpu) and the precisions a
+model may run in there, for training and use alike.
 
-On a CPU without native bf16 instructions, autocast to bf16 still runs, but through
-conversions that make it slower than fp32; `auto` keeps such a CPU on fp32."""
+`precision=auto` is decided by timing the candidates on the model itself (speed_choices;
+training: training/precision_choice.py, tagging: inference/tagger.py). Where timing is
+switched off, `resolve_precision` gives the rule it replaces: bf16 where the hardware has
+bf16 instructions, else fp32."""
 
 from __future__ import annotations
 
 import contextlib
+from typing import List
 
 import torch
 
@@ -46,8 +49,19 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def precision_candidates(device: torch.device) -> List[str]:
+    """What `precision=auto` chooses between on `device`: fp32, and bf16 where autocast
+    offers it (on a CPU without bf16 instructions it is emulated; timing says so)."""
+    if device.type == "cuda":
+        return ["fp32", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32"]
+    if device.type == "cpu":
+        return ["fp32", "bf16"]
+    return ["fp32"]
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision a run uses: `auto` becomes bf16 or fp32; anything else is kept."""
+    """Without timing: `auto` becomes bf16 where the hardware has bf16 instructions, else
+    fp32; anything else is kept."""
     if precision != "auto":
         return precision
     if device.type == "cuda":

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nlp_lstm.compose import CONFIG_DIR, compose, compose_config, register_configs, validate
 from nlp_lstm.config import Config, TaggerModelConfig, TaggingDataConfig
-from nlp_lstm.device import resolve_device, resolve_precision
+from nlp_lstm.device import resolve_device
 from nlp_lstm.errors import ConfigError, NlpLstmError
 from nlp_lstm.fileio import check_writable_dir
 from nlp_lstm.inference import load
@@ -37,6 +37,7 @@ from nlp_lstm.training.checkpoint import (
     run_started,
 )
 from nlp_lstm.training.distributed import SINGLE, DistInfo, broadcast_object, init_from_env, rank_device, shutdown
+from nlp_lstm.training.precision_choice import training_precision
 from nlp_lstm.training.trainer import Trainer, TrainingInterrupted
 
 log = logging.getLogger("nlp_lstm")
@@ -108,10 +109,9 @@ def run(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict[str, Any
                 mark_run_started(run_dir, run_config, overrides)
         configure_torch(config)
         device = resolve_device(rank_device(config.trainer.device, dist), "config trainer.device")
-        if config.trainer.precision == "auto":
-            config.trainer.precision = resolve_precision("auto", device)
-            log.info(f"trainer.precision=auto: {config.trainer.precision} on {device}")
         task = build_task(config, device, dist)
+        if config.trainer.precision == "auto":  # timed on the model (speed_choices logs the answer)
+            config.trainer.precision = training_precision(task, device, dist)
         if dist.enabled:  # same initial weights everywhere (DDP broadcasts them); own dropout masks per rank
             torch.manual_seed(config.seed + dist.rank)
 

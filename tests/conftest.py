@@ -11,6 +11,7 @@ import torch
 
 from helpers.corpora import TINY_MODEL, make_lines, text_data_overrides, write_lines
 from helpers.runs import run_train
+from nlp_lstm.speed_choices import CACHE_DIR_ENV as SPEED_CACHE_ENV
 
 # One intra-op thread in the test process (runs in it that set trainer.num_threads still set
 # theirs, and put this back): the tests' tensors are tiny, and on a small machine shared
@@ -18,6 +19,15 @@ from helpers.runs import run_train
 # busy elsewhere (on 2 cores, tests/test_tag_files.py, test_crf.py, test_gru_cpu.py and
 # test_cli.py took 360 s instead of 60 s).
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def speed_choices_cache(tmp_path_factory):
+    """Speed choices (nlp_lstm.speed_choices) are timed once and kept in a cache file: the
+    tests keep theirs in the test session's directory, never in the user's ~/.cache."""
+    directory = tmp_path_factory.mktemp("speed_choices")
+    os.environ[SPEED_CACHE_ENV] = str(directory)
+    return directory
 
 
 def pytest_xdist_auto_num_workers(config) -> int:

@@ -1,4 +1,5 @@
-"""trainer.precision=auto: bf16 where the CPU (or card) computes it natively, else fp32."""
+"""trainer.precision=auto without timing (NLP_LSTM_SPEED_CHOICES=off): bf16 where the CPU (or
+card) has bf16 instructions, else fp32. (With timing, the default: tests/test_speed_choices.py.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from helpers.corpora import TINY_MODEL, text_data_overrides
 from helpers.runs import run_train
 from nlp_lstm import device as precision
 from nlp_lstm.device import cpu_has_native_bf16, resolve_precision
+from nlp_lstm.speed_choices import MODE_ENV
 
 
 def test_auto_follows_the_cpus_bf16_instructions(monkeypatch):
@@ -25,7 +27,8 @@ def test_auto_follows_the_cpus_bf16_instructions(monkeypatch):
     assert resolve_precision("auto", cpu) == "bf16"
 
 
-def test_a_run_with_auto_logs_the_precision_it_uses(tmp_path, text_corpus):
+def test_a_run_with_auto_logs_the_precision_it_uses(tmp_path, text_corpus, monkeypatch):
+    monkeypatch.setenv(MODE_ENV, "off")
     run_dir = tmp_path / "run"
     proc = run_train(
         run_dir,
@@ -35,6 +38,6 @@ def test_a_run_with_auto_logs_the_precision_it_uses(tmp_path, text_corpus):
         tmp_path / "data",
     )
     expected = "bf16" if cpu_has_native_bf16() else "fp32"
-    assert f"trainer.precision=auto: {expected} on cpu" in proc.stderr + proc.stdout
+    assert f"trainer.precision=auto: {expected} ({MODE_ENV}=off: not timed)" in proc.stderr + proc.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed"

@@ -751,10 +751,12 @@ def test_marginals_are_over_the_corpus_scheme(chunker, corpus_scheme):
 def test_tag_and_evaluate_give_the_same_tags_with_their_defaults(tmp_path, chunker, monkeypatch):
     # `tag` defaulted to auto (bf16 on a CPU with bf16 units) and `evaluate` to fp32: the
     # same file got different tags from the two commands. One default (auto) for both, and
-    # for nlp_lstm.load. The probe says "bf16 units" whatever this CPU has, so that auto
-    # means bf16 here too (bf16 autocast runs on any CPU, only slower without them).
+    # for nlp_lstm.load. Untimed, with the probe saying "bf16 units" whatever this CPU has,
+    # auto means bf16 here too (bf16 autocast runs on any CPU, only slower without them).
     from nlp_lstm import device as precision
+    from nlp_lstm.speed_choices import MODE_ENV
 
+    monkeypatch.setenv(MODE_ENV, "off")
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     labelled = tmp_path / "gold.conll"
     labelled.write_text(

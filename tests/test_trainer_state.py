@@ -32,8 +32,10 @@ OLD_TRAINER_KEYS = (
     "nonfinite_in_a_row",
 )
 # Keys the dict gained over time: a dict without them takes their defaults. (Every checkpoint
-# that loads holds them, as they came before checksummed checkpoints, format 2.)
-LATER_KEYS = ("train_tokens", "skipped_steps", "nonfinite_in_a_row")
+# that loads holds the first three, as they came before checksummed checkpoints, format 2;
+# `precision`, the one trainer.precision=auto measured, came after TrainerState.)
+LATER_KEYS = ("train_tokens", "skipped_steps", "nonfinite_in_a_row", "precision")
+TRAINER_KEYS = OLD_TRAINER_KEYS + ("precision",)
 
 QUIET = ["trainer.max_epochs=null", "trainer.max_time=null", "logger.tensorboard=false", "trainer.progress_bar=false"]
 # NT-ASGD starts averaging at step 16: the first part's checkpoint (step 18) holds a best
@@ -76,7 +78,7 @@ def test_the_checkpoint_holds_the_trainer_state_as_the_same_plain_dict(tmp_path,
         tmp_path / "data",
     )
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")["trainer"]
-    assert type(state) is dict and tuple(state) == OLD_TRAINER_KEYS
+    assert type(state) is dict and tuple(state) == TRAINER_KEYS
     assert _plain(state)
     assert state["step"] == 18 and state["best_step"] is not None and len(state["history"]) == 4
     assert state["best"] == min((h["valid"] for h in state["history"]), key=lambda v: v["loss"])
@@ -108,7 +110,7 @@ def test_checkpoints_as_earlier_versions_wrote_them_resume_exactly(tmp_path, tex
     for key in ("train_units", "train_tokens", "skipped_steps", "nonfinite_in_a_row", "last_eval_step", "in_epoch"):
         assert old[key] == straight[key], key
     # The keys it lacked are written again, train_tokens counted from the resume on.
-    assert tuple(older) == OLD_TRAINER_KEYS
+    assert tuple(older) == TRAINER_KEYS
     assert older["train_tokens"] == straight["train_tokens"] - first_part["trainer"]["train_tokens"] > 0
     assert older["skipped_steps"] == older["nonfinite_in_a_row"] == 0
 
@@ -139,7 +141,7 @@ def test_trainer_state_reads_the_dict_of_every_checkpoint_version():
         nonfinite_in_a_row=1,
     )
     saved = state.to_dict()
-    assert tuple(saved) == OLD_TRAINER_KEYS and _plain(saved)
+    assert tuple(saved) == TRAINER_KEYS and _plain(saved)
     assert TrainerState.from_dict(saved) == state
     saved["history"][0]["step"] = 0
     assert state.history[0]["step"] == 32  # the saved dict is a copy: the run goes on changing its own

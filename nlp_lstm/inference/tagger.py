@@ -9,6 +9,7 @@ graph's inputs). TaggingBatch is built and moved by field name, so nothing else 
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -18,8 +19,9 @@ from nlp_lstm.config import TaggerModelConfig
 from nlp_lstm.data.conll import Sentence
 from nlp_lstm.data.tag_files import InputSentence
 from nlp_lstm.data.tag_schemes import convert, split_tag
+from nlp_lstm.data.tagging_batch import collate
 from nlp_lstm.data.tagging_corpus import EncodedSentence, TaggingVocabs, encode
-from nlp_lstm.device import autocast_context, resolve_precision
+from nlp_lstm.device import autocast_context
 from nlp_lstm.errors import ModelPackageError, NlpLstmError
 from nlp_lstm.inference.corpus_marginals import corpus_marginals, scheme_tables
 from nlp_lstm.inference.prediction import predict
@@ -28,6 +30,7 @@ from nlp_lstm.inference.tagger_package import FEATURE_TAGGERS, build_tagger, rea
 from nlp_lstm.metrics import tagging_metrics, write_conll_predictions
 from nlp_lstm.models.tagger import SequenceTagger
 from nlp_lstm.package import rebuild
+from nlp_lstm.speed_choices import measured_precision
 
 
 class Tagger:
@@ -47,11 +50,10 @@ class Tagger:
         self.feature_taggers = feature_taggers or {}  # input columns this package can predict
         self.corpus_scheme = configs["data"]["tag_scheme"]
         self.scheme = "none" if self.corpus_scheme == "none" else configs["task"]["train_scheme"]
-        self.precision = "fp32"
-        self.set_precision("auto")  # the default of every inference command too (see set_precision)
         self._char_cache: Dict[str, List[int]] = {}  # word -> character ids (see encode)
         self._tables: Dict[Tuple[str, str], Tuple] = {}  # (model, corpus scheme) -> _scheme_tables
         self.model.eval()
+        self._precision = "auto"  # the default of every inference command too (see set_precision)
 
     @classmethod
     def from_package(cls, path, meta, state_dict, device) -> "Tagger":
@@ -205,14 +207,52 @@ class Tagger:
         return corpus_marginals(self.model.crf, self._tables[key], emissions, mask)
 
     def set_precision(self, precision: str) -> "Tagger":
-        """auto (the default, as for `nlp-lstm tag` and `evaluate`: bf16 where the hardware
-        computes it natively, about twice the sentences/s on a CPU with AMX; else fp32), fp32
-        (the numbers a tagger trained in fp32 reported) or bf16. Packaged feature taggers
-        follow."""
-        self.precision = resolve_precision(precision, torch.device(self.device))
+        """auto (the default, as for `nlp-lstm tag`, `evaluate` and `serve`: whichever of fp32
+        and bf16 tags faster here, timed once per machine and model shape; bf16 gave about
+        twice the sentences/s on a CPU with AMX), fp32 (the numbers a tagger trained in fp32
+        reported) or bf16. Packaged feature taggers follow."""
+        self._precision = precision  # `auto` is timed when first needed (see `precision`)
         for tagger in self.feature_taggers.values():
             tagger.set_precision(precision)
         return self
+
+    @property
+    def precision(self) -> str:
+        """The precision this tagger runs in: `auto` is resolved (timed) on first use."""
+        if self._precision == "auto":
+            self._precision = self._measured_precision()
+        return self._precision
+
+    PROBE_SENTENCES, PROBE_WORDS = 128, 24  # about a CoNLL-2000 sentence's length
+
+    def _measured_precision(self) -> str:
+        """`auto`: the faster precision for tagging a batch of sentences with this model here
+        (timed once per machine and model shape; see nlp_lstm.speed_choices)."""
+        device = torch.device(self.device)
+        rng = random.Random(0)
+        words = self.vocabs.words.get_itos()[2:] or ["x"]
+        columns = {name: vocab.get_itos()[2:] or ["x"] for name, vocab in self.vocabs.features.items()}
+        sentences = [
+            self._encode(
+                rng.choices(words, k=self.PROBE_WORDS),
+                {name: rng.choices(values, k=self.PROBE_WORDS) for name, values in columns.items()},
+            )
+            for _ in range(self.PROBE_SENTENCES)
+        ]
+        batch = collate(sentences).to(device)
+
+        @torch.no_grad()
+        def tag(precision: str) -> None:
+            with autocast_context(device, precision):
+                self.model.decode(self.model(batch), batch)
+
+        return measured_precision(
+            "tagging precision=auto",
+            self.model,
+            f"batch {self.PROBE_SENTENCES} sentences x {self.PROBE_WORDS} words",
+            device,
+            tag,
+        )
 
     def _autocast(self):
         return autocast_context(torch.device(self.device), self.precision)

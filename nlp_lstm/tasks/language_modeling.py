@@ -97,6 +97,11 @@ class LanguageModelingTask(TrainingTask):
         self.position += windows[0][0].size(1)
         return windows
 
+    def probe_batch(self):
+        windows = [s.window(0, self.cfg.task.bptt) for s in self.streams]
+        self.hidden = self.model.initial_state(self.cfg.task.batch_size, self.device)
+        return windows, f"batch {tuple(windows[0][0].shape)} x {len(windows)} direction(s)"
+
     def training_step(self, batch) -> StepOutput:
         total_nll, total_count = 0.0, 0
         regularised = self.cfg.model.activation_reg > 0 or self.cfg.model.temporal_activation_reg > 0

@@ -255,6 +255,16 @@ class TaggingTask(TrainingTask):
         indices = mine or global_batch[:1]
         return collate([self.encoded["train"][i] for i in indices]), weight, indices
 
+    def probe_batch(self):
+        # batch_size sentences of the median length: batches group similar lengths.
+        train = self.encoded["train"]
+        order = sorted(range(len(train)), key=lambda i: len(train[i].words))
+        size = min(self.cfg.task.batch_size, len(order))
+        start = max(0, len(order) // 2 - size // 2)
+        indices = order[start : start + size]
+        batch = collate([train[i] for i in indices])
+        return (batch, 1.0 / size, indices), f"batch {size} sentences x {batch.words.size(1)} words"
+
     def training_step(self, batch) -> StepOutput:
         batch, weight, indices = batch
         if self.lm_cache is not None:

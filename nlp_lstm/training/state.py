@@ -31,6 +31,9 @@ class TrainerState:
     # The run of non-finite steps up to the last read: trainer.max_nonfinite_steps counts
     # it across a resume.
     nonfinite_in_a_row: int = 0
+    # The precision the run trains in (trainer.precision=auto is measured once: a resume
+    # keeps what the run began with, whatever a new timing would say).
+    precision: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -38,7 +41,7 @@ class TrainerState:
     @classmethod
     def from_dict(cls, saved: Dict[str, Any]) -> "TrainerState":
         """The state a checkpoint holds. Keys the dict gained later (`train_tokens`,
-        `skipped_steps`, `nonfinite_in_a_row`) take their defaults where a checkpoint lacks
+        `skipped_steps`, `nonfinite_in_a_row`, `precision`) take their defaults where a checkpoint lacks
         them, and a key this version does not know is dropped (one a later change removed
         must not stop a resume)."""
         known = {f.name for f in dataclasses.fields(cls)}

@@ -54,6 +54,12 @@ class TrainingTask(ABC):
     @abstractmethod
     def training_step(self, batch: Any) -> StepOutput: ...
 
+    @abstractmethod
+    def probe_batch(self) -> Tuple[Any, str]:
+        """A training batch of the usual shape for timing a step (trainer.precision=auto), and
+        a description of its shape. Takes no data position; the carried state it may reset is
+        set again by start_epoch or a resume."""
+
     def keep_step_state(self, keep: Tensor) -> None:
         """Where `keep` (a 0-d bool tensor on the device: no sync) is false, the last training
         step is skipped (non-finite loss or gradient): drop any state it produced."""

@@ -41,6 +41,7 @@ from nlp_lstm.training.monitor import Monitor
 from nlp_lstm.training.nonfinite import NonfiniteSteps, grad_norm_of, stop_or_warn, without_skipped
 from nlp_lstm.training.optim import build_optimizer, build_scheduler, schedule_back
 from nlp_lstm.training.optimizer_step import step_optimizer
+from nlp_lstm.training.precision_choice import resumed_precision
 from nlp_lstm.training.progress import LogWindow, bar_postfix, epoch_bar, progress_line, progress_log, terminal_logging
 from nlp_lstm.training.report import best_model_numbers, chart_layout, completed_metrics, run_result, train_summary
 from nlp_lstm.training.state import TrainerState
@@ -79,7 +80,7 @@ class Trainer:
         # Iterate average: NT-ASGD's once triggered, or from optim.average_from_epoch.
         self.averaged: Optional[AveragedModel] = None
         self.best_model = BestModel(task, self.model_dir, writes=dist.is_main)
-        self.state = TrainerState()
+        self.state = TrainerState(precision=self.tcfg.precision)
         self.signals = StopSignals()
         self.nonfinite = NonfiniteSteps(device)
 
@@ -118,6 +119,7 @@ class Trainer:
         self.best_model.restore(payload, self.device)
         self.state = TrainerState.from_dict(payload["trainer"])
         self.state.stop_reason = None  # the budgets may have been raised for this resume
+        self.tcfg.precision = self.state.precision = resumed_precision(self.state, self.run_config, self.tcfg.precision)
         self.nonfinite = NonfiniteSteps(self.device, run=self.state.nonfinite_in_a_row)
         task_state, rng = rank_share(payload["task"], payload["rng"], self.dist, self.checkpoint_path)
         self.task.load_state_dict(task_state)

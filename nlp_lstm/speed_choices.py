@@ -1,0 +1,204 @@
+"""Speed switches chosen by timing, not by CPU flags.
+
+Which precision is faster, or how many softmax rows to compute at a time, depends on the
+machine (AMX, AVX512-BF16 only, AVX2 only, a GPU) and on the model's shapes: bf16 pays twice
+over on a CPU with AMX, loses on one with AVX512-BF16 for a tagger's small products, and is
+emulated (several times slower) on one with neither. So the first time a choice is needed,
+`choose` times each candidate on the real shapes (a fraction of a second to a few seconds,
+once), logs what it found, and keeps the answer in a JSON file under the user's cache dir,
+keyed by this machine (CPU model or GPU name, threads, torch version) and the shapes:
+
+    ~/.cache/nlp_lstm/speed_choices.json    ($NLP_LSTM_CACHE_DIR, else $XDG_CACHE_HOME/nlp_lstm)
+
+Overrides: an explicit setting (trainer.precision=fp32, --precision bf16) is never measured;
+NLP_LSTM_SPEED_CHOICES=off takes each switch's default without timing anything (for
+precision: bf16 where the CPU has bf16 instructions, else fp32; the fixed softmax chunk);
+deleting the file measures again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional
+
+import torch
+from torch import nn
+
+from nlp_lstm.device import precision_candidates, resolve_precision
+from nlp_lstm.fileio import atomic_write_json
+
+log = logging.getLogger("nlp_lstm")
+
+CACHE_DIR_ENV = "NLP_LSTM_CACHE_DIR"
+MODE_ENV = "NLP_LSTM_SPEED_CHOICES"  # "measure" (the default) or "off"
+CACHE_FILE = "speed_choices.json"
+
+_memo: Dict[str, str] = {}  # this process's answers: the file is read once per choice
+
+
+def cache_path() -> Path:
+    base = os.environ.get(CACHE_DIR_ENV)
+    if base:
+        return Path(base) / CACHE_FILE
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "nlp_lstm" / CACHE_FILE
+
+
+def measuring() -> bool:
+    return os.environ.get(MODE_ENV, "measure").strip().lower() not in ("off", "0", "false", "no")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_key(device: torch.device) -> str:
+    """What a timing depends on besides the shapes: the processor, the threads, torch."""
+    if device.type == "cuda":
+        where = f"cuda {torch.cuda.get_device_name(device)}"
+    else:
+        where = f"{device.type} {_cpu_model()} x{torch.get_num_threads()}"
+    return f"{where} | torch {torch.__version__}"
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_candidates(
+    candidates: Mapping[str, Callable[[], object]], device: torch.device, rounds: int = 3
+) -> Dict[str, float]:
+    """Seconds per call of each candidate: the fastest of `rounds` timed calls after one
+    untimed one, the candidates taking turns (so a burst of load elsewhere falls on all of
+    them). A candidate that raises (an op its dtype lacks here) is left out."""
+    best: Dict[str, float] = {}
+    failed = set()
+    for round_ in range(rounds + 1):
+        for name, run in candidates.items():
+            if name in failed:
+                continue
+            _synchronize(device)
+            start = time.perf_counter()
+            try:
+                run()
+            except (RuntimeError, NotImplementedError) as exc:
+                failed.add(name)
+                log.debug(f"speed choice: candidate {name} failed here: {exc}")
+                continue
+            _synchronize(device)
+            if round_ > 0:
+                elapsed = time.perf_counter() - start
+                best[name] = min(best.get(name, elapsed), elapsed)
+    return best
+
+
+def _read_cache(path: Path) -> Dict[str, Dict[str, dict]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: measure again (the file is only a memo)
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(machine: str, key: str, record: dict) -> Optional[Path]:
+    path = cache_path()
+    try:
+        data = _read_cache(path)  # read again just before writing: another process may have added choices
+        data.setdefault(machine, {})[key] = record
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, data)
+        return path
+    except OSError as exc:  # a read-only home: the choice still holds for this process
+        log.debug(f"speed choice: could not write {path}: {exc}")
+        return None
+
+
+def choose(
+    what: str,
+    shapes: str,
+    device: torch.device,
+    candidates: Mapping[str, Callable[[], object]],
+    default: str,
+    rounds: int = 3,
+) -> str:
+    """The fastest candidate's name for `what` (e.g. "training precision") at `shapes` (a
+    string naming the shapes the timing depends on) on this machine: from this process's
+    memo, the cache file, or a timing now. `default` when measuring is off or every
+    candidate failed."""
+    if not measuring():
+        log.info(f"{what}: {default} ({MODE_ENV}=off: not timed)")
+        return default
+    machine = machine_key(device)
+    key = f"{what} | {shapes}"
+    memo_key = f"{machine} || {key}"
+    if memo_key not in _memo:
+        record = _read_cache(cache_path()).get(machine, {}).get(key)
+        if isinstance(record, dict) and record.get("choice") in candidates:
+            _memo[memo_key] = record["choice"]
+    if memo_key in _memo:
+        log.info(f"{what}: {_memo[memo_key]} (measured on this machine earlier; {cache_path()})")
+        return _memo[memo_key]
+    started = time.perf_counter()
+    seconds = time_candidates(candidates, device, rounds)
+    choice = min(seconds, key=seconds.get) if seconds else default
+    timings = ", ".join(f"{name} {1000 * s:.1f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))
+    where = _write_cache(
+        machine,
+        key,
+        {"choice": choice, "ms": {name: round(1000 * s, 3) for name, s in seconds.items()}, "measured": time.time()},
+    )
+    _memo[memo_key] = choice
+    log.info(
+        f"{what}: {choice} (timed on {shapes}: {timings or 'every candidate failed'}; "
+        f"{time.perf_counter() - started:.1f} s, kept in {where or 'this process only'})"
+    )
+    return choice
+
+
+def model_signature(model: nn.Module) -> str:
+    """The model's shapes, short: a timing holds for any weights of the same shapes."""
+    shapes = repr([(name, tuple(p.shape), str(p.dtype)) for name, p in model.named_parameters()])
+    count = sum(p.numel() for p in model.parameters())
+    return f"{type(model).__name__} {count:,} params #{hashlib.sha1(shapes.encode()).hexdigest()[:10]}"
+
+
+def measured_precision(
+    what: str, model: nn.Module, shapes: str, device: torch.device, run: Callable[[str], object]
+) -> str:
+    """`precision=auto` for `model` on `device`: the faster of the candidates (fp32, bf16) when
+    `run(precision)` does the model's work on a batch of `shapes`. The random state is put
+    back afterwards, so a run that measured trains exactly as one that read the cache."""
+    candidates = precision_candidates(device)
+    if len(candidates) == 1:
+        return candidates[0]
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
+    with torch.random.fork_rng(devices=devices):
+        return choose(
+            what,
+            f"{model_signature(model)}, {shapes}",
+            device,
+            {p: functools.partial(run, p) for p in candidates},
+            default=resolve_precision("auto", device),
+        )
+
+
+def forget_in_process() -> None:
+    """Drop this process's memo (the cache file stays): for tests."""
+    _memo.clear()
