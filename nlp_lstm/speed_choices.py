@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional
@@ -41,6 +42,13 @@ MODE_ENV = "NLP_LSTM_SPEED_CHOICES"  # "measure" (the default) or "off"
 CACHE_FILE = "speed_choices.json"
 
 _memo: Dict[str, str] = {}  # this process's answers: the file is read once per choice
+
+
+class _Timing(threading.local):
+    depth = 0  # > 0 while candidates are being timed
+
+
+_timing = _Timing()
 
 
 def cache_path() -> Path:
@@ -85,13 +93,14 @@ def time_candidates(
 ) -> Dict[str, float]:
     """Seconds per call of each candidate: the fastest of `rounds` timed calls after one
     untimed one, the candidates taking turns (so a burst of load elsewhere falls on all of
-    them). A candidate that raises (an op its dtype lacks here) is left out."""
+    them); one more than twice as slow as the best after its first timed call is not called
+    again. A candidate that raises (an op its dtype lacks here) is left out."""
     best: Dict[str, float] = {}
     failed = set()
     for round_ in range(rounds + 1):
         for name, run in candidates.items():
-            if name in failed:
-                continue
+            if name in failed or (round_ > 1 and best[name] > 2 * min(best.values())):
+                continue  # failed here, or already twice as slow as the best: not timed again
             _synchronize(device)
             start = time.perf_counter()
             try:
@@ -140,6 +149,11 @@ def choose(
     string naming the shapes the timing depends on) on this machine: from this process's
     memo, the cache file, or a timing now. `default` when measuring is off or every
     candidate failed."""
+    if _timing.depth:
+        # A choice met while another's candidates are timed (a softmax inside a timed training
+        # step) takes its default: both candidates of the outer choice then run alike, and the
+        # inner one is timed on its own when the real work first needs it.
+        return default
     if not measuring():
         log.info(f"{what}: {default} ({MODE_ENV}=off: not timed)")
         return default
@@ -154,7 +168,11 @@ def choose(
         log.info(f"{what}: {_memo[memo_key]} (measured on this machine earlier; {cache_path()})")
         return _memo[memo_key]
     started = time.perf_counter()
-    seconds = time_candidates(candidates, device, rounds)
+    _timing.depth += 1
+    try:
+        seconds = time_candidates(candidates, device, rounds)
+    finally:
+        _timing.depth -= 1
     choice = min(seconds, key=seconds.get) if seconds else default
     timings = ", ".join(f"{name} {1000 * s:.1f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))
     where = _write_cache(

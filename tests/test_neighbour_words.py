@@ -42,7 +42,7 @@ def test_objective_equals_per_word_cross_entropy_written_out():
     objective = NeighbourWordObjective(state_size=3, hidden_size=4, num_classes=5)
     words = torch.tensor([[2, 7, 4, 3], [6, 2, 0, 0]])  # 7 and 6 are past the 5 classes: <unk>
     mask = words > 0
-    states = torch.randn(2, 4, 6)
+    states = torch.randn(2, 4, 6, requires_grad=True)
     expected = 0.0
     for b in range(2):
         n = int(mask[b].sum())
@@ -54,7 +54,20 @@ def test_objective_equals_per_word_cross_entropy_written_out():
             expected += F.cross_entropy(
                 objective.previous_word(states[b, t, 3:]).unsqueeze(0), torch.tensor([preceding])
             )
-    assert torch.allclose(objective(states, words, mask), expected, atol=1e-5)
+    got = objective(states, words, mask.reshape(-1).nonzero().squeeze(1))
+    assert torch.allclose(got, expected, atol=1e-5)
+    # The fused softmax's gradients are the written-out loss's, and padding gets none.
+    parameters = [states, *objective.parameters()]
+    for g_got, g_expected in zip(torch.autograd.grad(got, parameters), torch.autograd.grad(expected, parameters)):
+        torch.testing.assert_close(g_got, g_expected, rtol=1e-4, atol=1e-6)
+    assert (
+        float(
+            torch.autograd.grad(objective(states, words, mask.reshape(-1).nonzero().squeeze(1)), states)[0][1, 2:]
+            .abs()
+            .sum()
+        )
+        == 0.0
+    )
 
 
 def test_next_word_prediction_never_sees_the_next_word():
@@ -80,7 +93,7 @@ def test_lm_loss_is_added_in_training_and_absent_from_inference():
     nll, lm_nll = model.training_losses(batch)
     assert lm_nll > 0
     assert torch.allclose(nll, model.loss(model(batch), batch))
-    raw = model.neighbour_words(model.encode(batch)[0], batch.words, batch.mask)
+    raw = model.neighbour_words(model.encode(batch)[0], batch.words, batch.real_word_positions())
     assert torch.allclose(lm_nll, 0.5 * raw)
     lm_nll.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.forward_layers[0].parameters())

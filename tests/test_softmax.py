@@ -1,16 +1,24 @@
 """The fused full softmax against the textbook one, and the adaptive softmax head."""
 
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from nlp_lstm import speed_choices
 from nlp_lstm.config import ModelConfig
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
 from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.lm import RNNLanguageModel
-from nlp_lstm.models.softmax import ROW_CHUNK, AdaptiveSoftmax, linear_cross_entropy
+from nlp_lstm.models.softmax import (
+    PRODUCT_ROWS,
+    ROW_CHUNK,
+    AdaptiveSoftmax,
+    _nll_and_logit_gradient,
+    linear_cross_entropy,
+)
 
 
 def _problem(n=2 * ROW_CHUNK + 37, d=24, vocab=301, seed=0):
@@ -62,6 +70,34 @@ def test_fused_cross_entropy_under_bf16_autocast_stays_close_to_fp32():
         assert cosine > 0.999
 
 
+@pytest.mark.parametrize("product_rows", [1, 5, ROW_CHUNK, 2 * ROW_CHUNK + 37, 4096])
+def test_every_product_size_gives_the_textbook_nll_and_logit_gradient(product_rows):
+    """Whichever rows per product the timing picks, the numbers are the same: the last
+    product may be short, and a log-softmax chunk never crosses a product's end."""
+    features, weight, bias, targets = _problem()
+    with torch.no_grad():
+        nll, grad_logits = _nll_and_logit_gradient(features, weight, bias, targets, product_rows)
+        logits = F.linear(features, weight, bias)
+        expected = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+        one_hot = F.one_hot(targets.clamp(min=0), weight.size(0)).float()
+        expected_grad = (torch.softmax(logits, dim=1) - one_hot) * (targets != IGNORE_INDEX)[:, None]
+    assert float(nll) == pytest.approx(float(expected), rel=1e-5)
+    torch.testing.assert_close(grad_logits, expected_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_the_rows_per_product_are_timed_once_on_the_shapes(tmp_path, monkeypatch):
+    monkeypatch.setenv(speed_choices.CACHE_DIR_ENV, str(tmp_path))
+    speed_choices.forget_in_process()
+    features, weight, bias, targets = _problem()
+    linear_cross_entropy(features, weight, bias, targets).backward()
+    saved = json.loads((tmp_path / speed_choices.CACHE_FILE).read_text())[
+        speed_choices.machine_key(torch.device("cpu"))
+    ]
+    record = saved["softmax rows per product | 301 classes x 24, float32"]
+    assert record["choice"] in PRODUCT_ROWS and set(record["ms"]) <= set(PRODUCT_ROWS)
+    speed_choices.forget_in_process()
+
+
 def test_fused_cross_entropy_without_grad_matches_and_keeps_no_graph():
     features, weight, bias, targets = _problem()
     with torch.no_grad():
@@ -84,7 +120,7 @@ def test_adaptive_softmax_log_probs_normalise_and_nll_matches_them():
     torch.testing.assert_close(torch.logsumexp(log_probs, -1), torch.zeros(3, 5), atol=1e-5, rtol=0)
     keep = targets != IGNORE_INDEX
     expected = -log_probs[keep].gather(1, targets[keep][:, None]).sum()
-    assert float(head.nll(features, targets)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(head.nll(features, targets).detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
 
 
 @pytest.mark.parametrize("clusters_from", ["host", "device"])
@@ -133,7 +169,7 @@ def test_language_model_with_adaptive_softmax_learns():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[0] > math.log(40) * 0.8
     assert losses[-1] < 0.5  # a deterministic successor is learnt
     assert model.logits(features).shape == (4, 39, 40)

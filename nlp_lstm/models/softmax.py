@@ -12,6 +12,7 @@ from one cast of the weight per call, with fp32 log-softmax, loss and weight gra
 
 from __future__ import annotations
 
+import functools
 from typing import List, Optional, Tuple
 
 import torch
@@ -19,13 +20,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
+from nlp_lstm.speed_choices import choose
 
-ROW_CHUNK = 128  # CPU: rows of logits per chunk: 128 x 33k fp32 is 17 MB, within a server's L3
+ROW_CHUNK = 128  # CPU: rows of the log-softmax pass: 128 x 33k fp32 is 17 MB, within a server's L3
 EVAL_ROW_CHUNK = 1024  # CPU: without a gradient to write, larger products are faster
 VOCAB_CHUNK = 4096  # rows of the weight gradient computed (and cast to fp32) at a time
 # GPU: a 128-row chunk leaves the card idle between small kernel launches; what bounds a
 # chunk there is memory, so it takes as many rows as fit this many bytes of fp32 logits.
 ACCELERATOR_CHUNK_BYTES = 256 * 2**20
+# CPU: rows per matrix product of the training forward. One product over all rows streams the
+# weight once and runs the BLAS at its best (an AVX2 EPYC: 1.45x the speed of 128-row
+# products); on other CPUs smaller products that stay in cache have won. So it is timed
+# once per machine and shape (speed_choices) among these.
+PRODUCT_ROWS = ("128", "512", "all")
+DEFAULT_PRODUCT_ROWS = "128"
 
 
 def row_chunk(device_type: str, vocab_size: int, training: bool) -> int:
@@ -52,19 +60,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features: Tensor, weight: Tensor, bias: Tensor, targets: Tensor, dtype: torch.dtype) -> Tensor:
         x, w, b = features.to(dtype), weight.to(dtype), bias.to(dtype)
-        valid = targets != IGNORE_INDEX
-        safe = targets.clamp(min=0)[:, None]
-        grad_logits = torch.empty(x.size(0), w.size(0), dtype=dtype, device=x.device)
-        nll = torch.zeros((), dtype=torch.float32, device=x.device)
-        chunk = row_chunk(x.device.type, w.size(0), training=True)
-        for i in range(0, x.size(0), chunk):
-            rows = slice(i, i + chunk)
-            log_probs = torch.log_softmax(torch.addmm(b, x[rows], w.t()), dim=1, dtype=torch.float32)
-            nll -= (log_probs.gather(1, safe[rows]).squeeze(1) * valid[rows]).sum()
-            probs = log_probs.exp_()
-            probs.scatter_add_(1, safe[rows], probs.new_full((probs.size(0), 1), -1.0))
-            probs.mul_(valid[rows, None])  # ignored targets contribute no gradient
-            grad_logits[rows].copy_(probs)
+        nll, grad_logits = _nll_and_logit_gradient(x, w, b, targets, _product_rows(x, w, b, targets))
         ctx.save_for_backward(x, w, grad_logits)
         ctx.dtypes = (features.dtype, weight.dtype, bias.dtype)
         return nll
@@ -87,6 +83,49 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_bias = grad_logits.sum(0, dtype=torch.float32).mul_(grad_output).to(bias_dtype)
         return grad_features, grad_weight, grad_bias, None, None
+
+
+def _nll_and_logit_gradient(
+    x: Tensor, w: Tensor, b: Tensor, targets: Tensor, product_rows: int
+) -> Tuple[Tensor, Tensor]:
+    """Summed NLL (fp32) and d(NLL)/d(logits) (softmax - one-hot, in x's dtype; zero rows for
+    ignored targets). The logits are computed `product_rows` rows per matrix product, straight
+    into the gradient's buffer; the log-softmax pass then goes over them in cache-sized row
+    chunks, writing each chunk's gradient in place while it is hot."""
+    valid = targets != IGNORE_INDEX
+    safe = targets.clamp(min=0)[:, None]
+    grad_logits = torch.empty(x.size(0), w.size(0), dtype=x.dtype, device=x.device)
+    nll = torch.zeros((), dtype=torch.float32, device=x.device)
+    chunk = min(product_rows, row_chunk(x.device.type, w.size(0), training=True))
+    for i in range(0, x.size(0), product_rows):
+        torch.addmm(b, x[i : i + product_rows], w.t(), out=grad_logits[i : i + product_rows])
+        for j in range(i, min(i + product_rows, x.size(0)), chunk):
+            rows = slice(j, min(j + chunk, i + product_rows))
+            log_probs = torch.log_softmax(grad_logits[rows], dim=1, dtype=torch.float32)
+            nll -= (log_probs.gather(1, safe[rows]).squeeze(1) * valid[rows]).sum()
+            probs = log_probs.exp_()
+            probs.scatter_add_(1, safe[rows], probs.new_full((probs.size(0), 1), -1.0))
+            probs.mul_(valid[rows, None])  # ignored targets contribute no gradient
+            grad_logits[rows].copy_(probs)
+    return nll, grad_logits
+
+
+def _product_rows(x: Tensor, w: Tensor, b: Tensor, targets: Tensor) -> int:
+    """Rows per matrix product: memory-sized on an accelerator; on a CPU the fastest of
+    PRODUCT_ROWS on these shapes, timed once (the first batch's rows stand for all: with
+    variable BPTT they vary from step to step)."""
+    if x.device.type != "cpu":
+        return row_chunk(x.device.type, w.size(0), training=True)
+    rows = {"all": x.size(0)} | {n: int(n) for n in PRODUCT_ROWS if n != "all"}
+    choice = choose(
+        "softmax rows per product",
+        f"{w.size(0)} classes x {w.size(1)}, {str(x.dtype).removeprefix('torch.')}",
+        x.device,
+        {name: functools.partial(_nll_and_logit_gradient, x, w, b, targets, n) for name, n in rows.items()},
+        default=DEFAULT_PRODUCT_ROWS,
+        rounds=2,
+    )
+    return rows[choice]
 
 
 def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, targets: Tensor) -> Tensor:

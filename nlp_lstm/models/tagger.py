@@ -14,6 +14,7 @@ from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.crf import CRF
 from nlp_lstm.models.dropout import SequenceDropout, embedding_dropout
 from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
+from nlp_lstm.models.softmax import linear_cross_entropy
 
 UNK_INDEX = 1  # <unk> in the word vocabulary (0 is padding)
 TRAINING_ONLY_PREFIX = "neighbour_words."  # state_dict keys a model package leaves out
@@ -40,24 +41,28 @@ class NeighbourWordObjective(nn.Module):
 
         self.next_word, self.previous_word = head(), head()
 
-    def forward(self, states: Tensor, words: Tensor, mask: Tensor) -> Tensor:
-        """Summed NLL over the real words of both directions. states (B, T, 2s), words (B, T)."""
+    def forward(self, states: Tensor, words: Tensor, positions: Tensor) -> Tensor:
+        """Summed NLL over the real words of both directions. states (B, T, 2s), words (B, T),
+        positions: the flat indices of the real words in (B, T) (TaggingBatch.real_word_positions).
+
+        Only real words are scored (padding would be a third of the rows), each direction's
+        softmax through the fused linear_cross_entropy: no (words x classes) logits, log-softmax
+        and its gradient as three separate arrays."""
         half = states.size(-1) // 2
         boundary = words.new_zeros(words.size(0), 1)
         # Padding is 0 = boundary, so the last real word's successor is the boundary class.
         following = torch.cat([words[:, 1:], boundary], dim=1)
         preceding = torch.cat([boundary, words[:, :-1]], dim=1)
+        flat_states = states.reshape(-1, states.size(-1)).index_select(0, positions)
 
-        def nll(head: nn.Module, x: Tensor, targets: Tensor) -> Tensor:
-            # Padding is ignored through the targets, not boolean indexing (a device sync).
-            targets = targets.masked_fill(targets >= self.num_classes, UNK_INDEX).masked_fill(~mask, IGNORE_INDEX)
-            logits = head(x).float()
-            return F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-            )
+        def nll(head: nn.Sequential, x: Tensor, targets: Tensor) -> Tensor:
+            targets = targets.reshape(-1).index_select(0, positions)
+            targets = targets.masked_fill(targets >= self.num_classes, UNK_INDEX)
+            hidden, output = head[1](head[0](x)), head[2]
+            return linear_cross_entropy(hidden, output.weight, output.bias, targets)
 
-        return nll(self.next_word, states[..., :half], following) + nll(
-            self.previous_word, states[..., half:], preceding
+        return nll(self.next_word, flat_states[:, :half], following) + nll(
+            self.previous_word, flat_states[:, half:], preceding
         )
 
 
@@ -149,7 +154,7 @@ class SequenceTagger(nn.Module):
         nll = self.loss(self.emissions(self.output_dropout(layers[-1])), batch)
         if self.neighbour_words is None:
             return nll, nll.new_zeros(())
-        lm_nll = self.neighbour_words(self.output_dropout(layers[0]), batch.words, batch.mask)
+        lm_nll = self.neighbour_words(self.output_dropout(layers[0]), batch.words, batch.real_word_positions())
         return nll, self.cfg.lm_loss_weight * lm_nll
 
     def encode(self, batch) -> List[Tensor]:
