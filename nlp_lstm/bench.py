@@ -77,18 +77,42 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(step: Callable[[Any], int], batches: Sequence[Any], warmup: int, device: torch.device) -> Dict[str, float]:
-    """Units per second of `step` over batches[warmup:] (each call returns its units)."""
-    for batch in batches[:warmup]:
-        step(batch)
-    _synchronize(device)
-    with PeakMemory(device) as memory:
-        start, units = time.perf_counter(), 0
-        for batch in batches[warmup:]:
-            units += step(batch)
-        _synchronize(device)
-        seconds = time.perf_counter() - start
-    return {"units_per_sec": units / seconds, "seconds": seconds, "units": units, "peak_memory_mb": memory.peak_mb}
+BLOCKS = 6  # turns each side takes over the timed batches
+
+
+def measure(
+    steps: Dict[str, Callable[[Any], int]], batches: Sequence[Any], warmup: int, device: torch.device
+) -> Dict[str, Dict[str, float]]:
+    """Per side ("ours", "reference"), units per second of its step over batches[warmup:]
+    (each call returns its units), and its peak memory. The sides take turns, a block of
+    batches each (BLOCKS per side), so that a burst of load from elsewhere on a shared
+    machine falls on both: timed one after the other, the same reference loop measured 75
+    and 101 sentences/s in two runs on one machine, and the ratio moved with it."""
+    for step in steps.values():
+        for batch in batches[:warmup]:
+            step(batch)
+    timed = list(batches[warmup:])
+    size = max(1, -(-len(timed) // BLOCKS))
+    totals = {side: {"seconds": 0.0, "units": 0, "peak_memory_mb": None} for side in steps}
+    for i in range(0, len(timed), size):
+        for side, step in steps.items():
+            _synchronize(device)
+            with PeakMemory(device) as memory:
+                start, units = time.perf_counter(), 0
+                for batch in timed[i : i + size]:
+                    units += step(batch)
+                _synchronize(device)
+                seconds = time.perf_counter() - start
+            total = totals[side]
+            total["seconds"] += seconds
+            total["units"] += units
+            if memory.peak_mb is not None:
+                total["peak_memory_mb"] = max(total["peak_memory_mb"] or 0.0, memory.peak_mb)
+    return {side: {**t, "units_per_sec": t["units"] / t["seconds"]} for side, t in totals.items()}
+
+
+def _by_side(train: Dict[str, Dict[str, float]], infer: Dict[str, Dict[str, float]]) -> Dict[str, Any]:
+    return {side: {"train": train[side], "infer": infer[side]} for side in train}
 
 
 # --------------------------------------------------------------------------- reference loops
@@ -229,12 +253,7 @@ def _bench_lm(
                 model.nll(features, y, clusters)
         return tokens(batch)
 
-    results = {
-        "ours": {
-            "train": measure(ours_train, batches, warmup, device),
-            "infer": measure(ours_infer, batches, warmup, device),
-        }
-    }
+    train_steps, infer_steps = {"ours": ours_train}, {"ours": ours_infer}
     if reference:
         m = cfg.model
         ref = TextbookLM(
@@ -267,11 +286,8 @@ def _bench_lm(
                 )
             return tokens(batch)
 
-        results["reference"] = {
-            "train": measure(ref_train, batches, warmup, device),
-            "infer": measure(ref_infer, batches, warmup, device),
-        }
-    return results
+        train_steps["reference"], infer_steps["reference"] = ref_train, ref_infer
+    return _by_side(measure(train_steps, batches, warmup, device), measure(infer_steps, batches, warmup, device))
 
 
 def _bench_tagging(
@@ -295,12 +311,7 @@ def _bench_tagging(
         predict(task.model, part, task.vocabs, eval_size, device)
         return len(part)
 
-    results = {
-        "ours": {
-            "train": measure(ours_train, batches, warmup, device),
-            "infer": measure(ours_predict, chunks, min(warmup, len(chunks) - 1), device),
-        }
-    }
+    train_steps, infer_steps = {"ours": ours_train}, {"ours": ours_predict}
     if reference:
         m = cfg.model
         ref = TextbookTagger(
@@ -337,11 +348,11 @@ def _bench_tagging(
                     ref.decode(ref(batch), batch)  # per-sentence tag lists, as `predict` hands them back
             return len(part)
 
-        results["reference"] = {
-            "train": measure(ref_train, batches, warmup, device),
-            "infer": measure(ref_predict, chunks, min(warmup, len(chunks) - 1), device),
-        }
-    return results
+        train_steps["reference"], infer_steps["reference"] = ref_train, ref_predict
+    return _by_side(
+        measure(train_steps, batches, warmup, device),
+        measure(infer_steps, chunks, min(warmup, len(chunks) - 1), device),
+    )
 
 
 # --------------------------------------------------------------------------- entry
