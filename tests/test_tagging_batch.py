@@ -81,3 +81,23 @@ def test_to_moves_every_tensor_field():
             else:
                 assert v == getattr(batch, f.name), f.name
     assert all(getattr(batch, f.name) is not None for f in fields(TaggingBatch))  # every field was set
+
+
+def test_prediction_batches_hold_every_sentence_once_with_little_padding():
+    import random
+
+    from nlp_lstm.data.tagging_batch import prediction_batches
+
+    rng = random.Random(3)
+    lengths = [max(1, int(rng.lognormvariate(3.0, 0.6))) for _ in range(2000)] + [0, 0, 400]
+    batches = prediction_batches(lengths, 256, waste=0.25, min_size=16)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert all(1 <= len(batch) <= 256 for batch in batches)
+    for batch in batches[:-1]:
+        longest, real = max(max(1, lengths[i]) for i in batch), sum(max(1, lengths[i]) for i in batch)
+        # closed early only once past min_size, and then with at most `waste` padding
+        assert len(batch) == 256 or len(batch) >= 16
+        assert len(batch) <= 16 or longest * len(batch) <= 1.25 * real
+    assert prediction_batches(lengths, 256) == batches  # deterministic
+    # Equal lengths: full batches, as batch_indices gives.
+    assert [len(b) for b in prediction_batches([7] * 600, 256)] == [256, 256, 88]

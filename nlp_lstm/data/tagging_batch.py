@@ -148,3 +148,31 @@ def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, rng: O
     if shuffle:
         rng.shuffle(batches)
     return batches
+
+
+def prediction_batches(
+    lengths: Sequence[int], batch_size: int, waste: float = 0.25, min_size: int = 16
+) -> List[List[int]]:
+    """Batches for prediction: sentences in length order, at most `batch_size` a batch, and a
+    batch closed early (once it holds `min_size`) when padding it to its longest sentence
+    would cost more than `waste` of its real tokens. Two length-sorted batches of 256 out of
+    512 CoNLL-2000 sentences are each padded to their longest (up to 70 words where most have
+    25): the padded RNN spent over half its time on padding. Smaller batches of like lengths
+    cost no more per sentence down to a few dozen sentences, so closing them early only cuts
+    the padding. Every sentence is in exactly one batch; the order is deterministic."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: List[List[int]] = []
+    current: List[int] = []
+    real = 0
+    for i in order:
+        n = max(1, lengths[i])  # sorted: this sentence is the longest of the batch so far
+        if current and (
+            len(current) == batch_size or (len(current) >= min_size and n * (len(current) + 1) > (1 + waste) * (real + n))
+        ):
+            batches.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += n
+    if current:
+        batches.append(current)
+    return batches

@@ -10,7 +10,7 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from nlp_lstm.data.tag_schemes import spans_from_tags
-from nlp_lstm.data.tagging_batch import batch_indices, collate
+from nlp_lstm.data.tagging_batch import collate, prediction_batches
 from nlp_lstm.data.tagging_corpus import EncodedSentence, TaggingVocabs
 from nlp_lstm.models.tagger import SequenceTagger
 
@@ -19,7 +19,7 @@ def length_batches(encoded: Sequence[EncodedSentence], batch_size: int) -> List[
     """(sentence indices, collated batch) in length order: what `predict` runs."""
     return [
         (indices, collate([encoded[i] for i in indices]))
-        for indices in batch_indices([len(s.words) for s in encoded], batch_size, shuffle=False)
+        for indices in prediction_batches([len(s.words) for s in encoded], batch_size)
     ]
 
 
