@@ -27,12 +27,12 @@ import platform
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 import torch
 from torch import nn
 
-from nlp_lstm.device import precision_candidates, resolve_precision
+from nlp_lstm.device import autocast_context, precision_candidates, resolve_precision
 from nlp_lstm.fileio import atomic_write_json
 
 log = logging.getLogger("nlp_lstm")
@@ -144,11 +144,13 @@ def choose(
     candidates: Mapping[str, Callable[[], object]],
     default: str,
     rounds: int = 3,
+    screen: Optional[Callable[[], Dict[str, str]]] = None,
 ) -> str:
     """The fastest candidate's name for `what` (e.g. "training precision") at `shapes` (a
     string naming the shapes the timing depends on) on this machine: from this process's
     memo, the cache file, or a timing now. `default` when measuring is off or every
-    candidate failed."""
+    candidate failed. `screen`, called before a timing: {candidate: why} for candidates a
+    cheaper timing has already ruled out (so that a step several times slower is never run)."""
     if _timing.depth:
         # A choice met while another's candidates are timed (a softmax inside a timed training
         # step) takes its default: both candidates of the outer choice then run alike, and the
@@ -170,11 +172,16 @@ def choose(
     started = time.perf_counter()
     _timing.depth += 1
     try:
-        seconds = time_candidates(candidates, device, rounds)
+        ruled_out = screen() if screen is not None else {}
+        left = {name: run for name, run in candidates.items() if name not in ruled_out}
+        seconds = time_candidates(left, device, rounds) if len(left) > 1 else {name: 0.0 for name in left}
     finally:
         _timing.depth -= 1
     choice = min(seconds, key=seconds.get) if seconds else default
-    timings = ", ".join(f"{name} {1000 * s:.1f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))
+    timings = ", ".join(
+        [f"{name} {1000 * s:.1f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]) if len(left) > 1]
+        + [f"{name} left out: {why}" for name, why in ruled_out.items()]
+    )
     where = _write_cache(
         machine,
         key,
@@ -214,7 +221,32 @@ def measured_precision(
             device,
             {p: functools.partial(run, p) for p in candidates},
             default=resolve_precision("auto", device),
+            screen=functools.partial(emulated_precisions, device, candidates),
         )
+
+
+SCREEN_SLOWER = 3.0  # a precision whose matrix products are this much slower is not tried on the model
+
+
+def emulated_precisions(device: torch.device, candidates: List[str]) -> Dict[str, str]:
+    """Low precisions whose matrix products run over SCREEN_SLOWER times slower than fp32 here
+    (bf16 on a CPU without bf16 instructions, where one bf16 training step of wt2_medium took
+    65 s against fp32's 1.7 s on an AVX2 EPYC), timed on one product in milliseconds, each
+    with the reason."""
+    a = torch.randn(256, 1024, device=device)
+    b = torch.randn(1024, 1024, device=device)
+
+    def product(precision: str) -> None:
+        with autocast_context(device, precision):
+            torch.mm(a, b)
+
+    seconds = time_candidates({p: functools.partial(product, p) for p in candidates}, device, rounds=3)
+    fp32 = seconds.get("fp32")
+    return {
+        p: f"its matrix products ran {s / fp32:.0f}x slower than fp32's here"
+        for p, s in seconds.items()
+        if p != "fp32" and fp32 and s > SCREEN_SLOWER * fp32
+    }
 
 
 def forget_in_process() -> None:

@@ -65,6 +65,25 @@ def test_the_fastest_candidate_is_chosen_kept_and_read_back_without_timing(own_c
     assert calls
 
 
+def test_a_screen_rules_candidates_out_before_any_is_timed(own_cache, caplog):
+    calls: list = []
+    candidates = {"a": sleeper(0.001, calls, "a"), "b": sleeper(0.001, calls, "b"), "c": sleeper(0.002, calls, "c")}
+    with caplog.at_level(logging.INFO, logger="nlp_lstm"):
+        choice = speed_choices.choose("demo", "s", CPU, candidates, default="c", screen=lambda: {"a": "too slow here"})
+    assert choice in ("b", "c") and "a" not in calls
+    assert "a left out: too slow here" in caplog.text
+    # One candidate left: nothing to time.
+    calls.clear()
+    assert speed_choices.choose("demo", "t", CPU, candidates, default="a", screen=lambda: {"a": "x", "b": "y"}) == "c"
+    assert calls == []
+
+
+def test_bf16_products_are_screened_against_fp32_on_this_machine():
+    ruled_out = speed_choices.emulated_precisions(CPU, ["fp32", "bf16"])
+    assert set(ruled_out) <= {"bf16"}
+    assert all(why.startswith("its matrix products ran ") for why in ruled_out.values())
+
+
 def test_off_takes_the_default_and_times_nothing(own_cache, monkeypatch):
     monkeypatch.setenv(speed_choices.MODE_ENV, "off")
     never = {"a": lambda: pytest.fail("timed"), "b": lambda: pytest.fail("timed")}
@@ -114,7 +133,9 @@ def test_precision_auto_is_timed_once_and_timing_changes_nothing_the_run_compute
     assert "trainer.precision=auto: " in log and "timed on RNNLanguageModel" in log, log
     record = json.loads(own_cache.read_text())[speed_choices.machine_key(CPU)]
     ((key, choice),) = [(k, v) for k, v in record.items() if k.startswith("trainer.precision=auto")]
-    assert choice["choice"] in precision_candidates(CPU) and set(choice["ms"]) == set(precision_candidates(CPU))
+    # bf16 is timed on the model, or left out by the product screen (a CPU without bf16 units)
+    assert choice["choice"] in precision_candidates(CPU) and "fp32" in choice["ms"]
+    assert set(choice["ms"]) == set(precision_candidates(CPU)) or "bf16 left out: its matrix products ran" in log
     second, _ = _lm_run(tmp_path, text_corpus, "second", dropout)
     assert "measured on this machine earlier" in (second / "train.log").read_text()
     # The timing ran a training step in each precision: it must have left no trace (weights,
