@@ -174,18 +174,23 @@ def choose(
     try:
         ruled_out = screen() if screen is not None else {}
         left = {name: run for name, run in candidates.items() if name not in ruled_out}
-        seconds = time_candidates(left, device, rounds) if len(left) > 1 else {name: 0.0 for name in left}
+        seconds = time_candidates(left, device, rounds) if len(left) > 1 else {}
     finally:
         _timing.depth -= 1
-    choice = min(seconds, key=seconds.get) if seconds else default
+    choice = min(seconds, key=seconds.get) if seconds else next(iter(left), default)
     timings = ", ".join(
-        [f"{name} {1000 * s:.1f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]) if len(left) > 1]
+        [f"{name} {1000 * s:.1f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1])]
         + [f"{name} left out: {why}" for name, why in ruled_out.items()]
     )
     where = _write_cache(
         machine,
         key,
-        {"choice": choice, "ms": {name: round(1000 * s, 3) for name, s in seconds.items()}, "measured": time.time()},
+        {
+            "choice": choice,
+            "ms": {name: round(1000 * s, 3) for name, s in seconds.items()},
+            "left_out": ruled_out,
+            "measured": time.time(),
+        },
     )
     _memo[memo_key] = choice
     log.info(

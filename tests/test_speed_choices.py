@@ -76,6 +76,8 @@ def test_a_screen_rules_candidates_out_before_any_is_timed(own_cache, caplog):
     calls.clear()
     assert speed_choices.choose("demo", "t", CPU, candidates, default="a", screen=lambda: {"a": "x", "b": "y"}) == "c"
     assert calls == []
+    record = json.loads(own_cache.read_text())[speed_choices.machine_key(CPU)]["demo | t"]
+    assert record["choice"] == "c" and record["ms"] == {} and record["left_out"] == {"a": "x", "b": "y"}
 
 
 def test_bf16_products_are_screened_against_fp32_on_this_machine():
@@ -134,8 +136,9 @@ def test_precision_auto_is_timed_once_and_timing_changes_nothing_the_run_compute
     record = json.loads(own_cache.read_text())[speed_choices.machine_key(CPU)]
     ((key, choice),) = [(k, v) for k, v in record.items() if k.startswith("trainer.precision=auto")]
     # bf16 is timed on the model, or left out by the product screen (a CPU without bf16 units)
-    assert choice["choice"] in precision_candidates(CPU) and "fp32" in choice["ms"]
-    assert set(choice["ms"]) == set(precision_candidates(CPU)) or "bf16 left out: its matrix products ran" in log
+    assert choice["choice"] in precision_candidates(CPU)
+    assert set(choice["ms"]) | set(choice["left_out"]) | {choice["choice"]} == set(precision_candidates(CPU))
+    assert not choice["left_out"] or "bf16 left out: its matrix products ran" in log
     second, _ = _lm_run(tmp_path, text_corpus, "second", dropout)
     assert "measured on this machine earlier" in (second / "train.log").read_text()
     # The timing ran a training step in each precision: it must have left no trace (weights,
