@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlp_lstm.data.lm_batches import IGNORE_INDEX
 from nlp_lstm.data.tagging_batch import batch_indices, collate
-from nlp_lstm.device import autocast_context, resolve_device
+from nlp_lstm.device import autocast_context, resolve_device, synchronize
 from nlp_lstm.inference.prediction import predict
 from nlp_lstm.models.rnn import detach_state
 from nlp_lstm.train_entry import build_task, compose_config, configure_torch
@@ -72,11 +72,6 @@ class PeakMemory:
             self._thread.join()
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 BLOCKS = 6  # turns each side takes over the timed batches
 
 
@@ -96,12 +91,12 @@ def measure(
     totals = {side: {"seconds": 0.0, "units": 0, "peak_memory_mb": None} for side in steps}
     for i in range(0, len(timed), size):
         for side, step in steps.items():
-            _synchronize(device)
+            synchronize(device)
             with PeakMemory(device) as memory:
                 start, units = time.perf_counter(), 0
                 for batch in timed[i : i + size]:
                     units += step(batch)
-                _synchronize(device)
+                synchronize(device)
                 seconds = time.perf_counter() - start
             total = totals[side]
             total["seconds"] += seconds

@@ -71,6 +71,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; elsewhere a no-op): before
+    and after anything timed."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def autocast_context(device: torch.device, precision: str):
     """Autocast for a resolved precision (fp32: none)."""
     if precision == "fp32":

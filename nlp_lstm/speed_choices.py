@@ -27,12 +27,12 @@ import platform
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Set
 
 import torch
 from torch import nn
 
-from nlp_lstm.device import autocast_context, precision_candidates, resolve_precision
+from nlp_lstm.device import autocast_context, precision_candidates, resolve_precision, synchronize
 from nlp_lstm.fileio import atomic_write_json
 
 log = logging.getLogger("nlp_lstm")
@@ -42,6 +42,7 @@ MODE_ENV = "NLP_LSTM_SPEED_CHOICES"  # "measure" (the default) or "off"
 CACHE_FILE = "speed_choices.json"
 
 _memo: Dict[str, str] = {}  # this process's answers: the file is read once per choice
+_said_untimed: Set[str] = set()  # choices whose untimed default (measuring off) was logged
 
 
 class _Timing(threading.local):
@@ -63,6 +64,7 @@ def measuring() -> bool:
     return os.environ.get(MODE_ENV, "measure").strip().lower() not in ("off", "0", "false", "no")
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -83,11 +85,6 @@ def machine_key(device: torch.device) -> str:
     return f"{where} | torch {torch.__version__}"
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_candidates(
     candidates: Mapping[str, Callable[[], object]], device: torch.device, rounds: int = 3
 ) -> Dict[str, float]:
@@ -101,7 +98,7 @@ def time_candidates(
         for name, run in candidates.items():
             if name in failed or (round_ > 1 and best[name] > 2 * min(best.values())):
                 continue  # failed here, or already twice as slow as the best: not timed again
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             try:
                 run()
@@ -109,7 +106,7 @@ def time_candidates(
                 failed.add(name)
                 log.debug(f"speed choice: candidate {name} failed here: {exc}")
                 continue
-            _synchronize(device)
+            synchronize(device)
             if round_ > 0:
                 elapsed = time.perf_counter() - start
                 best[name] = min(best.get(name, elapsed), elapsed)
@@ -156,19 +153,22 @@ def choose(
         # step) takes its default: both candidates of the outer choice then run alike, and the
         # inner one is timed on its own when the real work first needs it.
         return default
-    if not measuring():
-        log.info(f"{what}: {default} ({MODE_ENV}=off: not timed)")
-        return default
     machine = machine_key(device)
     key = f"{what} | {shapes}"
     memo_key = f"{machine} || {key}"
-    if memo_key not in _memo:
-        record = _read_cache(cache_path()).get(machine, {}).get(key)
-        if isinstance(record, dict) and record.get("choice") in candidates:
-            _memo[memo_key] = record["choice"]
+    # A choice is said once per process: the softmax's is asked for at every training step.
+    if not measuring():
+        if memo_key not in _said_untimed:
+            _said_untimed.add(memo_key)
+            log.info(f"{what}: {default} ({MODE_ENV}=off: not timed)")
+        return default
     if memo_key in _memo:
-        log.info(f"{what}: {_memo[memo_key]} (measured on this machine earlier; {cache_path()})")
         return _memo[memo_key]
+    record = _read_cache(cache_path()).get(machine, {}).get(key)
+    if isinstance(record, dict) and record.get("choice") in candidates:
+        _memo[memo_key] = record["choice"]
+        log.info(f"{what}: {record['choice']} (measured on this machine earlier; {cache_path()})")
+        return record["choice"]
     started = time.perf_counter()
     _timing.depth += 1
     try:
@@ -257,3 +257,4 @@ def emulated_precisions(device: torch.device, candidates: List[str]) -> Dict[str
 def forget_in_process() -> None:
     """Drop this process's memo (the cache file stays): for tests."""
     _memo.clear()
+    _said_untimed.clear()

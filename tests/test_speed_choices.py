@@ -133,12 +133,14 @@ def test_precision_auto_is_timed_once_and_timing_changes_nothing_the_run_compute
     first, proc = _lm_run(tmp_path, text_corpus, "first", dropout)
     log = (first / "train.log").read_text()
     assert "trainer.precision=auto: " in log and "timed on RNNLanguageModel" in log, log
+    assert log.count("softmax rows per product: ") == 1, log  # said once, not at every step
     record = json.loads(own_cache.read_text())[speed_choices.machine_key(CPU)]
     ((key, choice),) = [(k, v) for k, v in record.items() if k.startswith("trainer.precision=auto")]
     # bf16 is timed on the model, or left out by the product screen (a CPU without bf16 units)
     assert choice["choice"] in precision_candidates(CPU)
     assert set(choice["ms"]) | set(choice["left_out"]) | {choice["choice"]} == set(precision_candidates(CPU))
     assert not choice["left_out"] or "bf16 left out: its matrix products ran" in log
+    speed_choices.forget_in_process()  # the second run as a new process: the file, not the memo
     second, _ = _lm_run(tmp_path, text_corpus, "second", dropout)
     assert "measured on this machine earlier" in (second / "train.log").read_text()
     # The timing ran a training step in each precision: it must have left no trace (weights,
