@@ -267,10 +267,10 @@ class CRF(nn.Module):
         if steps:
             segment, sb, position, previous, tag = (torch.tensor(column) for column in zip(*steps))
             scores.index_add_(0, segment, trans[previous, tag] + em[sb, position, tag])
-        flat, out = scores.tolist(), []
+        flat, out, start = scores.tolist(), [], 0
         for requests in segments:
-            out.append(flat[: len(requests)])
-            flat = flat[len(requests) :]
+            out.append(flat[start : start + len(requests)])
+            start += len(requests)
         return out
 
     @torch.no_grad()
