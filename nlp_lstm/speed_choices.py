@@ -165,7 +165,12 @@ def choose(
     if memo_key in _memo:
         return _memo[memo_key]
     record = _read_cache(cache_path()).get(machine, {}).get(key)
-    if isinstance(record, dict) and record.get("choice") in candidates:
+    # A choice made among other candidates (an older version's) is made again.
+    if (
+        isinstance(record, dict)
+        and record.get("choice") in candidates
+        and record.get("candidates") == sorted(candidates)
+    ):
         _memo[memo_key] = record["choice"]
         log.info(f"{what}: {record['choice']} (measured on this machine earlier; {cache_path()})")
         return record["choice"]
@@ -187,6 +192,7 @@ def choose(
         key,
         {
             "choice": choice,
+            "candidates": sorted(candidates),
             "ms": {name: round(1000 * s, 3) for name, s in seconds.items()},
             "left_out": ruled_out,
             "measured": time.time(),

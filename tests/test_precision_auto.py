@@ -40,6 +40,6 @@ def test_a_run_with_auto_logs_the_precision_it_uses(tmp_path, text_corpus, monke
     expected = "bf16" if cpu_has_native_bf16() else "fp32"
     assert f"trainer.precision=auto: {expected} ({MODE_ENV}=off: not timed)" in proc.stderr + proc.stdout
     log = (run_dir / "train.log").read_text()
-    assert log.count(f"softmax rows per product: 128 ({MODE_ENV}=off: not timed)") == 1, log  # not at every step
+    assert log.count(f"softmax products: 128 rows ({MODE_ENV}=off: not timed)") == 1, log  # not at every step
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed"

@@ -13,8 +13,10 @@ from nlp_lstm.data.lm_batches import IGNORE_INDEX
 from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.lm import RNNLanguageModel
 from nlp_lstm.models.softmax import (
-    PRODUCT_ROWS,
+    PRODUCT_LAYOUTS,
     ROW_CHUNK,
+    SCORING_LAYOUTS,
+    WEIGHT_GRADIENT_CLASSES,
     AdaptiveSoftmax,
     _nll_and_logit_gradient,
     linear_cross_entropy,
@@ -70,13 +72,27 @@ def test_fused_cross_entropy_under_bf16_autocast_stays_close_to_fp32():
         assert cosine > 0.999
 
 
-@pytest.mark.parametrize("product_rows", [1, 5, ROW_CHUNK, 2 * ROW_CHUNK + 37, 4096])
-def test_every_product_size_gives_the_textbook_nll_and_logit_gradient(product_rows):
-    """Whichever rows per product the timing picks, the numbers are the same: the last
-    product may be short, and a log-softmax chunk never crosses a product's end."""
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "1 rows",
+        "5 rows",
+        f"{ROW_CHUNK} rows",
+        f"{2 * ROW_CHUNK + 37} rows",
+        "all rows",
+        "1 classes",
+        "37 classes",
+        "256 classes",
+        "all classes",
+        *PRODUCT_LAYOUTS,
+    ],
+)
+def test_every_product_layout_gives_the_textbook_nll_and_logit_gradient(layout):
+    """Whichever products the timing picks, the numbers are the same: the last product may
+    be short (rows or classes), and a log-softmax chunk never crosses a row block's end."""
     features, weight, bias, targets = _problem()
     with torch.no_grad():
-        nll, grad_logits = _nll_and_logit_gradient(features, weight, bias, targets, product_rows)
+        nll, grad_logits = _nll_and_logit_gradient(features, weight, bias, targets, layout)
         logits = F.linear(features, weight, bias)
         expected = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
         one_hot = F.one_hot(targets.clamp(min=0), weight.size(0)).float()
@@ -85,16 +101,57 @@ def test_every_product_size_gives_the_textbook_nll_and_logit_gradient(product_ro
     torch.testing.assert_close(grad_logits, expected_grad, rtol=1e-4, atol=1e-6)
 
 
-def test_the_rows_per_product_are_timed_once_on_the_shapes(tmp_path, monkeypatch):
+def test_the_products_are_timed_once_on_the_shapes(tmp_path, monkeypatch):
     monkeypatch.setenv(speed_choices.CACHE_DIR_ENV, str(tmp_path))
     speed_choices.forget_in_process()
     features, weight, bias, targets = _problem()
     linear_cross_entropy(features, weight, bias, targets).backward()
+    with torch.no_grad():
+        linear_cross_entropy(features, weight, bias, targets)
     saved = json.loads((tmp_path / speed_choices.CACHE_FILE).read_text())[
         speed_choices.machine_key(torch.device("cpu"))
     ]
-    record = saved["softmax rows per product | 301 classes x 24, float32"]
-    assert record["choice"] in PRODUCT_ROWS and set(record["ms"]) <= set(PRODUCT_ROWS)
+    for what, candidates in [
+        ("softmax products", PRODUCT_LAYOUTS),
+        ("softmax weight-gradient classes per product", WEIGHT_GRADIENT_CLASSES),
+        ("softmax scoring products", SCORING_LAYOUTS),
+    ]:
+        record = saved[f"{what} | 301 classes x 24, float32"]
+        assert record["choice"] in candidates and set(record["ms"]) <= set(candidates), what
+    speed_choices.forget_in_process()
+
+
+@pytest.mark.parametrize("layout", SCORING_LAYOUTS)
+def test_scoring_in_every_layout_matches_the_textbook_nll(layout, tmp_path, monkeypatch):
+    """Scoring (no gradient) in row blocks of up to EVAL_ROW_CHUNK, classes per product as
+    the timing picks: the cached choice is what the scoring reads."""
+    monkeypatch.setenv(speed_choices.CACHE_DIR_ENV, str(tmp_path))
+    speed_choices.forget_in_process()
+    features, weight, bias, targets = _problem(n=1500)
+    key = speed_choices.machine_key(torch.device("cpu"))
+    (tmp_path / speed_choices.CACHE_FILE).write_text(
+        json.dumps(
+            {
+                key: {
+                    "softmax scoring products | 301 classes x 24, float32": {
+                        "choice": layout,
+                        "candidates": sorted(SCORING_LAYOUTS),
+                    }
+                }
+            }
+        )
+    )
+    with torch.no_grad():
+        got = linear_cross_entropy(features, weight, bias, targets)
+        expected = F.cross_entropy(
+            F.linear(features, weight, bias), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    # the cached choice was read, not timed again
+    assert len(json.loads((tmp_path / speed_choices.CACHE_FILE).read_text())[key]) == 1
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = linear_cross_entropy(features, weight, bias, targets)
+    assert low.dtype == torch.float32 and float(low) == pytest.approx(float(expected), rel=2e-2)
     speed_choices.forget_in_process()
 
 

@@ -65,6 +65,21 @@ def test_the_fastest_candidate_is_chosen_kept_and_read_back_without_timing(own_c
     assert calls
 
 
+def test_a_choice_made_among_other_candidates_is_made_again(own_cache):
+    """A version that adds a candidate (a new softmax layout) must not reuse a choice made
+    without it: the record keeps the candidates it was chosen among."""
+    calls: list = []
+    old = {"a": sleeper(0.002, calls, "a"), "b": sleeper(0.02, calls, "b")}
+    assert speed_choices.choose("demo", "s", CPU, old, default="b") == "a"
+    speed_choices.forget_in_process()
+    calls.clear()
+    new = {**old, "c": sleeper(0.0005, calls, "c")}
+    assert speed_choices.choose("demo", "s", CPU, new, default="b") == "c"
+    assert "c" in calls
+    record = json.loads(own_cache.read_text())[speed_choices.machine_key(CPU)]["demo | s"]
+    assert record["candidates"] == ["a", "b", "c"]
+
+
 def test_a_screen_rules_candidates_out_before_any_is_timed(own_cache, caplog):
     calls: list = []
     candidates = {"a": sleeper(0.001, calls, "a"), "b": sleeper(0.001, calls, "b"), "c": sleeper(0.002, calls, "c")}
@@ -133,7 +148,7 @@ def test_precision_auto_is_timed_once_and_timing_changes_nothing_the_run_compute
     first, proc = _lm_run(tmp_path, text_corpus, "first", dropout)
     log = (first / "train.log").read_text()
     assert "trainer.precision=auto: " in log and "timed on RNNLanguageModel" in log, log
-    assert log.count("softmax rows per product: ") == 1, log  # said once, not at every step
+    assert log.count("softmax products: ") == 1, log  # said once, not at every step
     record = json.loads(own_cache.read_text())[speed_choices.machine_key(CPU)]
     ((key, choice),) = [(k, v) for k, v in record.items() if k.startswith("trainer.precision=auto")]
     # bf16 is timed on the model, or left out by the product screen (a CPU without bf16 units)

@@ -3,16 +3,20 @@
 The full softmax over a large vocabulary dominates a small LM's step. The textbook way
 (`linear` -> `.float()` -> `cross_entropy`) materialises the fp32 logits, their fp32
 log-softmax and the fp32 gradient of each: four passes over a (tokens x vocab) array that
-is larger than any cache. `linear_cross_entropy` instead computes the logits in row
-chunks, takes the log-softmax of each chunk in fp32 while it is hot in cache, and writes
-the logits' gradient (softmax - one-hot) straight away in the compute dtype. Backward is
-then just the two matrix products. Under bf16 autocast the matrix products run in bf16
-from one cast of the weight per call, with fp32 log-softmax, loss and weight gradient.
+is larger than any cache, and one matrix product whose shape the BLAS may not run at its
+best. `linear_cross_entropy` instead computes the logits in products cut as this machine
+runs them fastest (row blocks or class blocks, timed once: speed_choices), takes the
+log-softmax in fp32 over cache-sized row chunks, and writes the logits' gradient (softmax -
+one-hot) in place in the compute dtype. Backward is then just the two matrix products.
+Scoring (no gradient) keeps no logits at all: a running log-sum-exp over class blocks. Under
+bf16 autocast the matrix products run in bf16 from one cast of the weight per call, with
+fp32 log-softmax, loss and weight gradient.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -23,17 +27,25 @@ from nlp_lstm.data.lm_batches import IGNORE_INDEX
 from nlp_lstm.speed_choices import choose
 
 ROW_CHUNK = 128  # CPU: rows of the log-softmax pass: 128 x 33k fp32 is 17 MB, within a server's L3
-EVAL_ROW_CHUNK = 1024  # CPU: without a gradient to write, larger products are faster
-VOCAB_CHUNK = 4096  # rows of the weight gradient computed (and cast to fp32) at a time
+EVAL_ROW_CHUNK = 1024  # CPU: rows of logits scored at a time without a gradient to write
 # GPU: a 128-row chunk leaves the card idle between small kernel launches; what bounds a
 # chunk there is memory, so it takes as many rows as fit this many bytes of fp32 logits.
 ACCELERATOR_CHUNK_BYTES = 256 * 2**20
-# CPU: rows per matrix product of the training forward. One product over all rows streams the
-# weight once and runs the BLAS at its best (an AVX2 EPYC: 1.45x the speed of 128-row
-# products); on other CPUs smaller products that stay in cache have won. So it is timed
-# once per machine and shape (speed_choices) among these.
-PRODUCT_ROWS = ("128", "512", "all")
-DEFAULT_PRODUCT_ROWS = "128"
+# CPU: how the (rows x classes) logits are cut into matrix products. Which is fastest depends
+# on the BLAS and the caches, so it is timed once per machine and shape (speed_choices):
+# small row blocks that stay in cache won on an AMX Xeon; on an AVX2 EPYC one product per
+# block of a few hundred classes (the weight's block stays in cache while every row passes)
+# ran the 700 x 650 x 33,278 logits 1.4-1.6x faster than one product over everything.
+PRODUCT_LAYOUTS = ("128 rows", "512 rows", "all rows", "256 classes", "1024 classes")
+DEFAULT_PRODUCT_LAYOUT = "128 rows"
+# Scoring (no gradient) keeps no logits: each block of classes' product is folded into a
+# running log-sum-exp while it is in cache (AVX2 EPYC, wt2_medium: 1.4x the full product).
+SCORING_LAYOUTS = ("all classes", "256 classes", "512 classes")  # each block of EVAL_ROW_CHUNK rows
+DEFAULT_SCORING_LAYOUT = "all classes"
+# CPU: classes of the weight gradient per product (each cast to the weight's dtype while in
+# cache); timed like the layouts (AVX2 EPYC: 512 classes 1.4x faster than 4096).
+WEIGHT_GRADIENT_CLASSES = ("512", "4096")
+DEFAULT_WEIGHT_GRADIENT_CLASSES = "4096"
 
 
 def row_chunk(device_type: str, vocab_size: int, training: bool) -> int:
@@ -60,7 +72,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features: Tensor, weight: Tensor, bias: Tensor, targets: Tensor, dtype: torch.dtype) -> Tensor:
         x, w, b = features.to(dtype), weight.to(dtype), bias.to(dtype)
-        nll, grad_logits = _nll_and_logit_gradient(x, w, b, targets, _product_rows(x, w, b, targets))
+        nll, grad_logits = _nll_and_logit_gradient(x, w, b, targets, _product_layout(x, w, b, targets))
         ctx.save_for_backward(x, w, grad_logits)
         ctx.dtypes = (features.dtype, weight.dtype, bias.dtype)
         return nll
@@ -76,31 +88,47 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # In vocabulary chunks, so the low-precision product is cast to the weight's
             # dtype while it is in cache, never as a second full-size pass.
             grad_weight = torch.empty(w.shape, dtype=weight_dtype, device=w.device)
-            for j in range(0, w.size(0), VOCAB_CHUNK):
-                torch.mul(
-                    grad_logits[:, j : j + VOCAB_CHUNK].t() @ x, grad_output, out=grad_weight[j : j + VOCAB_CHUNK]
-                )
+            classes = _weight_gradient_classes(grad_logits, x)
+            for j in range(0, w.size(0), classes):
+                torch.mul(grad_logits[:, j : j + classes].t() @ x, grad_output, out=grad_weight[j : j + classes])
         if ctx.needs_input_grad[2]:
             grad_bias = grad_logits.sum(0, dtype=torch.float32).mul_(grad_output).to(bias_dtype)
         return grad_features, grad_weight, grad_bias, None, None
 
 
-def _nll_and_logit_gradient(
-    x: Tensor, w: Tensor, b: Tensor, targets: Tensor, product_rows: int
-) -> Tuple[Tensor, Tensor]:
+def _logits_into(out: Tensor, x: Tensor, w: Tensor, b: Tensor, classes: int) -> Tensor:
+    """out = x @ w.T + b, `classes` columns per matrix product (each written in place into
+    its columns of `out`: the BLAS takes the row stride)."""
+    for j in range(0, w.size(0), classes):
+        torch.addmm(b[j : j + classes], x, w[j : j + classes].t(), out=out[:, j : j + classes])
+    return out
+
+
+def _parse_layout(layout: str, rows: int, classes: int) -> Tuple[int, int]:
+    """(rows, classes) per matrix product for a layout name such as "128 rows" or "256 classes"."""
+    count, unit = layout.split()
+    size = rows if unit == "rows" else classes
+    per = size if count == "all" else int(count)
+    return (per, classes) if unit == "rows" else (rows, per)
+
+
+def _nll_and_logit_gradient(x: Tensor, w: Tensor, b: Tensor, targets: Tensor, layout: str) -> Tuple[Tensor, Tensor]:
     """Summed NLL (fp32) and d(NLL)/d(logits) (softmax - one-hot, in x's dtype; zero rows for
-    ignored targets). The logits are computed `product_rows` rows per matrix product, straight
-    into the gradient's buffer; the log-softmax pass then goes over them in cache-sized row
-    chunks, writing each chunk's gradient in place while it is hot."""
+    ignored targets). The logits are computed straight into the gradient's buffer, cut into
+    matrix products as `layout` says ("128 rows": 128 rows, all classes, per product; "256
+    classes": all rows, 256 classes); the log-softmax pass then goes over them in cache-sized
+    row chunks, within each row block while it is hot, writing each chunk's gradient in place."""
     valid = targets != IGNORE_INDEX
     safe = targets.clamp(min=0)[:, None]
     grad_logits = torch.empty(x.size(0), w.size(0), dtype=x.dtype, device=x.device)
     nll = torch.zeros((), dtype=torch.float32, device=x.device)
-    chunk = min(product_rows, row_chunk(x.device.type, w.size(0), training=True))
-    for i in range(0, x.size(0), product_rows):
-        torch.addmm(b, x[i : i + product_rows], w.t(), out=grad_logits[i : i + product_rows])
-        for j in range(i, min(i + product_rows, x.size(0)), chunk):
-            rows = slice(j, min(j + chunk, i + product_rows))
+    block_rows, classes = _parse_layout(layout, x.size(0), w.size(0))
+    chunk = min(block_rows, row_chunk(x.device.type, w.size(0), training=True))
+    for i in range(0, x.size(0), block_rows):
+        block = slice(i, min(i + block_rows, x.size(0)))
+        _logits_into(grad_logits[block], x[block], w, b, classes)
+        for j in range(block.start, block.stop, chunk):
+            rows = slice(j, min(j + chunk, block.stop))
             log_probs = torch.log_softmax(grad_logits[rows], dim=1, dtype=torch.float32)
             nll -= (log_probs.gather(1, safe[rows]).squeeze(1) * valid[rows]).sum()
             probs = log_probs.exp_()
@@ -110,35 +138,98 @@ def _nll_and_logit_gradient(
     return nll, grad_logits
 
 
-def _product_rows(x: Tensor, w: Tensor, b: Tensor, targets: Tensor) -> int:
-    """Rows per matrix product: memory-sized on an accelerator; on a CPU the fastest of
-    PRODUCT_ROWS on these shapes, timed once (the first batch's rows stand for all: with
-    variable BPTT they vary from step to step)."""
+def _shapes(x: Tensor, w: Tensor) -> str:
+    return f"{w.size(0)} classes x {w.size(1)}, {str(x.dtype).removeprefix('torch.')}"
+
+
+def _product_layout(x: Tensor, w: Tensor, b: Tensor, targets: Tensor) -> str:
+    """How the training logits are cut into products: by memory on an accelerator; on a CPU
+    the fastest of PRODUCT_LAYOUTS on these shapes, timed once (the first batch's rows stand
+    for all: with variable BPTT they vary from step to step)."""
     if x.device.type != "cpu":
-        return row_chunk(x.device.type, w.size(0), training=True)
-    rows = {"all": x.size(0)} | {n: int(n) for n in PRODUCT_ROWS if n != "all"}
-    choice = choose(
-        "softmax rows per product",
-        f"{w.size(0)} classes x {w.size(1)}, {str(x.dtype).removeprefix('torch.')}",
+        return f"{row_chunk(x.device.type, w.size(0), training=True)} rows"
+    return choose(
+        "softmax products",
+        _shapes(x, w),
         x.device,
-        {name: functools.partial(_nll_and_logit_gradient, x, w, b, targets, n) for name, n in rows.items()},
-        default=DEFAULT_PRODUCT_ROWS,
+        {name: functools.partial(_nll_and_logit_gradient, x, w, b, targets, name) for name in PRODUCT_LAYOUTS},
+        default=DEFAULT_PRODUCT_LAYOUT,
         rounds=2,
     )
-    return rows[choice]
+
+
+def _weight_gradient_classes(grad_logits: Tensor, x: Tensor) -> int:
+    """Classes of the weight gradient per product: timed once per shape on a CPU."""
+    if x.device.type != "cpu":
+        return int(DEFAULT_WEIGHT_GRADIENT_CLASSES)
+
+    def products(classes: int) -> None:
+        for j in range(0, grad_logits.size(1), classes):
+            grad_logits[:, j : j + classes].t() @ x
+
+    return int(
+        choose(
+            "softmax weight-gradient classes per product",
+            f"{grad_logits.size(1)} classes x {x.size(1)}, {str(x.dtype).removeprefix('torch.')}",
+            x.device,
+            {name: functools.partial(products, int(name)) for name in WEIGHT_GRADIENT_CLASSES},
+            default=DEFAULT_WEIGHT_GRADIENT_CLASSES,
+            rounds=2,
+        )
+    )
+
+
+def _scoring_nll(x: Tensor, w: Tensor, b: Tensor, targets: Tensor, classes: int) -> Tensor:
+    """Summed NLL (fp32) of `targets` without a gradient: the log-sum-exp of each row's logits
+    is accumulated over blocks of `classes` classes (online, as in flash attention), so no
+    (rows x classes) array is written to memory; the target's logit is one dot product."""
+    valid = targets != IGNORE_INDEX
+    safe = targets.clamp(min=0)
+    target_logit = (
+        torch.einsum("nd,nd->n", x.float(), w.index_select(0, safe).float()) + b.index_select(0, safe).float()
+    )
+    running_max = torch.full((x.size(0),), -math.inf, dtype=torch.float32, device=x.device)
+    sum_exp = torch.zeros(x.size(0), dtype=torch.float32, device=x.device)
+    block = torch.empty(x.size(0), min(classes, w.size(0)), dtype=x.dtype, device=x.device)
+    for j in range(0, w.size(0), classes):
+        logits = torch.addmm(b[j : j + classes], x, w[j : j + classes].t(), out=block[:, : min(classes, w.size(0) - j)])
+        logits = logits.float()
+        new_max = torch.maximum(running_max, logits.amax(1))
+        sum_exp.mul_((running_max - new_max).exp_()).add_(logits.sub_(new_max[:, None]).exp_().sum(1))
+        running_max = new_max
+    return ((running_max + sum_exp.log() - target_logit) * valid).sum()
+
+
+def _scoring_classes(x: Tensor, w: Tensor, b: Tensor, targets: Tensor) -> int:
+    """Classes per block when scoring: timed once per shape on a CPU."""
+    if x.device.type != "cpu":
+        return w.size(0)
+    rows, targets = x[:EVAL_ROW_CHUNK], targets[:EVAL_ROW_CHUNK]
+    layout = choose(
+        "softmax scoring products",
+        _shapes(x, w),
+        x.device,
+        {
+            name: functools.partial(_scoring_nll, rows, w, b, targets, _parse_layout(name, rows.size(0), w.size(0))[1])
+            for name in SCORING_LAYOUTS
+        },
+        default=DEFAULT_SCORING_LAYOUT,
+        rounds=2,
+    )
+    return _parse_layout(layout, rows.size(0), w.size(0))[1]
 
 
 def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, targets: Tensor) -> Tensor:
     """Summed fp32 NLL; features (N, d), weight (V, d), targets (N,) with IGNORE_INDEX allowed."""
     dtype = _compute_dtype(features)
     needs_grad = torch.is_grad_enabled() and (features.requires_grad or weight.requires_grad or bias.requires_grad)
-    if not needs_grad:  # evaluation: chunked log-softmax, no gradient buffer
+    if not needs_grad:  # evaluation: no gradient, no logits kept
         x, w, b = features.to(dtype), weight.to(dtype), bias.to(dtype)
         total = torch.zeros((), dtype=torch.float32, device=features.device)
         chunk = row_chunk(x.device.type, w.size(0), training=False)
+        classes = _scoring_classes(x, w, b, targets)
         for i in range(0, x.size(0), chunk):
-            logits = torch.addmm(b, x[i : i + chunk], w.t()).float()
-            total += F.cross_entropy(logits, targets[i : i + chunk], ignore_index=IGNORE_INDEX, reduction="sum")
+            total += _scoring_nll(x[i : i + chunk], w, b, targets[i : i + chunk], classes)
         return total
     with torch.autocast(features.device.type, enabled=False):
         return _LinearCrossEntropy.apply(features, weight, bias, targets, dtype)
