@@ -111,7 +111,39 @@ def test_lm_vocab_is_capped_by_the_word_vocabulary():
     assert model.neighbour_words.next_word[-1].out_features == 4
 
 
-@pytest.mark.parametrize("key,value", [("lm_loss_weight", -0.1), ("lm_loss_vocab", 2), ("lm_loss_hidden", 0)])
+def test_training_samples_the_softmax_and_evaluation_computes_it_whole():
+    """model.lm_loss_samples draws classes in training (a cheaper estimate of the cost,
+    repeated under the same seed); in evaluation, or with 0 samples, the full softmax."""
+    torch.manual_seed(0)
+    objective = NeighbourWordObjective(state_size=3, hidden_size=4, num_classes=300, num_samples=40)
+    words = torch.randint(1, 300, (4, 9))
+    states = torch.randn(4, 9, 6)
+    positions = torch.arange(words.numel())
+    full = NeighbourWordObjective(state_size=3, hidden_size=4, num_classes=300, num_samples=0)
+    full.load_state_dict(objective.state_dict())
+    exact = full.train()(states, words, positions)
+    assert torch.allclose(objective.eval()(states, words, positions), exact)
+    objective.train()
+    torch.manual_seed(1)
+    sampled = objective(states, words, positions)
+    torch.manual_seed(1)
+    assert torch.equal(objective(states, words, positions), sampled)  # the same draws
+    assert not torch.allclose(sampled, exact)  # an estimate over drawn classes, not the full sum
+    # As many samples as classes: nothing to save, the full softmax.
+    objective.num_samples = 300
+    assert torch.allclose(objective(states, words, positions), exact)
+
+
+def test_the_tagger_passes_lm_loss_samples_to_its_objective():
+    vocabs = TaggingVocabs.fit(SENTENCES, "iobes", "iob2", lowercase_words=True)
+    cfg = TaggerModelConfig(emb_size=8, hidden_size=6, lm_loss_weight=0.1, lm_loss_samples=77)
+    assert build_tagger(cfg, vocabs, "iobes").neighbour_words.num_samples == 77
+    assert TaggerModelConfig().lm_loss_samples == 1024  # the default: sampled
+
+
+@pytest.mark.parametrize(
+    "key,value", [("lm_loss_weight", -0.1), ("lm_loss_vocab", 2), ("lm_loss_hidden", 0), ("lm_loss_samples", -1)]
+)
 def test_bad_lm_loss_settings_name_the_key(key, value):
     with pytest.raises(ConfigError, match=f"model.{key}"):
         TaggerModelConfig(**{key: value})

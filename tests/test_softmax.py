@@ -20,6 +20,10 @@ from nlp_lstm.models.softmax import (
     AdaptiveSoftmax,
     _nll_and_logit_gradient,
     linear_cross_entropy,
+    log_uniform_draws,
+    log_uniform_probability,
+    log_uniform_sample,
+    sampled_softmax_nll,
 )
 
 
@@ -252,3 +256,59 @@ def test_adaptive_cutoffs_beyond_a_small_vocabulary_are_dropped():
     assert model.adaptive is None and model.decoder.weight.shape == (50, model.decoder_in)
     features = torch.randn(2, 3, model.decoder_in)
     assert torch.allclose(torch.log_softmax(model.logits(features), -1).exp().sum(-1), torch.ones(2, 3), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- sampled softmax
+def test_log_uniform_draws_follow_the_log_uniform_distribution():
+    torch.manual_seed(0)
+    num_classes, draws = 50, 200_000
+    counts = torch.bincount(log_uniform_sample(draws, num_classes, torch.device("cpu")), minlength=num_classes)
+    expected = log_uniform_probability(torch.arange(num_classes), num_classes) * draws
+    assert float(expected.sum()) == pytest.approx(draws)  # a distribution over exactly 0..V-1
+    assert counts.numel() == num_classes  # nothing drawn past the last class
+    # within 4 standard deviations of each class's binomial count
+    assert bool(((counts.double() - expected).abs() < 4 * expected.sqrt() + 1).all()), (counts, expected)
+    drawn = log_uniform_draws(300, num_classes, torch.device("cpu"))
+    assert drawn.unique().numel() == drawn.numel() and drawn.min() >= 0 and drawn.max() < num_classes
+    assert bool((drawn[1:] > drawn[:-1]).all())  # distinct and sorted
+
+
+def test_sampled_softmax_nll_written_out_with_corrections_and_an_accidental_hit():
+    torch.manual_seed(0)
+    num_classes, num_samples = 6, 4
+    features = torch.randn(3, 5)
+    weight, bias = torch.randn(num_classes, 5), torch.randn(num_classes)
+    targets = torch.tensor([2, 3, IGNORE_INDEX])
+    drawn = torch.tensor([0, 2, 5])  # row 0's target is among the draws: left out of its softmax
+
+    def q(k):  # chance that class k is among 4 log-uniform draws
+        p = math.log((k + 2) / (k + 1)) / math.log(num_classes + 1)
+        return 1 - (1 - p) ** num_samples
+
+    expected = 0.0
+    for row, target in [(0, 2), (1, 3)]:
+        logits = {k: float(features[row] @ weight[k] + bias[k]) - math.log(q(k)) for k in range(num_classes)}
+        others = [logits[k] for k in drawn.tolist() if k != target]
+        expected += math.log(sum(math.exp(v) for v in [logits[target], *others])) - logits[target]
+    got = sampled_softmax_nll(features, weight, bias, targets, num_samples, drawn=drawn)
+    assert got.dtype == torch.float32 and float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_model_trained_on_the_sampled_softmax_learns_the_full_softmax():
+    """The sampled loss's gradient moves the full softmax's NLL: 40 contexts, each with a
+    deterministic next class among 500, trained on 32 draws a step."""
+    torch.manual_seed(0)
+    num_classes, contexts = 500, 40
+    targets = torch.randint(0, num_classes, (contexts,))
+    features = torch.nn.Parameter(torch.randn(contexts, 16) * 0.1)
+    weight = torch.nn.Parameter(torch.randn(num_classes, 16) * 0.1)
+    bias = torch.nn.Parameter(torch.zeros(num_classes))
+    optimizer = torch.optim.Adam([features, weight, bias], lr=0.05)
+    full = lambda: float(linear_cross_entropy(features, weight, bias, targets).detach()) / contexts  # noqa: E731
+    before = full()
+    for _ in range(300):
+        optimizer.zero_grad()
+        sampled_softmax_nll(features, weight, bias, targets, 32).backward()
+        optimizer.step()
+    assert before > math.log(num_classes) - 0.1
+    assert full() < 0.5

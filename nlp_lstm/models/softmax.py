@@ -288,3 +288,53 @@ class AdaptiveSoftmax(nn.Module):
             log_probs = F.log_softmax(tail(flat.index_select(0, rows)).float(), dim=1)
             total = total - log_probs.gather(1, within.unsqueeze(1)).sum()
         return total
+
+
+def log_uniform_probability(ids: Tensor, num_classes: int) -> Tensor:
+    """P(id) under the log-uniform (Zipfian) distribution over 0..num_classes-1, which suits
+    ids ordered by frequency: (log(id + 2) - log(id + 1)) / log(num_classes + 1)."""
+    ids = ids.double()
+    return ((ids + 2).log() - (ids + 1).log()) / math.log(num_classes + 1)
+
+
+def log_uniform_sample(num_samples: int, num_classes: int, device: torch.device) -> Tensor:
+    """`num_samples` ids drawn with replacement from the log-uniform distribution, by its
+    inverse CDF floor(exp(u * log(V + 1))) - 1, from torch's global generator."""
+    uniform = torch.rand(num_samples, dtype=torch.float64, device=device)
+    return ((uniform * math.log(num_classes + 1)).exp().floor().long() - 1).clamp_(0, num_classes - 1)
+
+
+def log_uniform_draws(num_samples: int, num_classes: int, device: torch.device) -> Tensor:
+    """The distinct ids among `num_samples` log-uniform draws, sorted."""
+    return log_uniform_sample(num_samples, num_classes, device).unique()
+
+
+def sampled_softmax_nll(
+    features: Tensor, weight: Tensor, bias: Tensor, targets: Tensor, num_samples: int, drawn: Optional[Tensor] = None
+) -> Tensor:
+    """Summed sampled-softmax NLL (fp32) of `targets`: an estimate of the full softmax's loss,
+    for training (Jean et al. 2015; TensorFlow's sampled_softmax_loss). Each call draws
+    `num_samples` classes from the log-uniform distribution (ids must be ordered by
+    frequency, most frequent first), shared by every row (`drawn`: log_uniform_draws' answer,
+    given); each row's softmax then runs over its target and the distinct drawn classes,
+    every logit less the log of its chance of being drawn, and a drawn class that is the
+    row's own target is left out. Cost: rows x (distinct draws + 1) instead of rows x classes.
+    A seeded run repeats its draws. features (N, d), weight (V, d), targets (N,),
+    IGNORE_INDEX allowed."""
+    num_classes = weight.size(0)
+    valid = targets != IGNORE_INDEX
+    safe = targets.clamp(min=0)
+    if drawn is None:
+        drawn = log_uniform_draws(num_samples, num_classes, features.device)
+
+    def log_inclusion(ids: Tensor) -> Tensor:  # log P(id among num_samples draws), fp32
+        p = log_uniform_probability(ids, num_classes)
+        return (-torch.expm1(num_samples * torch.log1p(-p))).log().float()
+
+    x = features.float()
+    target_logits = torch.einsum("nd,nd->n", x, weight.index_select(0, safe).float())
+    target_logits = target_logits + bias.index_select(0, safe).float() - log_inclusion(safe)
+    drawn_logits = torch.addmm(bias.index_select(0, drawn).float(), x, weight.index_select(0, drawn).float().t())
+    drawn_logits = (drawn_logits - log_inclusion(drawn)).masked_fill(drawn[None, :] == safe[:, None], -math.inf)
+    log_normaliser = torch.logsumexp(torch.cat([target_logits[:, None], drawn_logits], dim=1), dim=1)
+    return ((log_normaliser - target_logits) * valid).sum()

@@ -14,7 +14,7 @@ from nlp_lstm.errors import ConfigError
 from nlp_lstm.models.crf import CRF
 from nlp_lstm.models.dropout import SequenceDropout, embedding_dropout
 from nlp_lstm.models.encoders import BiRNN, CharBiLSTM, CharCNN, reverse_padded
-from nlp_lstm.models.softmax import linear_cross_entropy
+from nlp_lstm.models.softmax import linear_cross_entropy, sampled_softmax_nll
 
 UNK_INDEX = 1  # <unk> in the word vocabulary (0 is padding)
 TRAINING_ONLY_PREFIX = "neighbour_words."  # state_dict keys a model package leaves out
@@ -32,9 +32,12 @@ class NeighbourWordObjective(nn.Module):
     the last word and precedes the first.
     """
 
-    def __init__(self, state_size: int, hidden_size: int, num_classes: int) -> None:
+    def __init__(self, state_size: int, hidden_size: int, num_classes: int, num_samples: int = 0) -> None:
+        """`num_samples` > 0: in training, a sampled softmax over that many drawn classes
+        (fewer than num_classes; else the full softmax); evaluation computes the full one."""
         super().__init__()
         self.num_classes = num_classes
+        self.num_samples = num_samples
 
         def head() -> nn.Module:
             return nn.Sequential(nn.Linear(state_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, num_classes))
@@ -59,6 +62,8 @@ class NeighbourWordObjective(nn.Module):
             targets = targets.reshape(-1).index_select(0, positions)
             targets = targets.masked_fill(targets >= self.num_classes, UNK_INDEX)
             hidden, output = head[1](head[0](x)), head[2]
+            if self.training and 0 < self.num_samples < self.num_classes:
+                return sampled_softmax_nll(hidden, output.weight, output.bias, targets, self.num_samples)
             return linear_cross_entropy(hidden, output.weight, output.bias, targets)
 
         return nll(self.next_word, flat_states[:, :half], following) + nll(
@@ -140,7 +145,7 @@ class SequenceTagger(nn.Module):
         self.neighbour_words = None
         if cfg.lm_loss_weight > 0 and not for_inference:
             self.neighbour_words = NeighbourWordObjective(
-                cfg.hidden_size, cfg.lm_loss_hidden, min(cfg.lm_loss_vocab, num_words)
+                cfg.hidden_size, cfg.lm_loss_hidden, min(cfg.lm_loss_vocab, num_words), cfg.lm_loss_samples
             )
 
     def forward(self, batch) -> Tensor:

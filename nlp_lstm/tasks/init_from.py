@@ -36,8 +36,8 @@ from nlp_lstm.package import read_package
 log = logging.getLogger("nlp_lstm")
 
 # The model keys each run sets for itself (README, "Start from a trained package"); every
-# other key of the package's model config is its architecture. lm_loss_vocab and
-# lm_loss_hidden only shape the training-only LM-cost heads, which start fresh anyway;
+# other key of the package's model config is its architecture. lm_loss_vocab, lm_loss_hidden
+# and lm_loss_samples only shape the training-only LM-cost heads, which start fresh anyway;
 # lm_loss_weight is not here: with feature-LM states, whether it is on decides the first
 # layer's input sizes (see SequenceTagger.lm_directions_split).
 PER_RUN = (
@@ -57,6 +57,7 @@ PER_RUN = (
     "lm_features_cache_mb",
     "lm_loss_vocab",
     "lm_loss_hidden",
+    "lm_loss_samples",
 )
 
 
