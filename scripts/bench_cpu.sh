@@ -8,8 +8,20 @@ out="${OUT:-/tmp/bench_cpu}"
 mkdir -p "$out"
 export NLP_LSTM_DATA_MIRROR="${NLP_LSTM_DATA_MIRROR:-$(cd .. && pwd)/shared/data}"
 
+lscpu | grep -E "^Model name" | tee "$out/cpu.txt"
+grep -o -w -E "amx_bf16|avx512_bf16|avx512f|avx2" /proc/cpuinfo | sort -u | tr '\n' ' ' | tee -a "$out/cpu.txt"; echo
+# bf16 rows only where bf16 matrix products are not emulated (the same one-product screen
+# that trainer.precision=auto uses): on an AVX2-only CPU one bf16 wt2_medium step takes
+# about 40x an fp32 one, and `precision=auto` never picks it there.
+bf16_native=$(python -c "import torch; from nlp_lstm.speed_choices import emulated_precisions as e; \
+print('no' if e(torch.device('cpu'), ['fp32', 'bf16']) else 'yes')")
+
 bench() {  # name, then overrides
   local name="$1"; shift
+  if [[ "$name" == *bf16* && "$bf16_native" != yes ]]; then
+    echo "$name: skipped, bf16 is emulated on this CPU" | tee "$out/$name.txt"
+    return
+  fi
   nlp-lstm bench "$@" --json "$out/$name.json" 2>&1 | tee "$out/$name.txt"
 }
 bench wt2_medium_fp32 experiment=wt2_medium trainer.precision=fp32 --steps 10 --warmup 2
