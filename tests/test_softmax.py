@@ -19,6 +19,7 @@ from nlp_lstm.models.softmax import (
     WEIGHT_GRADIENT_CLASSES,
     AdaptiveSoftmax,
     _nll_and_logit_gradient,
+    _scoring_nll,
     linear_cross_entropy,
     log_uniform_draws,
     log_uniform_probability,
@@ -151,8 +152,12 @@ def test_scoring_in_every_layout_matches_the_textbook_nll(layout, tmp_path, monk
             F.linear(features, weight, bias), targets, ignore_index=IGNORE_INDEX, reduction="sum"
         )
     assert float(got) == pytest.approx(float(expected), rel=1e-5)
-    # the cached choice was read, not timed again
-    assert len(json.loads((tmp_path / speed_choices.CACHE_FILE).read_text())[key]) == 1
+    # the cached choice was read, not timed again (a timing would have written its "ms")
+    record = json.loads((tmp_path / speed_choices.CACHE_FILE).read_text())[key]
+    assert record["softmax scoring products | 301 classes x 24, float32"] == {
+        "choice": layout,
+        "candidates": sorted(SCORING_LAYOUTS),
+    }
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         low = linear_cross_entropy(features, weight, bias, targets)
     assert low.dtype == torch.float32 and float(low) == pytest.approx(float(expected), rel=2e-2)
@@ -312,3 +317,33 @@ def test_a_model_trained_on_the_sampled_softmax_learns_the_full_softmax():
         optimizer.step()
     assert before > math.log(num_classes) - 0.1
     assert full() < 0.5
+
+
+def test_scoring_is_finite_where_the_first_classes_are_masked_out():
+    """A row whose first block of classes is all -inf (a bias of -inf masks classes out)
+    has nothing to rescale yet: the running log-sum-exp must not make it NaN."""
+    features, weight, bias, targets = _problem()
+    bias = bias.detach().clone()
+    bias[:100] = -math.inf
+    targets = targets.clamp(min=100)
+    with torch.no_grad():
+        expected = F.cross_entropy(F.linear(features, weight, bias), targets, reduction="sum")
+        got = _scoring_nll(features, weight, bias, targets, 64)
+    assert math.isfinite(float(got)) and float(got) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_no_rows_give_a_zero_loss_and_zero_gradients(tmp_path, monkeypatch):
+    monkeypatch.setenv(speed_choices.CACHE_DIR_ENV, str(tmp_path))
+    speed_choices.forget_in_process()
+    _, weight, bias, _ = _problem()
+    features = torch.zeros(0, weight.size(1), requires_grad=True)
+    loss = linear_cross_entropy(features, weight, bias, torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and float(weight.grad.abs().sum()) == 0.0
+    speed_choices.forget_in_process()
+
+
+def test_sampled_softmax_needs_a_sample():
+    features, weight, bias, targets = _problem()
+    with pytest.raises(ValueError, match="num_samples"):
+        sampled_softmax_nll(features, weight, bias, targets, 0)

@@ -107,9 +107,9 @@ def _logits_into(out: Tensor, x: Tensor, w: Tensor, b: Tensor, classes: int) -> 
 def _parse_layout(layout: str, rows: int, classes: int) -> Tuple[int, int]:
     """(rows, classes) per matrix product for a layout name such as "128 rows" or "256 classes"."""
     count, unit = layout.split()
-    size = rows if unit == "rows" else classes
-    per = size if count == "all" else int(count)
-    return (per, classes) if unit == "rows" else (rows, per)
+    per = (rows if unit == "rows" else classes) if count == "all" else int(count)
+    shape = (per, classes) if unit == "rows" else (rows, per)
+    return max(1, shape[0]), max(1, shape[1])  # no rows: an empty loop, not a zero step
 
 
 def _nll_and_logit_gradient(x: Tensor, w: Tensor, b: Tensor, targets: Tensor, layout: str) -> Tuple[Tensor, Tensor]:
@@ -181,13 +181,12 @@ def _weight_gradient_classes(grad_logits: Tensor, x: Tensor) -> int:
 
 def _scoring_nll(x: Tensor, w: Tensor, b: Tensor, targets: Tensor, classes: int) -> Tensor:
     """Summed NLL (fp32) of `targets` without a gradient: the log-sum-exp of each row's logits
-    is accumulated over blocks of `classes` classes (online, as in flash attention), so no
-    (rows x classes) array is written to memory; the target's logit is one dot product."""
+    is accumulated over blocks of `classes` classes (online, as in flash attention), so with
+    class blocks no (rows x vocabulary) array is written; the target's logit is one dot
+    product, in the blocks' dtype."""
     valid = targets != IGNORE_INDEX
     safe = targets.clamp(min=0)
-    target_logit = (
-        torch.einsum("nd,nd->n", x.float(), w.index_select(0, safe).float()) + b.index_select(0, safe).float()
-    )
+    target_logit = torch.einsum("nd,nd->n", x, w.index_select(0, safe)).float() + b.index_select(0, safe).float()
     running_max = torch.full((x.size(0),), -math.inf, dtype=torch.float32, device=x.device)
     sum_exp = torch.zeros(x.size(0), dtype=torch.float32, device=x.device)
     block = torch.empty(x.size(0), min(classes, w.size(0)), dtype=x.dtype, device=x.device)
@@ -195,9 +194,12 @@ def _scoring_nll(x: Tensor, w: Tensor, b: Tensor, targets: Tensor, classes: int)
         logits = torch.addmm(b[j : j + classes], x, w[j : j + classes].t(), out=block[:, : min(classes, w.size(0) - j)])
         logits = logits.float()
         new_max = torch.maximum(running_max, logits.amax(1))
-        sum_exp.mul_((running_max - new_max).exp_()).add_(logits.sub_(new_max[:, None]).exp_().sum(1))
+        # A row whose classes so far are all -inf (masked) has nothing to rescale yet.
+        shift = torch.where(torch.isfinite(new_max), new_max, 0.0)
+        sum_exp.mul_((running_max - shift).exp_()).add_(logits.sub_(shift[:, None]).exp_().sum(1))
         running_max = new_max
-    return ((running_max + sum_exp.log() - target_logit) * valid).sum()
+    shift = torch.where(torch.isfinite(running_max), running_max, 0.0)
+    return torch.where(valid, shift + sum_exp.log() - target_logit, 0.0).sum()
 
 
 def _scoring_classes(x: Tensor, w: Tensor, b: Tensor, targets: Tensor) -> int:
@@ -292,35 +294,40 @@ class AdaptiveSoftmax(nn.Module):
 
 def log_uniform_probability(ids: Tensor, num_classes: int) -> Tensor:
     """P(id) under the log-uniform (Zipfian) distribution over 0..num_classes-1, which suits
-    ids ordered by frequency: (log(id + 2) - log(id + 1)) / log(num_classes + 1)."""
-    ids = ids.double()
-    return ((ids + 2).log() - (ids + 1).log()) / math.log(num_classes + 1)
+    ids ordered by frequency: log((id + 2) / (id + 1)) / log(num_classes + 1), in fp32 (as
+    log1p, accurate for the rarest ids; MPS has no float64)."""
+    return torch.log1p((ids.float() + 1).reciprocal()) / math.log(num_classes + 1)
 
 
 def log_uniform_sample(num_samples: int, num_classes: int, device: torch.device) -> Tensor:
     """`num_samples` ids drawn with replacement from the log-uniform distribution, by its
-    inverse CDF floor(exp(u * log(V + 1))) - 1, from torch's global generator."""
-    uniform = torch.rand(num_samples, dtype=torch.float64, device=device)
-    return ((uniform * math.log(num_classes + 1)).exp().floor().long() - 1).clamp_(0, num_classes - 1)
+    inverse CDF floor(exp(u * log(V + 1))) - 1: drawn on the host in float64 from torch's
+    CPU generator (so a seeded run repeats on any device), then moved to `device`."""
+    uniform = torch.rand(num_samples, dtype=torch.float64)
+    ids = ((uniform * math.log(num_classes + 1)).exp().floor().long() - 1).clamp_(0, num_classes - 1)
+    return ids.to(device, non_blocking=True)
 
 
 def log_uniform_draws(num_samples: int, num_classes: int, device: torch.device) -> Tensor:
-    """The distinct ids among `num_samples` log-uniform draws, sorted."""
-    return log_uniform_sample(num_samples, num_classes, device).unique()
+    """The distinct ids among `num_samples` log-uniform draws, sorted, on `device`."""
+    return log_uniform_sample(num_samples, num_classes, torch.device("cpu")).unique().to(device, non_blocking=True)
 
 
 def sampled_softmax_nll(
     features: Tensor, weight: Tensor, bias: Tensor, targets: Tensor, num_samples: int, drawn: Optional[Tensor] = None
 ) -> Tensor:
     """Summed sampled-softmax NLL (fp32) of `targets`: an estimate of the full softmax's loss,
-    for training (Jean et al. 2015; TensorFlow's sampled_softmax_loss). Each call draws
-    `num_samples` classes from the log-uniform distribution (ids must be ordered by
-    frequency, most frequent first), shared by every row (`drawn`: log_uniform_draws' answer,
-    given); each row's softmax then runs over its target and the distinct drawn classes,
-    every logit less the log of its chance of being drawn, and a drawn class that is the
-    row's own target is left out. Cost: rows x (distinct draws + 1) instead of rows x classes.
-    A seeded run repeats its draws. features (N, d), weight (V, d), targets (N,),
-    IGNORE_INDEX allowed."""
+    for training (Jean et al. 2015; TensorFlow's sampled_softmax_loss). Each call makes
+    `num_samples` draws from the log-uniform distribution (ids must be ordered by frequency,
+    most frequent first; 1,024 draws over 7,500 classes give about 530 distinct ones), shared
+    by every row (`drawn`: log_uniform_draws' answer, given); each row's softmax then runs over
+    its target and the distinct drawn classes, every logit less the log of its chance of being
+    drawn, and a drawn class that is the row's own target is left out. Cost: rows x (distinct
+    draws + 1) instead of rows x classes. A seeded run repeats its draws. The products run in
+    the features' dtype (bf16 under autocast), the log-sum-exp in fp32. features (N, d),
+    weight (V, d), targets (N,), IGNORE_INDEX allowed."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     num_classes = weight.size(0)
     valid = targets != IGNORE_INDEX
     safe = targets.clamp(min=0)
@@ -329,12 +336,11 @@ def sampled_softmax_nll(
 
     def log_inclusion(ids: Tensor) -> Tensor:  # log P(id among num_samples draws), fp32
         p = log_uniform_probability(ids, num_classes)
-        return (-torch.expm1(num_samples * torch.log1p(-p))).log().float()
+        return (-torch.expm1(num_samples * torch.log1p(-p))).log()
 
-    x = features.float()
-    target_logits = torch.einsum("nd,nd->n", x, weight.index_select(0, safe).float())
+    target_logits = torch.einsum("nd,nd->n", features, weight.index_select(0, safe)).float()
     target_logits = target_logits + bias.index_select(0, safe).float() - log_inclusion(safe)
-    drawn_logits = torch.addmm(bias.index_select(0, drawn).float(), x, weight.index_select(0, drawn).float().t())
+    drawn_logits = torch.addmm(bias.index_select(0, drawn), features, weight.index_select(0, drawn).t()).float()
     drawn_logits = (drawn_logits - log_inclusion(drawn)).masked_fill(drawn[None, :] == safe[:, None], -math.inf)
     log_normaliser = torch.logsumexp(torch.cat([target_logits[:, None], drawn_logits], dim=1), dim=1)
-    return ((log_normaliser - target_logits) * valid).sum()
+    return torch.where(valid, log_normaliser - target_logits, 0.0).sum()
