@@ -1,7 +1,7 @@
 """Speed switches chosen by timing, not by CPU flags.
 
-Which precision is faster, or how many softmax rows to compute at a time, depends on the
-machine (AMX, AVX512-BF16 only, AVX2 only, a GPU) and on the model's shapes: bf16 pays twice
+Which precision is faster, or how to cut the softmax's logits into matrix products, depends
+on the machine (AMX, AVX512-BF16 only, AVX2 only, a GPU) and on the model's shapes: bf16 pays twice
 over on a CPU with AMX, loses on one with AVX512-BF16 for a tagger's small products, and is
 emulated (several times slower) on one with neither. So the first time a choice is needed,
 `choose` times each candidate on the real shapes (a fraction of a second to a few seconds,
@@ -12,7 +12,8 @@ keyed by this machine (CPU model or GPU name, threads, torch version) and the sh
 
 Overrides: an explicit setting (trainer.precision=fp32, --precision bf16) is never measured;
 NLP_LSTM_SPEED_CHOICES=off takes each switch's default without timing anything (for
-precision: bf16 where the CPU has bf16 instructions, else fp32; the fixed softmax chunk);
+precision: bf16 where the CPU has bf16 instructions, else fp32; for the softmax: 128-row
+products, the old fixed chunk);
 deleting the file measures again.
 """
 

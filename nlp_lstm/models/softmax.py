@@ -1,4 +1,4 @@
-"""Output layers of the language model: a fused full softmax and an adaptive softmax.
+"""Output layers over a vocabulary: a fused full softmax, a sampled one, an adaptive softmax.
 
 The full softmax over a large vocabulary dominates a small LM's step. The textbook way
 (`linear` -> `.float()` -> `cross_entropy`) materialises the fp32 logits, their fp32
@@ -8,9 +8,11 @@ best. `linear_cross_entropy` instead computes the logits in products cut as this
 runs them fastest (row blocks or class blocks, timed once: speed_choices), takes the
 log-softmax in fp32 over cache-sized row chunks, and writes the logits' gradient (softmax -
 one-hot) in place in the compute dtype. Backward is then just the two matrix products.
-Scoring (no gradient) keeps no logits at all: a running log-sum-exp over class blocks. Under
+Scoring (no gradient) keeps a running log-sum-exp over class blocks instead of the logits
+(with class blocks, the timed choice where they win, no (tokens x vocab) array at all). Under
 bf16 autocast the matrix products run in bf16 from one cast of the weight per call, with
-fp32 log-softmax, loss and weight gradient.
+fp32 log-softmax, loss and weight gradient. `sampled_softmax_nll` estimates the loss over
+drawn classes, for a training-only cost (the tagger's).
 """
 
 from __future__ import annotations

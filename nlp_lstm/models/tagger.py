@@ -48,9 +48,10 @@ class NeighbourWordObjective(nn.Module):
         """Summed NLL over the real words of both directions. states (B, T, 2s), words (B, T),
         positions: the flat indices of the real words in (B, T) (TaggingBatch.real_word_positions).
 
-        Only real words are scored (padding would be a third of the rows), each direction's
-        softmax through the fused linear_cross_entropy: no (words x classes) logits, log-softmax
-        and its gradient as three separate arrays."""
+        Only real words are scored (padding would be a third of the rows). In training with
+        num_samples, each direction's softmax is sampled (sampled_softmax_nll: its own draws
+        per direction and step); otherwise it is the full one through the fused
+        linear_cross_entropy."""
         half = states.size(-1) // 2
         boundary = words.new_zeros(words.size(0), 1)
         # Padding is 0 = boundary, so the last real word's successor is the boundary class.
