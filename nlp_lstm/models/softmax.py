@@ -91,8 +91,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # dtype while it is in cache, never as a second full-size pass.
             grad_weight = torch.empty(w.shape, dtype=weight_dtype, device=w.device)
             classes = _weight_gradient_classes(grad_logits, x)
+            same_dtype = weight_dtype == x.dtype
+            # In one precision the upstream gradient scales the small (rows x d) factor, not
+            # the (classes x d) product: one pass over the weight's gradient less. In bf16 it
+            # stays an fp32 factor on the cast product (a bf16 one would bias every entry).
+            scaled = x * grad_output if same_dtype else x
             for j in range(0, w.size(0), classes):
-                torch.mul(grad_logits[:, j : j + classes].t() @ x, grad_output, out=grad_weight[j : j + classes])
+                block, product_of = grad_weight[j : j + classes], grad_logits[:, j : j + classes].t()
+                if same_dtype:
+                    torch.mm(product_of, scaled, out=block)
+                else:
+                    torch.mul(product_of @ x, grad_output, out=block)
         if ctx.needs_input_grad[2]:
             grad_bias = grad_logits.sum(0, dtype=torch.float32).mul_(grad_output).to(bias_dtype)
         return grad_features, grad_weight, grad_bias, None, None
