@@ -252,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="auto: bf16 where the hardware computes it natively (a CPU with AVX512-BF16 or AMX, "
-        "a CUDA card with bf16), else fp32",
+        help="auto: whichever of fp32 and bf16 tags faster with this model here, timed once per "
+        "machine and model shape and kept in the speed-choice cache (README: Speed choices)",
     )
     tag.add_argument("--device", default="auto")
 
