@@ -347,3 +347,29 @@ def test_sampled_softmax_needs_a_sample():
     features, weight, bias, targets = _problem()
     with pytest.raises(ValueError, match="num_samples"):
         sampled_softmax_nll(features, weight, bias, targets, 0)
+
+
+def test_the_scoring_choice_is_timed_on_a_batch_of_rows_even_for_one_short_text(tmp_path, monkeypatch):
+    """The first scoring call decides for every later one (the choice is kept), so a
+    three-token text is timed as at least SCORING_TIMING_ROWS rows."""
+    from nlp_lstm.models import softmax
+
+    monkeypatch.setenv(speed_choices.CACHE_DIR_ENV, str(tmp_path))
+    speed_choices.forget_in_process()
+    timed_rows = []
+    real = softmax._scoring_nll
+
+    def recording(x, *args):
+        timed_rows.append(x.size(0))
+        return real(x, *args)
+
+    monkeypatch.setattr(softmax, "_scoring_nll", recording)
+    features, weight, bias, targets = _problem(n=3)
+    with torch.no_grad():
+        got = linear_cross_entropy(features, weight, bias, targets)
+        expected = F.cross_entropy(
+            F.linear(features, weight, bias), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)  # the text's own rows, scored once
+    assert timed_rows[-1] == 3 and min(timed_rows[:-1]) >= softmax.SCORING_TIMING_ROWS
+    speed_choices.forget_in_process()

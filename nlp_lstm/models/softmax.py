@@ -213,11 +213,19 @@ def _scoring_nll(x: Tensor, w: Tensor, b: Tensor, targets: Tensor, classes: int)
     return torch.where(valid, shift + sum_exp.log() - target_logit, 0.0).sum()
 
 
+SCORING_TIMING_ROWS = 256  # at least this many rows time the scoring choice
+
+
 def _scoring_classes(x: Tensor, w: Tensor, b: Tensor, targets: Tensor) -> int:
-    """Classes per block when scoring: timed once per shape on a CPU."""
-    if x.device.type != "cpu":
+    """Classes per block when scoring: timed once per shape on a CPU, on the first call's
+    rows repeated to at least SCORING_TIMING_ROWS (the answer is kept for every later call,
+    and a one-line `score` or a served text says little about a validation batch)."""
+    if x.device.type != "cpu" or x.size(0) == 0:
         return w.size(0)
     rows, targets = x[:EVAL_ROW_CHUNK], targets[:EVAL_ROW_CHUNK]
+    if rows.size(0) < SCORING_TIMING_ROWS:
+        copies = -(-SCORING_TIMING_ROWS // rows.size(0))
+        rows, targets = rows.repeat(copies, 1), targets.repeat(copies)
     layout = choose(
         "softmax scoring products",
         _shapes(x, w),
