@@ -90,7 +90,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # In vocabulary chunks, so the low-precision product is cast to the weight's
             # dtype while it is in cache, never as a second full-size pass.
             grad_weight = torch.empty(w.shape, dtype=weight_dtype, device=w.device)
-            classes = _weight_gradient_classes(grad_logits, x)
+            classes = _weight_gradient_classes(grad_logits, x, w)
             same_dtype = weight_dtype == x.dtype
             # In one precision the upstream gradient scales the small (rows x d) factor, not
             # the (classes x d) product: one pass over the weight's gradient less. In bf16 it
@@ -169,7 +169,7 @@ def _product_layout(x: Tensor, w: Tensor, b: Tensor, targets: Tensor) -> str:
     )
 
 
-def _weight_gradient_classes(grad_logits: Tensor, x: Tensor) -> int:
+def _weight_gradient_classes(grad_logits: Tensor, x: Tensor, w: Tensor) -> int:
     """Classes of the weight gradient per product: timed once per shape on a CPU."""
     if x.device.type != "cpu":
         return int(DEFAULT_WEIGHT_GRADIENT_CLASSES)
@@ -181,7 +181,7 @@ def _weight_gradient_classes(grad_logits: Tensor, x: Tensor) -> int:
     return int(
         choose(
             "softmax weight-gradient classes per product",
-            f"{grad_logits.size(1)} classes x {x.size(1)}, {str(x.dtype).removeprefix('torch.')}",
+            _shapes(x, w),
             x.device,
             {name: functools.partial(products, int(name)) for name in WEIGHT_GRADIENT_CLASSES},
             default=DEFAULT_WEIGHT_GRADIENT_CLASSES,
@@ -222,22 +222,27 @@ def _scoring_classes(x: Tensor, w: Tensor, b: Tensor, targets: Tensor) -> int:
     and a one-line `score` or a served text says little about a validation batch)."""
     if x.device.type != "cpu" or x.size(0) == 0:
         return w.size(0)
-    rows, targets = x[:EVAL_ROW_CHUNK], targets[:EVAL_ROW_CHUNK]
-    if rows.size(0) < SCORING_TIMING_ROWS:
+
+    @functools.lru_cache(maxsize=None)
+    def timing_rows() -> Tuple[Tensor, Tensor]:  # made only if a timing runs, not at every call
+        rows, wanted = x[:EVAL_ROW_CHUNK], targets[:EVAL_ROW_CHUNK]
         copies = -(-SCORING_TIMING_ROWS // rows.size(0))
-        rows, targets = rows.repeat(copies, 1), targets.repeat(copies)
+        return rows.repeat(copies, 1), wanted.repeat(copies)
+
+    def score(classes: int) -> Tensor:
+        rows, wanted = timing_rows()
+        return _scoring_nll(rows, w, b, wanted, classes)
+
+    classes = {name: _parse_layout(name, x.size(0), w.size(0))[1] for name in SCORING_LAYOUTS}
     layout = choose(
         "softmax scoring products",
         _shapes(x, w),
         x.device,
-        {
-            name: functools.partial(_scoring_nll, rows, w, b, targets, _parse_layout(name, rows.size(0), w.size(0))[1])
-            for name in SCORING_LAYOUTS
-        },
+        {name: functools.partial(score, n) for name, n in classes.items()},
         default=DEFAULT_SCORING_LAYOUT,
         rounds=2,
     )
-    return _parse_layout(layout, rows.size(0), w.size(0))[1]
+    return classes[layout]
 
 
 def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, targets: Tensor) -> Tensor:
